@@ -1,0 +1,3 @@
+from batchflux.cli import entry
+
+entry()

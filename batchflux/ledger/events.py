@@ -1,0 +1,99 @@
+"""Ledger events: one JSON object per line, ``{"v":1,"ts":…,"event":…,"job":…, <fields>}``.
+
+| event          | job  | fields                                                                        |
+|----------------|------|-------------------------------------------------------------------------------|
+| run_started    | null | run_id, manifest, jobs (count), shard ("K/N" or null), version, pid, host     |
+| submit_intent  | id   | fingerprint, model, params (no inline image data), input (local path or URL), |
+|                |      | output (relative path), attempt (1-based submit count for this job)           |
+| submitted      | id   | request_id, status_url, response_url, submitted_at (unix s)                   |
+| state          | id   | request_id, status ("QUEUED" / "PROCESSING")                                  |
+| result         | id   | request_id, output_url, metrics (dict), completed_at (unix s, first seen)     |
+| downloaded     | id   | request_id, path (relative), size, sha256                                     |
+| failed         | id   | request_id (or null), cause, error, http_status (or null)                     |
+| expired        | id   | request_id                                                                    |
+| run_finished   | null | run_id, exit_code, counts (dict), wall_s                                      |
+
+``cause`` is one of :data:`FAILURE_CAUSES`. Events never carry the API key or image bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+LEDGER_FILENAME = "ledger.jsonl"
+LEDGER_VERSION = 1
+
+# Why a job failed, as recorded in ``failed.cause``; ``--retry-failed=CAUSE,…`` selects by it.
+FAILURE_CAUSES = (
+    "moderation",  # FAILED by the server for content (blocked, NSFW, moderation)
+    "invalid",  # rejected parameters: 400 at submit, or a FAILED that names bad input
+    "server",  # FAILED by the worker for any other reason
+    "expired",  # the request's record expired before its result was fetched, and no resubmit is allowed
+    "download",  # the output file could not be downloaded or failed verification after retries
+    "transport",  # gave up after bounded retries of 5xx/transport errors
+    "input",  # the local input image could not be read or uploaded
+)
+
+
+class EventType(StrEnum):
+    RUN_STARTED = "run_started"
+    SUBMIT_INTENT = "submit_intent"
+    SUBMITTED = "submitted"
+    STATE = "state"
+    RESULT = "result"
+    DOWNLOADED = "downloaded"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    RUN_FINISHED = "run_finished"
+
+
+_KNOWN = frozenset(e.value for e in EventType)
+
+
+class UnknownEvent(ValueError):
+    """An event type or ledger version this batchflux does not know (written by a newer one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event: EventType
+    job: str | None = None
+    data: dict[str, Any] = field(default_factory=dict, hash=False)
+    ts: float = 0.0
+    v: int = LEDGER_VERSION
+
+    def encode(self) -> str:
+        """One line of JSON, without the newline. ``ts`` of 0 means "now"."""
+        record: dict[str, Any] = {
+            "v": self.v,
+            "ts": round(self.ts or time.time(), 6),
+            "event": self.event.value,
+            "job": self.job,
+        }
+        record.update(self.data)
+        return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def decode(cls, line: str) -> Event:
+        """Parse one line. ``ValueError`` for malformed JSON or shape; ``UnknownEvent`` for a
+        well-formed event from a newer ledger version or of an unknown type."""
+        record = json.loads(line)
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+        v = record.pop("v", None)
+        name = record.pop("event", None)
+        ts = record.pop("ts", None)
+        job = record.pop("job", None)
+        if not isinstance(v, int) or not isinstance(name, str) or not isinstance(ts, int | float):
+            raise ValueError("missing or mistyped 'v', 'event' or 'ts'")
+        if v > LEDGER_VERSION:
+            raise UnknownEvent(f"ledger version {v} is newer than this batchflux understands ({LEDGER_VERSION})")
+        if name not in _KNOWN:
+            raise UnknownEvent(f"unknown event type {name!r}")
+        if job is not None and not isinstance(job, str):
+            raise ValueError("'job' must be a string or null")
+        return cls(event=EventType(name), job=job, data=record, ts=float(ts), v=v)
