@@ -91,7 +91,7 @@ class Event:
         if not isinstance(v, int) or not isinstance(name, str) or not isinstance(ts, int | float):
             raise ValueError("missing or mistyped 'v', 'event' or 'ts'")
         if v > LEDGER_VERSION:
-            raise UnknownEvent(f"ledger version {v} is newer than this batchflux understands ({LEDGER_VERSION})")
+            raise UnknownEvent(f"ledger version {v} is newer than this batchflux reads ({LEDGER_VERSION})")
         if name not in _KNOWN:
             raise UnknownEvent(f"unknown event type {name!r}")
         if job is not None and not isinstance(job, str):
