@@ -1,0 +1,283 @@
+"""The one place batchflux talks HTTP to Segmind: submit, status, result, upload, credits, media.
+
+Every call has a timeout, every answer is read in full (capped) and turned into a value or one
+of the typed errors drawn in :mod:`batchflux.api.errors`; aiohttp and asyncio exceptions are
+mapped here, once, ``raise X from exc``. The client never retries: what to do next is
+:mod:`batchflux.policy`'s and the engine's call.
+
+The key. The caller's session carries no default headers (checked); ``x-api-key`` is added per
+request and only when the URL's scheme, host and port equal the API base's (or, for uploads,
+the upload URL's). Status and response URLs come from the server and are used as given, but
+one that points anywhere else raises ``Fatal(kind="foreign_host")`` instead of being fetched
+without the key (it would only 401) or with it (a leak): the run stops and says which host.
+Redirects are never followed on API calls, because aiohttp would carry the header along.
+Server-supplied text in error messages is scrubbed of the key.
+
+Submits are not idempotent. A submit failure is ``Transient`` only when the request cannot have
+been accepted (the connection was never made, or the server answered 5xx); anything that may
+have reached the server without a usable answer is ``Ambiguous``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import aiohttp
+from yarl import URL
+
+from batchflux.api.errors import Ambiguous, ApiError, Fatal, JobFailed, Transient
+from batchflux.api.replies import (
+    JobResult,
+    JobStatus,
+    Reply,
+    Submission,
+    accepted,
+    credits_from,
+    failure_for,
+    job_result_from,
+    job_status_from,
+    redact,
+    submission_from,
+    uploaded_url,
+)
+
+if TYPE_CHECKING:
+    from batchflux.outputs import Downloaded
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL: Final = "https://api.segmind.com"
+DEFAULT_UPLOAD_URL: Final = "https://workflows-api.segmind.com/upload-asset"
+MAX_REPLY_BYTES: Final = 4 * 2**20  # API answers are a few hundred bytes; anything this big is not one
+_KEY_HEADER: Final = "x-api-key"
+_JSON_HEADERS: Final = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+Origin = tuple[str, str, int]
+
+
+def origin_of(url: URL) -> Origin | None:
+    """(scheme, host, port) with the scheme's default port filled in; None for a URL without one."""
+    if not url.is_absolute() or url.host is None or url.port is None:
+        return None
+    return (url.scheme.lower(), url.host.lower().rstrip("."), url.port)
+
+
+class ApiClient:
+    """Segmind's async v2 API over one caller-owned ``aiohttp.ClientSession``.
+
+    ``calls`` counts every attempt per kind (submit, status, result, upload, credits, media),
+    failures included.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        upload_url: str | None = None,
+        timeout_s: float = 30.0,
+        media_max_bytes: int = 50 * 2**20,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if _KEY_HEADER in session.headers:
+            raise ValueError(
+                "the session must not carry a default x-api-key header (it would leak to media hosts)"
+            )
+        if not api_key:
+            raise ValueError("an API key is required")
+        self._session = session
+        self._key = api_key
+        self._base = _api_base(base_url)
+        if upload_url is None:
+            upload_url = (
+                DEFAULT_UPLOAD_URL if self._base == URL(DEFAULT_BASE_URL) else f"{self._base}/upload-asset"
+            )
+        self._upload = URL(upload_url)
+        base_origin, upload_origin = origin_of(self._base), origin_of(self._upload)
+        if base_origin is None or upload_origin is None:
+            raise ValueError("base_url and upload_url must be absolute http(s) URLs")
+        self._base_origin: Origin = base_origin
+        self._trusted: frozenset[Origin] = frozenset({base_origin, upload_origin})
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=timeout_s / 2)
+        self._media_max_bytes = media_max_bytes
+        self._wall_clock = wall_clock
+        self.calls: Counter[str] = Counter()
+
+    @property
+    def base_url(self) -> str:
+        return str(self._base)
+
+    @property
+    def upload_url(self) -> str:
+        return str(self._upload)
+
+    def __repr__(self) -> str:  # never the key
+        return f"ApiClient(base_url={str(self._base)!r}, upload_url={str(self._upload)!r})"
+
+    # -- the calls -------------------------------------------------------------------------------
+
+    async def submit(self, model: str, params: Mapping[str, Any]) -> Submission:
+        """POST ``{base}/v2/{model}`` with ``params`` flat in a JSON object."""
+        with self._scrubbing():
+            url = self._base.joinpath("v2", *model.strip("/").split("/"))
+            reply = await self._call("submit", "POST", url, _encode(params))
+            return submission_from(reply, self._base)
+
+    async def status(self, status_url: str) -> JobStatus:
+        """GET the status URL the submit returned."""
+        with self._scrubbing():
+            reply = await self._call("status", "GET", self._api_url(status_url, "status"))
+            return job_status_from(reply)
+
+    async def result(self, response_url: str) -> JobResult:
+        """GET the response URL the submit returned."""
+        with self._scrubbing():
+            reply = await self._call("result", "GET", self._api_url(response_url, "result"))
+            return job_result_from(reply)
+
+    async def upload(self, data_url: str) -> str:
+        """Upload one ``data:`` URI to Segmind storage; returns the hosted file's URL."""
+        with self._scrubbing():
+            reply = await self._call("upload", "POST", self._upload, _encode({"data_urls": [data_url]}))
+            return uploaded_url(reply)
+
+    async def credits(self) -> float:
+        """The account's credits (paid plus free)."""
+        with self._scrubbing():
+            reply = await self._call("credits", "GET", self._base.joinpath("v1", "get-user-credits"))
+            return credits_from(reply)
+
+    async def download(
+        self, url: str, dest: Path, *, output_format: str, timeout_s: float = 120.0
+    ) -> Downloaded:
+        """Download a result's media to ``dest`` (see :func:`batchflux.outputs.download_image`); never
+        sends the key. Counted as ``media``."""
+        from batchflux.outputs import download_image  # imported here: batchflux.outputs imports this package
+
+        self.calls["media"] += 1
+        with self._scrubbing():
+            return await download_image(
+                self._session,
+                url,
+                dest,
+                output_format=output_format,
+                max_bytes=self._media_max_bytes,
+                timeout_s=timeout_s,
+            )
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _api_url(self, raw: str, op: str) -> URL:
+        try:
+            url = URL(raw)
+        except (TypeError, ValueError) as exc:
+            raise Fatal(f"{op}: unusable URL from the API: {raw!r}", kind="config", op=op) from exc
+        if origin_of(url) != self._base_origin:
+            host = url.host or raw
+            raise Fatal(
+                f"{op}: the API pointed at another host ({url.scheme}://{host}); "
+                f"not sending the API key there. Is --base-url right?",
+                kind="foreign_host",
+                op=op,
+            )
+        return url
+
+    async def _call(self, op: str, method: str, url: URL, payload: bytes | None = None) -> Reply:
+        """One HTTP exchange, read in full. Transport failures are mapped here; statuses by the caller."""
+        self.calls[op] += 1
+        headers = dict(_JSON_HEADERS) if payload is not None else {"Accept": "application/json"}
+        if origin_of(url) in self._trusted:
+            headers[_KEY_HEADER] = self._key
+        try:
+            async with self._session.request(
+                method, url, data=payload, headers=headers, timeout=self._timeout, allow_redirects=False
+            ) as resp:
+                body = await _read_capped(resp, MAX_REPLY_BYTES)
+                reply = Reply(
+                    op=op,
+                    status=resp.status,
+                    body=body,
+                    reset_at=resp.headers.get("x-rate-limit-reset-at-utc"),
+                    retry_after=resp.headers.get("Retry-After"),
+                    location=resp.headers.get("Location"),
+                    now_unix=self._wall_clock(),
+                )
+        except _TooLarge as exc:
+            raise self._transport_error(op, f"answer larger than {MAX_REPLY_BYTES} bytes", sent=True) from exc
+        except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
+            raise Transient(f"{op}: could not connect: {exc}", op=op) from exc
+        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
+            raise Fatal(f"{op}: invalid URL {url.host or ''}{url.path}", kind="config", op=op) from exc
+        except TimeoutError as exc:
+            raise self._transport_error(op, "timed out", sent=True) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise self._transport_error(
+                op, f"connection failed: {type(exc).__name__}: {exc}", sent=True
+            ) from exc
+        log.debug("%s %s %s -> %d", op, method, url.path, reply.status)
+        if not accepted(reply):
+            raise failure_for(reply)
+        return reply
+
+    @staticmethod
+    def _transport_error(op: str, what: str, *, sent: bool) -> ApiError:
+        if op == "submit" and sent:
+            return Ambiguous(f"submit: {what}; the request may have been accepted", op=op)
+        return Transient(f"{op}: {what}", op=op)
+
+    @contextmanager
+    def _scrubbing(self) -> Iterator[None]:
+        """Whatever error leaves a public call, its message holds no trace of the key."""
+        try:
+            yield
+        except ApiError as exc:
+            _scrub(exc, self._key)
+            raise
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
+    if resp.content_length is not None:
+        if resp.content_length > cap:
+            raise _TooLarge
+        return await resp.read()
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in resp.content.iter_any():
+        total += len(chunk)
+        if total > cap:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _scrub(exc: ApiError, key: str) -> None:
+    exc.message = redact(exc.message, key)
+    exc.args = tuple(redact(a, key) if isinstance(a, str) else a for a in exc.args)
+    if isinstance(exc, JobFailed):
+        exc.error = redact(exc.error, key)
+
+
+def _api_base(base_url: str) -> URL:
+    """The API root, without a trailing slash or an SDK-style ``/v1``/``/v2`` suffix."""
+    text = base_url.strip().rstrip("/")
+    for suffix in ("/v1", "/v2"):
+        if text.endswith(suffix):
+            text = text[: -len(suffix)]
+    return URL(text)
+
+
+def _encode(params: Mapping[str, Any]) -> bytes:
+    return json.dumps(dict(params), ensure_ascii=False, separators=(",", ":")).encode()
