@@ -6,7 +6,8 @@ The emulator validates submits with the same table, so the client and the "serve
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,3 +131,34 @@ def check_params(schema: ModelSchema, params: Mapping[str, Any]) -> list[tuple[s
             )
         )
     return problems
+
+
+def coerce_text(param: Param, text: str) -> tuple[Any, str | None]:
+    """Type a value written as text (a CSV cell, a ``--set`` value, a YAML scalar): ``(value, why_not)``.
+
+    Integers accept an optional sign and decimal digits, surrounding spaces ignored; choice
+    values ignore surrounding spaces. The typed value still needs :func:`check_value`.
+    """
+    if param.type is int:
+        stripped = text.strip()
+        digits = stripped[1:] if stripped[:1] in "+-" else stripped
+        if not digits.isascii() or not digits.isdigit() or len(digits) > 30:
+            return None, f"{text!r} is not an integer"
+        return int(stripped), None
+    if param.choices is not None:
+        stripped = text.strip()
+        if stripped not in param.choices:
+            hint = did_you_mean(stripped, param.choices, cutoff=0.8)
+            return None, f"{text!r} is not one of {', '.join(param.choices)}{hint}"
+        return param.choices[param.choices.index(stripped)], None  # the table's own (shared) string
+    return text, None
+
+
+def did_you_mean(word: str, candidates: Iterable[str], cutoff: float = 0.6) -> str:
+    """``" (did you mean 'x'?)"`` for the closest candidate (ignoring case first), or ``""``."""
+    pool = list(candidates)
+    folded = {c.lower(): c for c in pool}
+    if word.lower() in folded and folded[word.lower()] != word:
+        return f" (did you mean {folded[word.lower()]!r}?)"
+    close = difflib.get_close_matches(word, pool, n=1, cutoff=cutoff)
+    return f" (did you mean {close[0]!r}?)" if close else ""
