@@ -1,0 +1,12 @@
+"""The HTML report: a before/after gallery of a batch in one self-contained file.
+
+- :mod:`.model` — ledgers and summaries → job rows and header figures (pure).
+- :mod:`.timeline` — submissions and completions over time as inline SVG (pure).
+- :mod:`.render` — the page: escaped markup, inert embedded JSON, a strict CSP (pure).
+- :mod:`.thumbs` — Pillow thumbnails in ``OUT/thumbs/``, made once and reused.
+- :mod:`.build` — :func:`write_report`, the one function that reads and writes files.
+"""
+
+from batchflux.report.build import REPORT_FILENAME, ReportError, write_report
+
+__all__ = ["REPORT_FILENAME", "ReportError", "write_report"]

@@ -1,0 +1,143 @@
+"""Write ``report.html``: read the run directories, make thumbnails, render, write atomically.
+
+This is the report's only I/O; :mod:`.model`, :mod:`.timeline` and :mod:`.render` are pure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from batchflux.ledger import LEDGER_FILENAME, LedgerCorrupt, replay_file
+from batchflux.report.model import JobRow, RunDir, build_model
+from batchflux.report.render import Links, card_data, render_page
+from batchflux.report.thumbs import THUMB_DIRNAME, ensure_thumbs
+from batchflux.report.timeline import timeline_svg
+
+REPORT_FILENAME = "report.html"
+SUMMARY_FILENAME = "summary.json"
+API_KEY_ENV = "SEGMIND_API_KEY"
+REDACTED = "SG_***"
+
+log = logging.getLogger("batchflux.report")
+
+
+class ReportError(Exception):
+    """The report cannot be made: no ledger, an unreadable or corrupt one. The message says which."""
+
+
+def write_report(
+    out_dirs: Sequence[Path], *, dest: Path | None = None, secrets_to_hide: Sequence[str] = ()
+) -> Path:
+    """Write the HTML report of one output directory, or of several merged (shards of one batch).
+
+    ``dest`` defaults to ``out_dirs[0] / "report.html"``; image links are relative to its folder.
+    Thumbnails go to each directory's ``thumbs/``. Returns the path written. Raises
+    :class:`ReportError` when a directory has no readable ledger.
+    """
+    if not out_dirs:
+        raise ReportError("no output directory given")
+    run_dirs = [read_run_dir(Path(d)) for d in out_dirs]
+    model = build_model(run_dirs)
+    dest = Path(dest) if dest is not None else Path(out_dirs[0]) / REPORT_FILENAME
+    dest_dir = dest.absolute().parent
+
+    wanted: list[tuple[Path, Path]] = []
+    for row in model.rows:
+        thumb_dir = row.out_dir / THUMB_DIRNAME
+        wanted += [(p, thumb_dir) for p in (row.input_path, row.output_path) if p is not None and p.is_file()]
+    thumbs = ensure_thumbs(wanted)
+    cards = [card_data(row, _links(row, thumbs, dest_dir)) for row in model.rows]
+
+    page = render_page(
+        model,
+        cards,
+        timeline_svg=timeline_svg(model.timeline),
+        nonce=secrets.token_urlsafe(18),
+        generated=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
+    )
+    page = redact(page, [*secrets_to_hide, os.environ.get(API_KEY_ENV, "")])
+    _write_atomic(dest, page)
+    made = sum(1 for t in thumbs.values() if t is not None)
+    log.info("report: %d jobs, %d thumbnails, written to %s", len(model.rows), made, dest)
+    return dest
+
+
+def read_run_dir(out_dir: Path) -> RunDir:
+    ledger = out_dir / LEDGER_FILENAME
+    if not out_dir.is_dir():
+        raise ReportError(f"{out_dir}: no such directory")
+    if not ledger.is_file():
+        raise ReportError(f"{out_dir}: no {LEDGER_FILENAME} here; is this a batchflux output directory?")
+    try:
+        replay = replay_file(ledger)
+    except LedgerCorrupt as exc:
+        raise ReportError(str(exc)) from exc
+    except (OSError, UnicodeError) as exc:
+        raise ReportError(f"{ledger}: cannot read the ledger ({exc})") from exc
+    return RunDir(path=out_dir, replay=replay, summary=_read_summary(out_dir / SUMMARY_FILENAME))
+
+
+def relative_href(target: Path, base_dir: Path) -> str | None:
+    """``target`` as a URL relative to ``base_dir``: each segment percent-encoded, always starting
+    with ``./`` or ``../`` so that no segment can read as a URL scheme."""
+    try:
+        rel = os.path.relpath(target.absolute(), base_dir)
+    except ValueError:  # another drive on Windows: no relative path exists
+        return None
+    parts = Path(rel).parts
+    href = "/".join(quote(p, safe="") if p not in (".", "..") else p for p in parts)
+    return href if href.startswith("../") else f"./{href}"
+
+
+def redact(text: str, secrets_: Sequence[str]) -> str:
+    for secret in secrets_:
+        if len(secret) >= 8:  # a short string would blank unrelated text; keys are 19 characters
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _links(row: JobRow, thumbs: Mapping[tuple[Path, Path], Path | None], dest_dir: Path) -> Links:
+    thumb_dir = row.out_dir / THUMB_DIRNAME
+
+    def thumb(p: Path | None) -> str | None:
+        made = thumbs.get((p, thumb_dir)) if p is not None else None
+        return relative_href(made, dest_dir) if made is not None else None
+
+    input_ok = row.input_path is not None and (row.input_path, thumb_dir) in thumbs
+    output_ok = row.output_path is not None and (row.output_path, thumb_dir) in thumbs
+    return Links(
+        input_thumb=thumb(row.input_path) if input_ok else None,
+        input_full=relative_href(row.input_path, dest_dir) if input_ok and row.input_path else None,
+        output_thumb=thumb(row.output_path) if output_ok else None,
+        output_full=relative_href(row.output_path, dest_dir) if output_ok and row.output_path else None,
+        output_missing=row.status == "done" and not output_ok,
+    )
+
+
+def _read_summary(path: Path) -> Mapping[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("report: ignoring unreadable %s (%s)", path, exc)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_atomic(dest: Path, text: str) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)

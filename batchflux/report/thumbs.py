@@ -1,0 +1,95 @@
+"""Thumbnails for the report: small JPEGs in ``OUT/thumbs/``, made once and reused.
+
+A thumbnail's name is a hash of its source's resolved path, size and modification time (and
+the thumbnail size), so an unchanged image is never decoded twice across reports, and a
+replaced one gets a fresh thumbnail. Unreadable images get none; the card still links the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+THUMB_DIRNAME = "thumbs"
+THUMB_SIZE = 320  # long side, px: sharp at the card's size on a 2x screen
+THUMB_QUALITY = 80
+MAX_PIXELS = 80_000_000  # refuse to decode anything larger (a decompression bomb, or a mistake)
+
+
+def thumb_name(src: Path, size: int = THUMB_SIZE) -> str | None:
+    """The thumbnail file name for ``src`` as it is now, or None when it is not a readable file."""
+    try:
+        st = src.stat()
+        resolved = src.resolve()
+    except (OSError, RuntimeError):
+        return None
+    if not src.is_file():
+        return None
+    key = f"{resolved}\0{st.st_size}\0{st.st_mtime_ns}\0{size}".encode("utf-8", "surrogateescape")
+    return hashlib.sha256(key).hexdigest()[:32] + ".jpg"
+
+
+def ensure_thumb(src: Path, thumb_dir: Path, size: int = THUMB_SIZE) -> Path | None:
+    """The thumbnail of ``src`` in ``thumb_dir``, made now only if it does not exist yet."""
+    name = thumb_name(src, size)
+    if name is None:
+        return None
+    target = thumb_dir / name
+    if target.exists():
+        return target
+    try:
+        _make(src, target, size)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError, SyntaxError):
+        return None
+    return target
+
+
+def ensure_thumbs(
+    jobs: Iterable[tuple[Path, Path]], *, size: int = THUMB_SIZE, workers: int | None = None
+) -> dict[tuple[Path, Path], Path | None]:
+    """Thumbnails for many ``(source, thumb_dir)`` pairs, each distinct pair once; Pillow
+    releases the GIL while decoding and resizing, so a few threads share the work."""
+    unique = list(dict.fromkeys(jobs))
+    if not unique:
+        return {}
+    workers = workers or min(4, os.cpu_count() or 1)
+    if workers <= 1 or len(unique) < 8:
+        return {pair: ensure_thumb(*pair, size) for pair in unique}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="thumbs") as pool:
+        made = pool.map(lambda pair: ensure_thumb(pair[0], pair[1], size), unique)
+        return dict(zip(unique, made, strict=True))
+
+
+def _make(src: Path, target: Path, size: int) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(src) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise ValueError(f"{im.width}x{im.height} is too large to preview")
+            im.draft("RGB", (size * 2, size * 2))  # JPEG: decode at a reduced scale, much faster
+            img = ImageOps.exif_transpose(im)
+            img.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
+            img = _flatten(img)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        img.save(tmp, "JPEG", quality=THUMB_QUALITY, optimize=True)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    """RGB for JPEG: transparency over white, palettes and greyscale converted."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return img if img.mode == "RGB" else img.convert("RGB")
