@@ -1,0 +1,72 @@
+"""Per-request bookkeeping and the timer-driven poll schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from batchflux.job import Job
+
+
+@dataclass(slots=True, eq=False)
+class Track:
+    """One job's live request: what the poll, result and download stages need."""
+
+    job: Job
+    request_id: str = ""
+    status_url: str = ""
+    response_url: str = ""
+    submitted_mono: float = 0.0  # loop clock
+    submitted_unix: float = 0.0  # wall clock, as in the ledger
+    deadline: float = 0.0  # loop clock: submitted + retention
+    last_unfinished_age: float = 0.0  # age at the last poll that saw it unfinished
+    last_step: float = 0.0
+    polls: int = 0
+    last_status: str = "QUEUED"
+    output_url: str = ""
+    holds_slot: bool = False  # counts toward --max-in-flight
+
+
+@dataclass(order=True, slots=True)
+class _Due:
+    at: float
+    seq: int
+    track: Track = field(compare=False)
+
+
+class PollScheduler:
+    """A heap of due times. :meth:`run` hands each track to ``sink`` when it falls due, sleeping
+    exactly until the earliest due time (or until an earlier one is added)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._heap: list[_Due] = []
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, track: Track, at: float) -> None:
+        earliest = self._heap[0].at if self._heap else None
+        heapq.heappush(self._heap, _Due(at, next(self._seq), track))
+        if earliest is None or at < earliest:
+            self._wake.set()
+
+    async def run(self, sink: Callable[[Track], Awaitable[None]]) -> None:
+        while True:
+            self._wake.clear()
+            if not self._heap:
+                await self._wake.wait()
+                continue
+            delay = self._heap[0].at - self._clock()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                continue
+            due = heapq.heappop(self._heap)
+            await sink(due.track)
