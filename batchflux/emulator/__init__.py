@@ -1,0 +1,17 @@
+"""A faithful local Segmind v2 server: for tests, the demo, benchmarks and users' CI.
+
+It speaks ``segmind-v2.md`` closely enough that the official ``segmind`` SDK works against it
+unchanged. Modules:
+
+- :mod:`.config` — ``EmulatorConfig``, the knobs (latency, workers, quota, faults, credits, ...).
+- :mod:`.schedule`, :mod:`.quota`, :mod:`.account`, :mod:`.jobs` — pure time-driven state.
+- :mod:`.images`, :mod:`.media`, :mod:`.inputs` — output images, hosted bytes, reading inputs.
+- :mod:`.core` — the state and decisions behind every endpoint, with stats.
+- :mod:`.app`, :mod:`.wire` — the aiohttp routes and response shapes (incl. broken ones).
+- :mod:`.server` — ``Emulator``, the async context manager, and ``serve`` for the CLI.
+"""
+
+from batchflux.emulator.config import DEFAULT_API_KEY, FAULT_KINDS, EmulatorConfig
+from batchflux.emulator.server import Emulator, serve
+
+__all__ = ["DEFAULT_API_KEY", "FAULT_KINDS", "Emulator", "EmulatorConfig", "serve"]

@@ -1,0 +1,285 @@
+"""The HTTP face of the emulator: routes of segmind-v2.md plus ``/_emulator/*`` introspection.
+
+Each handler follows the same order: authenticate, count, quota, inject a fault, then the real work.
+Submit faults of the 5xx kind happen before the job exists (nothing billed); "drop" happens after the
+work is done (a dropped submit IS created and billed), which is what makes a submit timeout ambiguous.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import hdrs, web
+
+from batchflux.emulator.core import EmulatorCore, Rejection
+from batchflux.emulator.images import mime_type
+from batchflux.emulator.media import mime_for_ext, parse_data_url
+from batchflux.emulator.wire import (
+    drop_connection,
+    iso_utc,
+    json_error,
+    json_ok,
+    plain_error,
+    server_fault,
+    truncated,
+)
+
+CLIENT_MAX_SIZE = 30 * 1024 * 1024
+CORE: web.AppKey[EmulatorCore] = web.AppKey("core", EmulatorCore)
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _core(request: web.Request) -> EmulatorCore:
+    return request.app[CORE]
+
+
+def _base(request: web.Request) -> str:
+    """Absolute URLs point at this server as bound, or as addressed when bound to a wildcard."""
+    core = _core(request)
+    if core.config.host in _WILDCARD_HOSTS:
+        return f"{request.scheme}://{request.host}"
+    return core.base_url
+
+
+def _unauthorized(core: EmulatorCore, request: web.Request) -> web.Response | None:
+    if core.authorized(request.headers.get("x-api-key")):
+        return None
+    core.counters.unauthorized += 1
+    return json_error(401, "Unauthorized: missing or invalid x-api-key")
+
+
+def _rate_limited(core: EmulatorCore, key: str) -> web.Response | None:
+    decision = core.take_quota(key)
+    if decision.allowed:
+        return None
+    headers = {"x-rate-limit-reset-at-utc": iso_utc(core.unix(decision.reset_at))}
+    if core.config.retry_after:
+        headers["Retry-After"] = str(max(1, math.ceil(decision.reset_at - core.clock())))
+    return json_error(429, "Rate limit exceeded", headers)
+
+
+def _wrong_content_type(request: web.Request) -> web.Response | None:
+    if request.content_type == "application/json":
+        return None
+    return plain_error(406, "Invalid content type")
+
+
+async def _read_json(request: web.Request) -> tuple[Any, web.Response | None]:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return None, json_error(413, f"Request body larger than {CLIENT_MAX_SIZE} bytes")
+    try:
+        return json.loads(raw), None
+    except (ValueError, RecursionError):
+        return None, json_error(400, "Malformed JSON body")
+
+
+async def submit(request: web.Request) -> web.StreamResponse:
+    core = _core(request)
+    if (denied := _unauthorized(core, request)) is not None:
+        return denied
+    key = request.headers["x-api-key"]
+    if (denied := _rate_limited(core, key)) is not None:
+        return denied
+    if (denied := _wrong_content_type(request)) is not None:
+        return denied
+    fault = core.roll_fault("submit")
+    if fault in ("500", "502", "504"):
+        return server_fault(fault)
+    slug = request.match_info["slug"]
+    if not _SLUG.match(slug):
+        return json_error(404, f"Model {slug[:64]!r} not found")
+    body, bad = await _read_json(request)
+    if bad is not None:
+        return bad
+    outcome = core.submit(key, slug, body)
+    if isinstance(outcome, Rejection):
+        if outcome.plain:
+            return plain_error(outcome.status, outcome.message)
+        return json_error(outcome.status, outcome.message)
+    if fault == "drop":
+        return drop_connection(request)
+    base = _base(request)
+    status_url = f"{base}/v2/requests/{outcome.request_id}/status"
+    return json_ok(
+        {
+            "request_id": outcome.request_id,
+            "status": "QUEUED",
+            "poll_url": status_url,
+            "status_url": status_url,
+            "response_url": f"{base}/v2/requests/{outcome.request_id}",
+        }
+    )
+
+
+async def _poll(request: web.Request, endpoint: str) -> web.StreamResponse:
+    core = _core(request)
+    if (denied := _unauthorized(core, request)) is not None:
+        return denied
+    key = request.headers["x-api-key"]
+    if endpoint == "status":
+        core.counters.status_calls += 1
+    else:
+        core.counters.result_calls += 1
+    if core.config.count_polls and (denied := _rate_limited(core, key)) is not None:
+        return denied
+    fault = core.roll_fault(endpoint)
+    if fault in ("500", "502", "504"):
+        return server_fault(fault)
+    request_id = request.match_info["request_id"]
+    record = core.lookup(key, request_id)
+    if record is None:
+        return json_error(404, f"Request {request_id[:100]} not found")
+    now = core.clock()
+    if endpoint == "status":
+        record.status_calls += 1
+        code, body = record.status_body(now)
+    else:
+        record.result_calls += 1
+        code, body = record.result_body(now, core.output_url(_base(request), record))
+        if "output" in body:
+            await core.output_bytes(record)  # render now, so the sha256 is known once the URL is out
+    if fault == "drop":
+        return drop_connection(request)
+    return json_ok(body, status=code)
+
+
+async def status(request: web.Request) -> web.StreamResponse:
+    return await _poll(request, "status")
+
+
+async def result(request: web.Request) -> web.StreamResponse:
+    return await _poll(request, "result")
+
+
+async def upload(request: web.Request) -> web.StreamResponse:
+    core = _core(request)
+    if (denied := _unauthorized(core, request)) is not None:
+        return denied
+    core.counters.upload_calls += 1
+    if (denied := _wrong_content_type(request)) is not None:
+        return denied
+    fault = core.roll_fault("upload")
+    if fault in ("500", "502", "504"):
+        return server_fault(fault)
+    body, bad = await _read_json(request)
+    if bad is not None:
+        return bad
+    items = body.get("data_urls") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not items:
+        return json_error(400, 'Body must be {"data_urls": ["data:<mime>;base64,...", ...]}')
+    names: list[str] = []
+    for i, item in enumerate(items):
+        parsed = parse_data_url(item) if isinstance(item, str) else None
+        if parsed is None or not parsed.data:
+            return json_error(400, f"data_urls[{i}] is not a base64 data URL")
+        names.append(core.media.add_upload(parsed))
+    if fault == "drop":
+        return drop_connection(request)
+    urls = [f"{_base(request)}/media/uploads/{name}" for name in names]
+    return json_ok({"urls": urls, "file_urls": urls, "message": "Files uploaded successfully"})
+
+
+async def credits(request: web.Request) -> web.StreamResponse:
+    core = _core(request)
+    if (denied := _unauthorized(core, request)) is not None:
+        return denied
+    core.counters.credits_calls += 1
+    fault = core.roll_fault("credits")
+    if fault in ("500", "502", "504"):
+        return server_fault(fault)
+    if fault == "drop":
+        return drop_connection(request)
+    return json_ok({"credits": core.credits_left(), "free-credits": 0.0})
+
+
+MediaFetch = Callable[[], Awaitable[tuple[bytes, str] | None]]
+
+
+async def _serve_media(request: web.Request, fetch: MediaFetch) -> web.StreamResponse:
+    core = _core(request)
+    core.counters.media_calls += 1
+    if "x-api-key" in request.headers:
+        core.counters.media_with_key += 1
+    fault = core.roll_fault("media")
+    if fault in ("500", "502", "504"):
+        return server_fault(fault)
+    found = await fetch()
+    if found is None:
+        return json_error(404, "File not found")
+    data, content_type = found
+    if fault == "drop":
+        return drop_connection(request)
+    if fault == "truncate" and request.method != hdrs.METH_HEAD:
+        return await truncated(request, data, content_type)
+    return web.Response(body=data, content_type=content_type)
+
+
+async def media_output(request: web.Request) -> web.StreamResponse:
+    core = _core(request)
+
+    async def fetch() -> tuple[bytes, str] | None:
+        record = core.completed_output(request.match_info["request_id"], request.match_info["ext"])
+        if record is None:
+            return None
+        return await core.output_bytes(record), mime_type(record.ext)
+
+    return await _serve_media(request, fetch)
+
+
+async def media_upload(request: web.Request) -> web.StreamResponse:
+    core = _core(request)
+
+    async def fetch() -> tuple[bytes, str] | None:
+        name = request.match_info["name"]
+        data = core.media.upload(name)
+        return None if data is None else (data, mime_for_ext(name.rsplit(".", 1)[-1]))
+
+    return await _serve_media(request, fetch)
+
+
+async def emulator_stats(request: web.Request) -> web.StreamResponse:
+    return json_ok(_core(request).stats())
+
+
+async def emulator_request(request: web.Request) -> web.StreamResponse:
+    request_id = request.match_info["request_id"]
+    info = _core(request).request_info(request_id)
+    if info is None:
+        return json_error(404, f"Request {request_id[:100]} not found")
+    return json_ok(info)
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own 4xx (unknown path, wrong method, body too large) as ``{"error": ...}``."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {h: v for h, v in exc.headers.items() if h.lower() == "allow"}
+        return json_error(exc.status, exc.reason, headers)
+
+
+def make_app(core: EmulatorCore) -> web.Application:
+    app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=[errors_as_json])
+    app[CORE] = core
+    app.router.add_post("/v2/{slug}", submit)
+    app.router.add_get("/v2/requests/{request_id}/status", status)
+    app.router.add_get("/v2/requests/{request_id}", result)
+    app.router.add_post("/upload-asset", upload)
+    app.router.add_get("/v1/get-user-credits", credits)
+    app.router.add_get("/media/uploads/{name}", media_upload)
+    app.router.add_get(r"/media/{request_id:[0-9A-Za-z-]+}.{ext:png|jpg}", media_output)
+    app.router.add_get("/_emulator/stats", emulator_stats)
+    app.router.add_get("/_emulator/requests/{request_id}", emulator_request)
+    return app

@@ -1,0 +1,99 @@
+"""The emulator's knobs: one frozen value, validated once (pure)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+DEFAULT_API_KEY = "SG_e0e0e0e0e0e0e0e0"
+
+# Fault kinds, in the order a request's one random draw is matched against their rates.
+FAULT_KINDS: tuple[str, ...] = ("500", "502", "504", "drop", "truncate")
+# Endpoints a fault can hit; "truncate" only ever applies to "media".
+ENDPOINTS: frozenset[str] = frozenset({"submit", "status", "result", "upload", "credits", "media"})
+INVALID_PARAMS_AT: tuple[str, ...] = ("submit", "run")
+
+
+def _frozen_faults(faults: Mapping[str, float]) -> Mapping[str, float]:
+    return MappingProxyType(dict(faults))
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorConfig:
+    """Everything that shapes the emulator's behaviour. See README "The emulator" and DESIGN.md.
+
+    Defaults are realistic in shape but fast: sub-second latency, no quota, no faults.
+    """
+
+    keys: tuple[str, ...] = (DEFAULT_API_KEY,)
+    latency_mean: float = 0.3  # seconds of "inference" per job: normal, clipped at latency_min
+    latency_sd: float = 0.1
+    latency_min: float = 0.02
+    workers: int = 64  # server-side worker slots per key; jobs beyond stay QUEUED
+    rpm: int | None = None  # requests per window per key; None = unlimited
+    window_s: float = 60.0  # fixed windows aligned to the emulator's start
+    count_polls: bool = False  # status/result GETs count toward the quota too
+    retry_after: bool = False  # also send Retry-After (whole seconds) on 429
+    faults: Mapping[str, float] = field(default_factory=dict)  # kind -> probability per request
+    fault_endpoints: frozenset[str] = ENDPOINTS
+    moderation_words: tuple[str, ...] = ("nsfw",)
+    invalid_params_at: str = "submit"  # or "run": accepted, then FAILED (422) when a worker runs it
+    retention_s: float = 3600.0  # status/result 404 this long after submission
+    credits: float = 1000.0
+    price: float = 0.10  # charged at submit, refunded when the job FAILs
+    image_long_side: int = 256
+    seed: int = 0  # seeds latency and fault draws
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = a random free port
+
+    def __post_init__(self) -> None:
+        problems = config_problems(self)
+        if problems:
+            raise ValueError("invalid emulator config: " + "; ".join(problems))
+        # Callers may pass any mapping/iterable; keep the stored values immutable.
+        object.__setattr__(self, "faults", _frozen_faults(self.faults))
+        object.__setattr__(self, "keys", tuple(self.keys))
+        object.__setattr__(self, "fault_endpoints", frozenset(self.fault_endpoints))
+        object.__setattr__(self, "moderation_words", tuple(self.moderation_words))
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def config_problems(cfg: EmulatorConfig) -> list[str]:
+    """Every reason ``cfg`` is unusable, empty when it is fine."""
+    problems: list[str] = []
+    if not cfg.keys or not all(isinstance(k, str) and k for k in cfg.keys):
+        problems.append("keys must be a non-empty list of non-empty strings")
+    for name in ("latency_mean", "latency_sd", "latency_min", "credits", "price"):
+        value = getattr(cfg, name)
+        if not _finite(value) or value < 0:
+            problems.append(f"{name} must be a finite number >= 0, not {value!r}")
+    for name in ("window_s", "retention_s"):
+        value = getattr(cfg, name)
+        if not _finite(value) or value <= 0:
+            problems.append(f"{name} must be a finite number > 0, not {value!r}")
+    if not isinstance(cfg.workers, int) or cfg.workers < 1:
+        problems.append(f"workers must be an integer >= 1, not {cfg.workers!r}")
+    if cfg.rpm is not None and (not isinstance(cfg.rpm, int) or cfg.rpm < 1):
+        problems.append(f"rpm must be None or an integer >= 1, not {cfg.rpm!r}")
+    for kind, rate in dict(cfg.faults).items():
+        if kind not in FAULT_KINDS:
+            problems.append(f"unknown fault kind {kind!r} (known: {', '.join(FAULT_KINDS)})")
+        elif not _finite(rate) or not 0 <= rate <= 1:
+            problems.append(f"fault rate for {kind} must be within 0..1, not {rate!r}")
+    if sum(float(r) for r in dict(cfg.faults).values() if _finite(r)) > 1:
+        problems.append("fault rates must add up to at most 1")
+    unknown = set(cfg.fault_endpoints) - ENDPOINTS
+    if unknown:
+        problems.append(f"unknown fault endpoints {sorted(unknown)} (known: {', '.join(sorted(ENDPOINTS))})")
+    if cfg.invalid_params_at not in INVALID_PARAMS_AT:
+        problems.append(f"invalid_params_at must be 'submit' or 'run', not {cfg.invalid_params_at!r}")
+    if not isinstance(cfg.image_long_side, int) or not 8 <= cfg.image_long_side <= 4096:
+        problems.append(f"image_long_side must be an integer within 8..4096, not {cfg.image_long_side!r}")
+    if not isinstance(cfg.port, int) or not 0 <= cfg.port <= 65535:
+        problems.append(f"port must be within 0..65535, not {cfg.port!r}")
+    return problems

@@ -1,0 +1,302 @@
+"""The emulator's state and decisions, free of HTTP: accounts, quota, jobs, faults, counters.
+
+``app.py`` translates requests into calls on :class:`EmulatorCore` and its answers into responses.
+Time comes from an injected monotonic clock (the loop's), so transitions, windows and retention are
+computed on read; unix timestamps in stats are that clock shifted by a fixed offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from batchflux.emulator.account import Account
+from batchflux.emulator.config import FAULT_KINDS, EmulatorConfig
+from batchflux.emulator.images import RenderSpec, label_for, output_ext, output_size, render
+from batchflux.emulator.inputs import InputResolver
+from batchflux.emulator.jobs import COMPLETED, STATES, JobRecord, body_digest
+from batchflux.emulator.media import MediaStore, parse_data_url
+from batchflux.emulator.quota import FixedWindowQuota, QuotaDecision
+from batchflux.emulator.schedule import ActiveCounter, WorkerPool
+from batchflux.schema import FLUX_KONTEXT_MAX, check_params
+
+MAX_ERROR_CHARS = 500
+
+
+@dataclass(slots=True)
+class Counters:
+    submits: int = 0
+    duplicate_submits: int = 0
+    status_calls: int = 0
+    result_calls: int = 0
+    upload_calls: int = 0
+    media_calls: int = 0
+    credits_calls: int = 0
+    rate_limited: int = 0
+    unauthorized: int = 0
+    media_with_key: int = 0
+    faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULT_KINDS, 0))
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A submit the server refuses: HTTP status and message (JSON ``{"error"}`` unless plain)."""
+
+    status: int
+    message: str
+    plain: bool = False
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+class EmulatorCore:
+    def __init__(self, config: EmulatorConfig, clock: Callable[[], float]) -> None:
+        self.config = config
+        self.clock = clock
+        self.base_url = ""  # set by the server once the port is bound
+        self._origin = clock()
+        self._unix_origin = time.time()
+        self._rng = random.Random(config.seed)
+        self._pools: dict[str, WorkerPool] = {}
+        self._active: dict[str, ActiveCounter] = {}
+        self._seen: dict[str, set[str]] = {}
+        self.quota = FixedWindowQuota(config.rpm, config.window_s, self._origin)
+        self.account = Account(config.credits)
+        self.jobs: dict[str, JobRecord] = {}
+        self.counters = Counters()
+        self.submit_times: list[float] = []
+        self.media = MediaStore()
+        self.session: aiohttp.ClientSession | None = None  # for loopback inputs; set by the server
+        self.inputs = InputResolver(self.media, self._own_output, lambda: self.base_url, lambda: self.session)
+        self._render_locks: dict[str, asyncio.Lock] = {}
+
+    # --- time -----------------------------------------------------------------------------------
+    def unix(self, at: float) -> float:
+        return self._unix_origin + (at - self._origin)
+
+    # --- gatekeeping ----------------------------------------------------------------------------
+    def authorized(self, key: str | None) -> bool:
+        return key is not None and key in self.config.keys
+
+    def take_quota(self, key: str) -> QuotaDecision:
+        decision = self.quota.acquire(key, self.clock())
+        if not decision.allowed:
+            self.counters.rate_limited += 1
+        return decision
+
+    def roll_fault(self, endpoint: str) -> str | None:
+        """The fault to inject into this request, if any (one uniform draw per eligible request)."""
+        cfg = self.config
+        if not cfg.faults or endpoint not in cfg.fault_endpoints:
+            return None
+        draw = self._rng.random()
+        edge = 0.0
+        for kind in FAULT_KINDS:
+            if kind == "truncate" and endpoint != "media":
+                continue
+            edge += cfg.faults.get(kind, 0.0)
+            if draw < edge:
+                self.counters.faults[kind] += 1
+                return kind
+        return None
+
+    # --- submit ---------------------------------------------------------------------------------
+    def submit(self, key: str, slug: str, body: Any) -> JobRecord | Rejection:
+        cfg = self.config
+        if not isinstance(body, dict):
+            return Rejection(400, "Request body must be a JSON object of model parameters")
+        error: str | None = None
+        if slug == FLUX_KONTEXT_MAX.slug:
+            problems = check_params(FLUX_KONTEXT_MAX, body)
+            if problems:
+                message = _clip("Invalid parameters: " + "; ".join(f"{f}: {m}" for f, m in problems))
+                if cfg.invalid_params_at == "submit":
+                    return Rejection(400, message)
+                error = message
+        now = self.clock()
+        if not self.account.can_pay(cfg.price, now):
+            return Rejection(406, "Insufficient credits", plain=True)
+        if error is None:
+            error = self._moderation(body.get("prompt"))
+        latency = max(cfg.latency_min, self._rng.gauss(cfg.latency_mean, cfg.latency_sd))
+        slot = self._pool(key).assign(now, latency)
+        self._active.setdefault(key, ActiveCounter()).add(now, slot.finished)
+        self.account.charge(cfg.price)
+        if error is not None:
+            self.account.refund_at(slot.finished, cfg.price)
+        digest = body_digest(slug, body)
+        seen = self._seen.setdefault(key, set())
+        if digest in seen:
+            self.counters.duplicate_submits += 1
+        seen.add(digest)
+        record = JobRecord(
+            request_id=str(uuid.uuid4()),
+            key=key,
+            slug=slug,
+            params=self._compact(body),
+            digest=digest,
+            ext=output_ext(body.get("output_format")),
+            slot=slot,
+            error=error,
+        )
+        self.jobs[record.request_id] = record
+        self.counters.submits += 1
+        self.submit_times.append(self.unix(now))
+        return record
+
+    def _compact(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The parameters to keep: an inline data-URI input is stored once, as an upload, and referenced."""
+        value = body.get("input_image")
+        if not (isinstance(value, str) and value.startswith("data:")):
+            return body
+        parsed = parse_data_url(value)
+        if parsed is None:
+            return body
+        return {**body, "input_image": f"/media/uploads/{self.media.add_upload(parsed)}"}
+
+    def _moderation(self, prompt: Any) -> str | None:
+        if not isinstance(prompt, str):
+            return None
+        lowered = prompt.lower()
+        for word in self.config.moderation_words:
+            if word and word.lower() in lowered:
+                return f"content blocked: the prompt was flagged by the safety filter ({word!r})"
+        return None
+
+    def _pool(self, key: str) -> WorkerPool:
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = WorkerPool(self.config.workers)
+        return pool
+
+    # --- reads ----------------------------------------------------------------------------------
+    def lookup(self, key: str, request_id: str) -> JobRecord | None:
+        """The caller's request, or None when unknown, another key's, or past retention."""
+        record = self.jobs.get(request_id)
+        if record is None or record.key != key or record.expired(self.clock(), self.config.retention_s):
+            return None
+        return record
+
+    def output_url(self, base: str, record: JobRecord) -> str:
+        return f"{base}/media/{record.request_id}.{record.ext}"
+
+    def completed_output(self, request_id: str, ext: str) -> JobRecord | None:
+        record = self.jobs.get(request_id)
+        if record is None or record.ext != ext or record.state(self.clock()) != COMPLETED:
+            return None
+        return record
+
+    async def output_bytes(self, record: JobRecord) -> bytes:
+        """The output image, rendered once (deterministically) and cached while memory allows."""
+        cached = self.media.rendered(record.request_id)
+        if cached is not None:
+            return cached
+        lock = self._render_locks.setdefault(record.request_id, asyncio.Lock())
+        try:
+            async with lock:
+                cached = self.media.rendered(record.request_id)
+                if cached is not None:
+                    return cached
+                data = await self._render(record)
+                self.media.keep_rendered(record.request_id, data)
+                record.sha256 = hashlib.sha256(data).hexdigest()
+                return data
+        finally:
+            if not lock.locked():
+                self._render_locks.pop(record.request_id, None)
+
+    async def _render(self, record: JobRecord) -> bytes:
+        params = record.params
+        source = await self.inputs.resolve(params.get("input_image"))
+        size = output_size(
+            params.get("aspect_ratio", "16:9"),
+            self.config.image_long_side,
+            source.image.size if source.image else None,
+        )
+        seed_bytes = f"{record.digest}:{self.config.seed}:{source.digest}".encode()
+        digest = hashlib.sha256(seed_bytes).digest()
+        spec = RenderSpec(size, record.ext, label_for(params.get("prompt")), digest)
+        return await asyncio.to_thread(render, spec, source.image)
+
+    async def _own_output(self, request_id: str) -> bytes | None:
+        record = self.jobs.get(request_id)
+        if record is None or record.state(self.clock()) != COMPLETED:
+            return None
+        return await self.output_bytes(record)
+
+    # --- introspection --------------------------------------------------------------------------
+    def credits_left(self) -> float:
+        return round(self.account.balance(self.clock()), 6)
+
+    def stats(self) -> dict[str, Any]:
+        now = self.clock()
+        by_state = dict.fromkeys(STATES, 0)
+        for record in self.jobs.values():
+            by_state[record.state(now)] += 1
+        c = self.counters
+        return {
+            "submits": c.submits,
+            "duplicate_submits": c.duplicate_submits,
+            "status_calls": c.status_calls,
+            "result_calls": c.result_calls,
+            "upload_calls": c.upload_calls,
+            "media_calls": c.media_calls,
+            "credits_calls": c.credits_calls,
+            "rate_limited": c.rate_limited,
+            "faults": dict(c.faults),
+            "media_with_key": c.media_with_key,
+            "peak_active": max((a.peak for a in self._active.values()), default=0),
+            "jobs_by_state": by_state,
+            "credits_left": self.credits_left(),
+            "unauthorized": c.unauthorized,
+            "submit_times": list(self.submit_times),
+        }
+
+    def request_info(self, request_id: str) -> dict[str, Any] | None:
+        record = self.jobs.get(request_id)
+        if record is None:
+            return None
+        now = self.clock()
+        state = record.state(now)
+        slot = record.slot
+        return {
+            "request_id": record.request_id,
+            "state": state,
+            "submitted_at": self.unix(slot.submitted),
+            "started_at": self.unix(slot.started) if now >= slot.started else None,
+            "completed_at": self.unix(slot.finished) if now >= slot.finished else None,
+            "output_url": self.output_url(self.base_url, record) if state == COMPLETED else None,
+            "sha256": record.sha256,
+            "error": record.error if now >= slot.finished else None,
+            "status_calls": record.status_calls,
+            "result_calls": record.result_calls,
+        }
+
+    # --- knobs ----------------------------------------------------------------------------------
+    def reconfigure(self, **changes: Any) -> None:
+        """Replace knobs at runtime. Unknown names raise TypeError, bad values ValueError."""
+        old = self.config
+        new = dataclasses.replace(old, **changes)
+        if (new.host, new.port) != (old.host, old.port):
+            raise ValueError("host and port cannot change while the emulator runs")
+        if new.workers != old.workers:
+            for pool in self._pools.values():
+                pool.resize(new.workers)
+        if (new.rpm, new.window_s) != (old.rpm, old.window_s):
+            self.quota.reconfigure(new.rpm, new.window_s)
+        if "credits" in changes:
+            self.account.reset(new.credits, self.clock())
+        if "seed" in changes:
+            self._rng.seed(new.seed)
+        self.config = new

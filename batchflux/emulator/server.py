@@ -1,0 +1,135 @@
+"""Running the emulator: an async context manager on a (random) port, and a serve-until-signalled loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from batchflux.emulator.app import make_app
+from batchflux.emulator.config import EmulatorConfig
+from batchflux.emulator.core import EmulatorCore
+
+SHUTDOWN_TIMEOUT_S = 2.0
+
+
+def _url_host(host: str) -> str:
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+class Emulator:
+    """A Segmind v2 emulator serving in the running loop.
+
+    ``async with Emulator(EmulatorConfig(rpm=5)) as emu:`` then point a client at ``emu.base_url``
+    with the key ``DEFAULT_API_KEY``. ``stats()``, ``request_info()`` and ``reconfigure()`` act on the
+    live server.
+    """
+
+    def __init__(self, config: EmulatorConfig | None = None, *, access_log: bool = False) -> None:
+        self._config = config if config is not None else EmulatorConfig()
+        self._access_log = access_log
+        self._core: EmulatorCore | None = None
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.base_url = ""
+        self.port = 0
+
+    @property
+    def config(self) -> EmulatorConfig:
+        return self._core.config if self._core else self._config
+
+    @property
+    def core(self) -> EmulatorCore:
+        if self._core is None:
+            raise RuntimeError("the emulator is not running")
+        return self._core
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("the emulator is already running")
+        loop = asyncio.get_running_loop()
+        core = EmulatorCore(self._config, clock=loop.time)
+        runner = web.AppRunner(
+            make_app(core),
+            access_log=logging.getLogger("aiohttp.access") if self._access_log else None,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._config.host, self._config.port, reuse_address=True)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        port = int(runner.addresses[0][1])
+        self.port = port
+        self.base_url = f"http://{_url_host(self._config.host)}:{port}"
+        core.base_url = self.base_url
+        core.session = self._session = aiohttp.ClientSession()
+        self._core, self._runner = core, runner
+
+    async def stop(self) -> None:
+        runner, session = self._runner, self._session
+        self._runner = self._session = None
+        try:
+            if runner is not None:
+                await runner.cleanup()
+        finally:
+            if session is not None:
+                await session.close()
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def stats(self) -> dict[str, Any]:
+        """The same JSON as ``GET /_emulator/stats``."""
+        return self.core.stats()
+
+    def request_info(self, request_id: str) -> dict[str, Any] | None:
+        """The same JSON as ``GET /_emulator/requests/{id}``; None for an id never issued."""
+        return self.core.request_info(request_id)
+
+    def reconfigure(self, **changes: Any) -> None:
+        """Replace knobs at runtime, e.g. ``reconfigure(faults={}, rpm=None)``."""
+        self.core.reconfigure(**changes)
+
+
+async def serve(
+    config: EmulatorConfig,
+    on_ready: Callable[[Emulator], None],
+    *,
+    access_log: bool = False,
+) -> None:
+    """Serve until SIGINT or SIGTERM, calling ``on_ready`` once the port is bound."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with Emulator(config, access_log=access_log) as emulator:
+            on_ready(emulator)
+            await stop.wait()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
