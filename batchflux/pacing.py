@@ -49,7 +49,7 @@ def parse_rate(text: str) -> Rate:
     limit = int(m.group(1))
     period = float(m.group(2) or 1) * _UNITS[m.group(3) or "s"]
     if limit < 1 or period <= 0:
-        raise ValueError(f"{text!r}: the limit and the period must be positive")
+        raise ValueError(f"{text!r}: a rate needs a positive limit and period")
     return Rate(limit, period)
 
 

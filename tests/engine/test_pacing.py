@@ -1,0 +1,111 @@
+"""Pacing primitives: the rate grammar, the sliding window, the pause gate, AIMD."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from batchflux.pacing import AdaptiveRate, PauseGate, Rate, SlidingWindowLimiter, parse_rate
+
+
+@pytest.mark.parametrize(
+    ("text", "rate"),
+    [
+        ("60/6s", Rate(60, 6.0)),
+        ("50/60", Rate(50, 60.0)),
+        ("50/m", Rate(50, 60.0)),
+        ("1000/1h", Rate(1000, 3600.0)),
+        (" 5 / 0.5s ", Rate(5, 0.5)),
+    ],
+)
+def test_parse_rate(text: str, rate: Rate) -> None:
+    assert parse_rate(text) == rate
+
+
+@pytest.mark.parametrize("text", ["", "60", "/6s", "60/", "0/6s", "60/0s", "60/6d", "a/b", "-1/6s"])
+def test_parse_rate_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="rate"):
+        parse_rate(text)
+
+
+def test_rate_split_between_shards() -> None:
+    assert Rate(50, 60).split(4) == Rate(12, 60)
+    assert Rate(3, 60).split(4) == Rate(1, 60)
+
+
+async def test_sliding_window_never_exceeds_limit_in_any_window() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = SlidingWindowLimiter(Rate(5, 0.2), loop.time)
+    stamps: list[float] = []
+
+    async def take() -> None:
+        await limiter.acquire()
+        stamps.append(loop.time())
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(17):
+            tg.create_task(take())
+    stamps.sort()
+    assert len(stamps) == 17
+    # Any six consecutive acquisitions span at least one full period.
+    for i in range(len(stamps) - 5):
+        assert stamps[i + 5] - stamps[i] >= 0.2 - 1e-3
+    # And the first window's quota went out at once, not spread over it.
+    assert stamps[4] - stamps[0] < 0.1
+
+
+async def test_settle_moves_the_window_to_the_answer() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = SlidingWindowLimiter(Rate(1, 0.1), loop.time)
+    slot = await limiter.acquire()
+    await asyncio.sleep(0.05)
+    limiter.settle(slot)  # the server answered 50 ms later
+    settled = slot[0]
+    await limiter.acquire()
+    assert loop.time() >= settled + 0.1 - 1e-3
+
+
+async def test_pause_gate_holds_every_caller_until_the_latest_reset() -> None:
+    loop = asyncio.get_running_loop()
+    gate = PauseGate(loop.time)
+    gate.pause_for(0.05)
+    gate.pause_for(0.1)
+    gate.pause_for(0.01)  # an earlier reset never shortens the pause
+    assert gate.paused
+    start = loop.time()
+    await asyncio.gather(gate.wait(), gate.wait())
+    assert loop.time() - start >= 0.1 - 1e-3
+    assert not gate.paused
+    assert gate.pauses == 1
+
+
+def test_adaptive_rate_halves_on_429_and_recovers() -> None:
+    now = [0.0]
+    rate = AdaptiveRate(lambda: now[0], window=10.0)
+    assert rate.rate is None
+    for i in range(100):  # 10 per second for 10 s
+        now[0] = i * 0.1
+        rate.on_success()
+    rate.on_rate_limited()
+    assert rate.rate == pytest.approx(5.0, rel=0.02)
+    rate.on_rate_limited()
+    assert rate.rate is not None
+    assert rate.rate < 5.0
+    low = rate.rate
+    for _ in range(20):
+        rate.on_success()
+    assert rate.rate is not None
+    assert rate.rate > low
+
+
+@given(st.lists(st.sampled_from(["ok", "429"]), max_size=200))
+def test_adaptive_rate_stays_above_floor(events: list[str]) -> None:
+    now = [0.0]
+    rate = AdaptiveRate(lambda: now[0], floor=0.2)
+    for i, ev in enumerate(events):
+        now[0] = i * 0.05
+        rate.on_success() if ev == "ok" else rate.on_rate_limited()
+        assert rate.rate is None or rate.rate >= 0.2
