@@ -1,0 +1,180 @@
+"""Run logging: batchflux.log (rotated), text and JSON lines, the console through tqdm's redirect,
+and the API key redacted from every one of them."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from batchflux.logsetup import LOG_FILENAME, LOGGER_NAME, REDACTED, configure_logging
+
+KEY = "SG_0123456789abcdef"
+log = logging.getLogger("batchflux.engine")  # a child, as the engine's modules use
+Teardowns = list[Callable[[], None]]
+
+
+@pytest.fixture
+def teardowns() -> Iterator[Teardowns]:
+    pending: Teardowns = []
+    yield pending
+    for teardown in pending:
+        teardown()
+
+
+def _fail_with_key() -> None:
+    raise RuntimeError(f"server said: bad key {KEY}")
+
+
+def test_text_file_is_redacted(tmp_path: Path, teardowns: Teardowns) -> None:
+    teardowns.append(configure_logging(tmp_path, fmt="text", secrets=[KEY], console=False))
+    log.info("submitting with key %s to %s", KEY, "https://api.segmind.com")
+    log.warning("header x-api-key: " + KEY, extra={"job": "a"})
+    try:
+        _fail_with_key()
+    except RuntimeError:
+        log.exception("call failed")
+    teardowns.pop()()
+    text = (tmp_path / LOG_FILENAME).read_text()
+    assert KEY not in text
+    assert f"submitting with key {REDACTED} to https://api.segmind.com" in text
+    assert f"header x-api-key: {REDACTED}" in text
+    assert f"RuntimeError: server said: bad key {REDACTED}" in text  # the traceback too
+    assert "batchflux.engine: call failed" in text
+    first = text.splitlines()[0]
+    assert first[:4].isdigit()
+    assert first.split(" ")[0].endswith("Z")  # UTC timestamps in the file
+
+
+def test_json_lines_are_redacted_and_carry_extras(tmp_path: Path, teardowns: Teardowns) -> None:
+    teardowns.append(configure_logging(tmp_path, fmt="json", secrets=[KEY], console=False))
+    log.info("job %s done", "img-1", extra={"job": "img-1", "elapsed_s": 24.5, "request_id": "r-1"})
+    log.warning("odd answer", extra={"body": {"echo": KEY}, "header": f"x-api-key={KEY}"})
+    try:
+        _fail_with_key()
+    except RuntimeError:
+        log.error("boom %s", KEY, exc_info=True)
+    teardowns.pop()()
+    raw = (tmp_path / LOG_FILENAME).read_text()
+    assert KEY not in raw
+    lines = [json.loads(line) for line in raw.splitlines()]
+    assert len(lines) == 3
+    first = lines[0]
+    assert first["level"] == "INFO"
+    assert first["logger"] == "batchflux.engine"
+    assert first["msg"] == "job img-1 done"
+    assert first["job"] == "img-1"
+    assert first["elapsed_s"] == 24.5
+    assert first["ts"].endswith("Z")
+    assert lines[1]["header"] == f"x-api-key={REDACTED}"
+    assert lines[1]["body"] == {"echo": REDACTED}  # a non-string extra, serialised then redacted
+    assert lines[2]["msg"] == f"boom {REDACTED}"
+    assert f"server said: bad key {REDACTED}" in lines[2]["exc"]
+
+
+def test_console_goes_to_stderr_and_through_tqdm_redirect(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], teardowns: Teardowns
+) -> None:
+    teardowns.append(configure_logging(tmp_path, fmt="text", secrets=[KEY], console=True))
+    log.info("plain %s", KEY)
+    logger = logging.getLogger(LOGGER_NAME)
+    before = list(logger.handlers)
+    with tqdm(total=3, file=io.StringIO()) as bar, logging_redirect_tqdm(loggers=[logger]):
+        # tqdm swapped our stderr handler for its own; the file handler stays.
+        assert len(logger.handlers) == 2
+        assert any(isinstance(h, logging.handlers.RotatingFileHandler) for h in logger.handlers)
+        ours = next(h for h in before if not isinstance(h, logging.FileHandler))
+        assert ours not in logger.handlers
+        log.warning("during the bars %s", KEY)
+        # A tqdm that copies no filters (releases before the fix of tqdm#1581) still keeps the formatter.
+        tqdm_handler = next(h for h in logger.handlers if h not in before)
+        for f in list(tqdm_handler.filters):
+            tqdm_handler.removeFilter(f)
+        logging.getLogger(LOGGER_NAME).error("bare record " + KEY)
+        bar.update(3)
+    assert logger.handlers == before  # restored
+    err = capsys.readouterr().err
+    assert KEY not in err
+    assert f"plain {REDACTED}" in err
+    assert f"during the bars {REDACTED}" in err
+    assert f"bare record {REDACTED}" in err
+    teardowns.pop()()
+    file_text = (tmp_path / LOG_FILENAME).read_text()
+    assert f"during the bars {REDACTED}" in file_text
+    assert KEY not in file_text
+
+
+def test_rotation_keeps_a_bounded_number_of_files(tmp_path: Path, teardowns: Teardowns) -> None:
+    teardowns.append(configure_logging(tmp_path, console=False, max_bytes=2000, backup_count=2))
+    for i in range(200):
+        log.info("line %d %s", i, "x" * 50)
+    teardowns.pop()()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [LOG_FILENAME, f"{LOG_FILENAME}.1", f"{LOG_FILENAME}.2"]
+    assert all((tmp_path / n).stat().st_size <= 2000 for n in names)
+    assert "line 199 " in (tmp_path / LOG_FILENAME).read_text()
+
+
+def test_levels_teardown_and_restoring_the_logger(tmp_path: Path) -> None:
+    logger = logging.getLogger(LOGGER_NAME)
+    saved = (logger.level, logger.propagate, list(logger.handlers))
+    teardown = configure_logging(tmp_path, level="WARNING", console=False)
+    log.info("not shown")
+    log.warning("shown")
+    teardown()
+    teardown()  # twice is harmless
+    log.warning("after teardown")
+    text = (tmp_path / LOG_FILENAME).read_text()
+    assert "shown" in text
+    assert "not shown" not in text
+    assert "after teardown" not in text
+    assert (logger.level, logger.propagate, list(logger.handlers)) == saved
+
+
+def test_no_out_dir_means_no_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    teardown = configure_logging(None, fmt="json", secrets=[KEY], console=True)
+    try:
+        log.info("hello %s", KEY)
+    finally:
+        teardown()
+    line = json.loads(capsys.readouterr().err.strip())
+    assert line["msg"] == f"hello {REDACTED}"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_secrets_and_bad_format_strings_do_not_break_logging(
+    tmp_path: Path, teardowns: Teardowns
+) -> None:
+    teardowns.append(configure_logging(tmp_path, secrets=["", None], console=False))
+    log.info("nothing to hide")
+    teardowns.append(configure_logging(tmp_path / "b", secrets=[KEY], console=False))
+    log.info("count %d", "not a number")  # the filter formats the message: it must not raise
+    for teardown in reversed(teardowns):
+        teardown()
+    teardowns.clear()
+    assert "nothing to hide" in (tmp_path / LOG_FILENAME).read_text()
+    assert "not a number" in (tmp_path / "b" / LOG_FILENAME).read_text()
+
+
+def test_unknown_format_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'text' or 'json'"):
+        configure_logging(tmp_path, fmt="xml")
+    assert not (tmp_path / LOG_FILENAME).exists()
+
+
+def test_json_escaped_secret_is_redacted(tmp_path: Path, teardowns: Teardowns) -> None:
+    odd = 'se"cret\\ünï'
+    teardowns.append(configure_logging(tmp_path, fmt="json", secrets=[odd], console=False))
+    log.info("x", extra={"data": {"k": odd}})  # repr inside, escaped by json.dumps
+    log.info("y %s", odd)
+    teardowns.pop()()
+    raw = (tmp_path / LOG_FILENAME).read_text()
+    assert json.loads(raw.splitlines()[1])["msg"] == f"y {REDACTED}"
+    assert 'se\\"cret' not in raw
+    assert "cret" not in raw.replace(REDACTED, "")
