@@ -178,3 +178,34 @@ def test_json_escaped_secret_is_redacted(tmp_path: Path, teardowns: Teardowns) -
     assert json.loads(raw.splitlines()[1])["msg"] == f"y {REDACTED}"
     assert 'se\\"cret' not in raw
     assert "cret" not in raw.replace(REDACTED, "")
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_the_filter_cleans_the_record_itself(tmp_path: Path, teardowns: Teardowns) -> None:
+    # A handler added later without any redaction of its own (say, by an embedding app) gets a clean record.
+    teardowns.append(configure_logging(tmp_path, secrets=[KEY], console=False))
+    collect = _Collect()
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(collect)
+    try:
+        try:
+            _fail_with_key()
+        except RuntimeError:
+            log.error("key %s", KEY, exc_info=True, stack_info=True, extra={"token": KEY})
+    finally:
+        logger.removeHandler(collect)
+    (record,) = collect.records
+    assert record.getMessage() == f"key {REDACTED}"
+    assert record.exc_text is not None
+    assert KEY not in record.exc_text
+    assert REDACTED in record.exc_text
+    assert record.__dict__["token"] == REDACTED
+    assert KEY not in logging.Formatter().format(record)
