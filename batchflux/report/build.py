@@ -29,7 +29,7 @@ REDACTED = "SG_***"
 log = logging.getLogger("batchflux.report")
 
 
-class ReportError(Exception):
+class ReportError(ValueError):
     """The report cannot be made: no ledger, an unreadable or corrupt one. The message says which."""
 
 

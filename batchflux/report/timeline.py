@@ -75,7 +75,11 @@ def timeline_svg(tl: Timeline, *, width: int = WIDTH, height: int = HEIGHT) -> s
     parts.append(
         _legend(PAD_L, legend_y, SUBMIT_COLOUR, f"submitted ({len(tl.submits)})")
         + _legend(PAD_L + 170, legend_y, COMPLETE_COLOUR, f"results received ({len(tl.completions)})")
-        + (_legend(PAD_L + 370, legend_y, FAIL_COLOUR, f"failed ({len(tl.failures)})") if tl.failures else "")
+        + (
+            _legend(PAD_L + 370, legend_y, FAIL_COLOUR, f"failed or expired ({len(tl.failures)})")
+            if tl.failures
+            else ""
+        )
     )
     parts.append("</svg>")
     return "".join(parts)
@@ -140,5 +144,5 @@ def _legend(x: float, y: float, colour: str, label: str) -> str:
 def _aria(tl: Timeline) -> str:
     return (
         f"Timeline over {format_duration(tl.span_s)}: {len(tl.submits)} submitted, "
-        f"{len(tl.completions)} results received, {len(tl.failures)} failed"
+        f"{len(tl.completions)} results received, {len(tl.failures)} failed or expired"
     )
