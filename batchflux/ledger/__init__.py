@@ -3,13 +3,26 @@
 - :mod:`.events` — the event vocabulary and its versioned JSON encoding (pure).
 - :mod:`.replay` — fold a ledger's lines into per-job records (pure).
 - :mod:`.writer` — the one appender, with flush-before-dependent-action and group-commit fsync.
+
+Resume decisions built on a replay live in :mod:`batchflux.resume`; ``batchflux status`` reads
+ledgers through :mod:`batchflux.runstate`.
 """
 
-from batchflux.ledger.events import LEDGER_FILENAME, LEDGER_VERSION, Event, EventType
-from batchflux.ledger.replay import JobRecord, JobState, LedgerCorrupt, Replay, RunRecord, replay_file
+from batchflux.ledger.events import FAILURE_CAUSES, LEDGER_FILENAME, LEDGER_VERSION, Event, EventType
+from batchflux.ledger.replay import (
+    JobRecord,
+    JobState,
+    LedgerCorrupt,
+    LedgerTooNew,
+    Replay,
+    RunRecord,
+    replay_file,
+    replay_lines,
+)
 from batchflux.ledger.writer import LedgerWriter
 
 __all__ = [
+    "FAILURE_CAUSES",
     "LEDGER_FILENAME",
     "LEDGER_VERSION",
     "Event",
@@ -17,8 +30,10 @@ __all__ = [
     "JobRecord",
     "JobState",
     "LedgerCorrupt",
+    "LedgerTooNew",
     "LedgerWriter",
     "Replay",
     "RunRecord",
     "replay_file",
+    "replay_lines",
 ]

@@ -6,14 +6,17 @@
 | submit_intent  | id   | fingerprint, model, params (no inline image data), input (local path or URL), |
 |                |      | output (relative path), attempt (1-based submit count for this job)           |
 | submitted      | id   | request_id, status_url, response_url, submitted_at (unix s)                   |
-| state          | id   | request_id, status ("QUEUED" / "PROCESSING")                                  |
+| state          | id   | request_id, status ("QUEUED" / "PROCESSING"); or request_id null, status      |
+|                |      | "NOT_SUBMITTED", reason: the submit certainly created nothing (closes intent) |
 | result         | id   | request_id, output_url, metrics (dict), completed_at (unix s, first seen)     |
 | downloaded     | id   | request_id, path (relative), size, sha256                                     |
-| failed         | id   | request_id (or null), cause, error, http_status (or null)                     |
+| failed         | id   | request_id (or null), cause, error, http_status (or null); fingerprint when   |
+|                |      | no submit_intent came first (optional)                                        |
 | expired        | id   | request_id                                                                    |
 | run_finished   | null | run_id, exit_code, counts (dict), wall_s                                      |
 
 ``cause`` is one of :data:`FAILURE_CAUSES`. Events never carry the API key or image bytes.
+A ``failed`` closes an open intent (the submit was answered); so does ``state`` NOT_SUBMITTED.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class EventType(StrEnum):
 
 
 _KNOWN = frozenset(e.value for e in EventType)
+_ENVELOPE = frozenset({"v", "ts", "event", "job"})
 
 
 class UnknownEvent(ValueError):
@@ -68,6 +72,10 @@ class Event:
 
     def encode(self) -> str:
         """One line of JSON, without the newline. ``ts`` of 0 means "now"."""
+        if not _ENVELOPE.isdisjoint(self.data):
+            raise ValueError(
+                f"event data may not use the envelope keys {sorted(_ENVELOPE & self.data.keys())}"
+            )
         record: dict[str, Any] = {
             "v": self.v,
             "ts": round(self.ts or time.time(), 6),

@@ -2,11 +2,13 @@
 
 Durability contract (README, "What survives a crash"):
 
-- :meth:`LedgerWriter.append` writes the line and flushes it to the OS before returning, so an
+- :meth:`LedgerWriter.append` writes the whole line and hands it to the OS before returning, so an
   event that a later action depends on (the ``submitted`` request_id before the first poll) has
   left the process before that action: a ``kill -9`` cannot lose it.
 - ``fsync`` — what survives a power loss — runs at most every 200 ms as a group commit
   (:meth:`sync_forever`, run inside the engine's TaskGroup) and once more on :meth:`close`.
+- A write that fails part-way (a full disk) is cut back off the file before the error propagates,
+  so the ledger never carries a torn line in its middle.
 
 Only the event loop's thread calls :meth:`append`, so lines never interleave: the writer is a
 single appender by construction, with no queue in front of it to lose events from.
@@ -20,7 +22,8 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from batchflux.ledger.events import Event
+from batchflux.ledger.events import Event, UnknownEvent
+from batchflux.ledger.replay import parse_line
 
 GROUP_COMMIT_INTERVAL_S = 0.2
 
@@ -28,17 +31,32 @@ GROUP_COMMIT_INTERVAL_S = 0.2
 class LedgerWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.repaired_tail: int = 0  # bytes of a torn last line moved aside when opening
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.repaired_tail = _set_aside_torn_tail(path)
+        created = not path.exists()
+        self.repaired_tail: int = _set_aside_torn_tail(path)  # bytes of a torn last line moved aside
         self._fh: BinaryIO = path.open("ab", buffering=0)
+        self._size = self._fh.seek(0, os.SEEK_END)
+        if created:
+            fsync_dir(path.parent)  # the new file's directory entry must survive a power loss too
         self._dirty = False
         self.events_written = 0
 
     def append(self, event: Event) -> None:
         line = (event.encode() + "\n").encode("utf-8")
-        # buffering=0: one write() syscall per event, so the line is in the OS when we return.
-        self._fh.write(line)
+        view = memoryview(line)
+        written = 0
+        try:
+            # buffering=0: a write() syscall per event, so the line is in the OS when we return.
+            while written < len(line):
+                n = self._fh.write(view[written:])
+                if not n:
+                    raise OSError(f"could not append to {self.path}")
+                written += n
+        except BaseException:
+            if written:
+                os.ftruncate(self._fh.fileno(), self._size)  # leave no torn line for the next append
+            raise
+        self._size += written
         self._dirty = True
         self.events_written += 1
 
@@ -48,12 +66,19 @@ class LedgerWriter:
             os.fsync(self._fh.fileno())
 
     async def sync_forever(self, interval: float = GROUP_COMMIT_INTERVAL_S) -> None:
-        """Group commit: fsync whatever was appended in the last ``interval`` seconds."""
+        """Group commit: fsync whatever was appended in the last ``interval`` seconds.
+
+        The fsync runs in a thread on a duplicate descriptor, so a :meth:`close` (or a cancel) that
+        happens meanwhile cannot pull the descriptor out from under it."""
         while True:
             await asyncio.sleep(interval)
-            if self._dirty:
-                self._dirty = False
-                await asyncio.to_thread(os.fsync, self._fh.fileno())
+            if self._dirty and not self._fh.closed:
+                self._dirty = False  # appends made during the fsync mark it dirty again
+                await asyncio.to_thread(_fsync_dup, os.dup(self._fh.fileno()))
+
+    @property
+    def closed(self) -> bool:
+        return self._fh.closed
 
     def close(self) -> None:
         if not self._fh.closed:
@@ -67,10 +92,33 @@ class LedgerWriter:
         self.close()
 
 
+def fsync_dir(directory: Path) -> None:
+    """Make a directory's entries (a created or renamed file) durable; a no-op where unsupported."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_dup(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _set_aside_torn_tail(path: Path) -> int:
-    """A crash can leave a last line without its newline. Appending after it would turn it into
-    a corrupt middle line, so move those bytes to ``<ledger>.torn`` (kept, never deleted) and cut
-    the ledger back to its last complete line. Returns the number of bytes moved."""
+    """A crash can leave a torn last line (a write cut short; after a power loss, also garbage or
+    zeros). Appending after it would turn it into a corrupt middle line, so move those bytes to
+    ``<ledger>.torn`` (kept, never deleted) and cut the ledger back to its last complete line —
+    exactly the line that replay ignores. A complete event that only lacks its newline is kept and
+    given one. Returns the number of bytes moved."""
     if not path.exists():
         return 0
     with path.open("rb+") as fh:
@@ -78,38 +126,45 @@ def _set_aside_torn_tail(path: Path) -> int:
         if size == 0:
             return 0
         fh.seek(size - 1)
-        if fh.read(1) == b"\n":
-            return 0
-        # Scan back for the previous newline in chunks.
-        end = size
-        cut = 0
-        while end > 0:
-            start = max(0, end - 65536)
-            fh.seek(start)
-            chunk = fh.read(end - start)
-            pos = chunk.rfind(b"\n")
-            if pos >= 0:
-                cut = start + pos + 1
-                break
-            end = start
+        has_newline = fh.read(1) == b"\n"
+        cut = _last_line_start(fh, size - 1 if has_newline else size)
         fh.seek(cut)
-        torn = fh.read()
+        tail = fh.read()
         try:
-            Event.decode(torn.decode("utf-8"))
+            parse_line(tail)
+        except UnknownEvent:
+            torn = False  # complete, from a newer batchflux: not ours to move (replay refuses it anyway)
         except ValueError:
-            pass
-        else:  # a complete event that only lacks its newline: keep it, as replay did
-            fh.seek(0, os.SEEK_END)
-            fh.write(b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+            torn = True
+        else:
+            torn = False
+        if not torn:
+            if not has_newline:  # a complete event that only lacks its newline: keep it, as replay does
+                fh.write(b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
             return 0
-        with path.with_name(path.name + ".torn").open("ab") as side:
-            side.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} set aside from {path.name}\n".encode())
-            side.write(torn + b"\n")
+        side_path = path.with_name(path.name + ".torn")
+        with side_path.open("ab") as side:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            side.write(f"# {stamp} set aside from {path.name} at byte {cut}\n".encode())
+            side.write(tail if has_newline else tail + b"\n")
             side.flush()
             os.fsync(side.fileno())
         fh.truncate(cut)
         fh.flush()
         os.fsync(fh.fileno())
-        return len(torn)
+        return len(tail)
+
+
+def _last_line_start(fh: BinaryIO, end: int) -> int:
+    """Offset just after the last ``\\n`` before ``end`` (0 if none), scanning back in chunks."""
+    while end > 0:
+        start = max(0, end - 65536)
+        fh.seek(start)
+        chunk = fh.read(end - start)
+        pos = chunk.rfind(b"\n")
+        if pos >= 0:
+            return start + pos + 1
+        end = start
+    return 0
