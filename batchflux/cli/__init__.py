@@ -16,7 +16,7 @@ from batchflux import __version__
 from batchflux.exitcodes import ExitCode
 
 # One module per command, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("report", "emulate")
+COMMANDS: tuple[str, ...] = ("validate", "report", "emulate")
 
 
 def build_parser() -> argparse.ArgumentParser:
