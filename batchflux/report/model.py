@@ -76,7 +76,7 @@ class Figures:
     wall_s: float | None
     submits: int  # submit attempts recorded (intents)
     peak_submits_60s: int  # most submits in any sliding 60 s window: the quota actually used
-    submit_rate_per_min: float | None  # over the span from first to last submit
+    submit_rate_per_min: float | None  # from first to last submit, when that spans a minute or more
     rpm: float | None  # the configured quota, when summary.json says
     api_calls: int | None
     rate_limited: int | None
@@ -205,7 +205,7 @@ def _figures(dirs: Sequence[RunDir], rows: Sequence[JobRow]) -> Figures:
         wall_s=_wall(dirs),
         submits=sum(rec.attempts for rd in dirs for rec in rd.replay.jobs.values()),
         peak_submits_60s=peak_in_window(submits, 60.0),
-        submit_rate_per_min=len(submits) / span * 60.0 if span > 0 else None,
+        submit_rate_per_min=(len(submits) - 1) / span * 60.0 if span >= 60.0 else None,
         rpm=_first_number(summaries, "rpm"),
         api_calls=_api_calls(summaries) if summaries else None,
         rate_limited=_int_or_none(_sum_key(summaries, "rate_limited")) if summaries else None,

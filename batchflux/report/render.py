@@ -147,8 +147,16 @@ def _stats(f: Figures) -> str:
         peak += f" / {f.rpm:g}"
     rate = f"{f.submit_rate_per_min:.1f} submits/min on average" if f.submit_rate_per_min else ""
     tiles.append(("peak submits per 60 s", peak, "", rate))
-    tiles.append(("API calls", _opt(f.api_calls), "", "from summary.json" if f.api_calls is not None else ""))
-    tiles.append(("429 rate limited", _opt(f.rate_limited), "warn" if f.rate_limited else "", ""))
+    unknown = "not recorded: no summary.json"
+    tiles.append(("API calls", _opt(f.api_calls), "", "" if f.api_calls is not None else unknown))
+    tiles.append(
+        (
+            "429 rate limited",
+            _opt(f.rate_limited),
+            "warn" if f.rate_limited else "",
+            "" if f.rate_limited is not None else unknown,
+        )
+    )
     spend_note = "from summary.json" if f.spend_from_summary else "estimated from the ledger"
     tiles.append(("est. spend", f"${f.spend_usd:,.2f}", "", spend_note))
     tiles.append(

@@ -189,10 +189,12 @@
     });
   }
 
+  // Small reports filter on every keystroke; large ones wait for a pause in typing.
   let timer = null;
   search.addEventListener("input", function () {
     clearTimeout(timer);
-    timer = setTimeout(function () { state.query = search.value; apply(); }, jobs.length > 2000 ? 150 : 0);
+    if (jobs.length <= 2000) { state.query = search.value; apply(); return; }
+    timer = setTimeout(function () { state.query = search.value; apply(); }, 150);
   });
 
   // Lightbox: a click on a thumbnail shows the full image over the page; Esc or a click closes it.

@@ -44,17 +44,19 @@ def timeline_svg(tl: Timeline, *, width: int = WIDTH, height: int = HEIGHT) -> s
         f'aria-label="{escape(_aria(tl), quote=True)}">',
         f"<title>{escape(_aria(tl))}</title>",
     ]
-    for n in nice_ticks(top, 4):
+    for n in nice_ticks(top, 4, integer=True):
         parts.append(
             f'<line class="tl-grid" x1="{PAD_L}" x2="{width - PAD_R}" y1="{y(n):.1f}" y2="{y(n):.1f}"/>'
             f'<text class="tl-label" x="{PAD_L - 6}" y="{y(n) + 4:.1f}" text-anchor="end">{n}</text>'
         )
     base = PAD_T + plot_h
-    for t in nice_ticks(span, 6):
+    ticks = nice_ticks(span, 6)
+    step = ticks[1] if len(ticks) > 1 else 1
+    for t in ticks:
         parts.append(
             f'<line class="tl-axis" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{base}" y2="{base + 4}"/>'
             f'<text class="tl-label" x="{x(t):.1f}" y="{base + 16}" text-anchor="middle">'
-            f"{escape(format_duration(t))}</text>"
+            f"{escape(tick_label(t, step))}</text>"
         )
     parts.append(f'<line class="tl-axis" x1="{PAD_L}" x2="{width - PAD_R}" y1="{base}" y2="{base}"/>')
     for t in tl.run_starts[1:]:
@@ -106,13 +108,16 @@ def step_points(times: Sequence[float], span: float, columns: int) -> list[tuple
     return points
 
 
-def nice_ticks(top: float, most: int) -> list[float | int]:
-    """Round-numbered ticks from 0 up to ``top`` inclusive-ish, at most ``most`` + 1 of them."""
+def nice_ticks(top: float, most: int, *, integer: bool = False) -> list[float | int]:
+    """Round-numbered ticks from 0 up to ``top``, at most ``most`` + 1 of them; whole numbers
+    only when ``integer`` (job counts)."""
     if top <= 0:
         return [0]
     raw = top / max(1, most)
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    if integer:
+        step = max(1, math.ceil(step))
     if step >= 1 and float(step).is_integer():
         step = int(step)
     ticks: list[float | int] = []
@@ -122,6 +127,14 @@ def nice_ticks(top: float, most: int) -> list[float | int]:
         ticks.append(int(value) if float(value).is_integer() else round(value, 6))
         n += 1
     return ticks
+
+
+def tick_label(t: float, step: float) -> str:
+    """A time-axis label with as many decimals as the tick step needs (0.05 s steps: "0.15 s")."""
+    if step >= 1:
+        return format_duration(t)
+    decimals = next((d for d in range(1, 4) if abs(round(step, d) - step) < 1e-9), 3)
+    return f"{t:.{decimals}f} s"
 
 
 def format_duration(seconds: float) -> str:

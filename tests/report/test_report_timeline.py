@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from batchflux.report.model import Timeline
-from batchflux.report.timeline import format_duration, nice_ticks, step_points, timeline_svg
+from batchflux.report.timeline import format_duration, nice_ticks, step_points, tick_label, timeline_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -95,3 +95,17 @@ def test_nice_ticks(top: float, most: int, ticks: list[float]) -> None:
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_job_count_ticks_are_whole_numbers() -> None:
+    assert nice_ticks(1, 4, integer=True) == [0, 1]
+    assert nice_ticks(3, 4, integer=True) == [0, 1, 2, 3]
+    assert nice_ticks(10, 4, integer=True) == [0, 3, 6, 9]
+
+
+@pytest.mark.parametrize(
+    ("t", "step", "text"),
+    [(0.15, 0.05, "0.15 s"), (0.5, 0.25, "0.50 s"), (0.2, 0.1, "0.2 s"), (120, 60, "2 min"), (5, 1, "5 s")],
+)
+def test_tick_labels_show_the_decimals_the_step_needs(t: float, step: float, text: str) -> None:
+    assert tick_label(t, step) == text
