@@ -77,7 +77,7 @@ class RunSummary:
     estimated_spend_usd: float = 0.0  # submits this run × price per image
     failed_jobs: tuple[FailedJob, ...] = ()
     interrupted: bool = False  # a signal stopped the run
-    stop_reason: str | None = None  # why submitting stopped early: "signal", "auth", "credits", "max-cost", …
+    stop_reason: str | None = None  # why submitting stopped early: "interrupted", "budget", "credits", …
     shard: str | None = None  # "K/N" when sharded
     version: str = __version__
     schema: int = SUMMARY_SCHEMA
