@@ -31,7 +31,9 @@ class Api:
     http: aiohttp.ClientSession
     emu: Emulator
 
-    async def request(self, method: str, path_or_url: str, *, key: str | None = DEFAULT_API_KEY, **kw: Any) -> Reply:
+    async def request(
+        self, method: str, path_or_url: str, *, key: str | None = DEFAULT_API_KEY, **kw: Any
+    ) -> Reply:
         url = path_or_url if path_or_url.startswith("http") else self.emu.base_url + path_or_url
         headers = dict(kw.pop("headers", {}))
         if key is not None:
@@ -39,7 +41,7 @@ class Api:
         async with self.http.request(method, url, headers=headers, **kw) as resp:
             raw = await resp.read()
             body: Any = raw.decode("utf-8", "replace")
-            if resp.content_type == "application/json":
+            if resp.content_type == "application/json" and raw:  # HEAD answers carry no body
                 body = await resp.json()
             return Reply(resp.status, dict(resp.headers), body, raw)
 
@@ -66,7 +68,9 @@ class Api:
         return result
 
 
-async def wait_for(probe: Callable[[], Awaitable[Any]], *, within: float = 10.0, every: float = 0.02, what: str = "") -> Any:
+async def wait_for(
+    probe: Callable[[], Awaitable[Any]], *, within: float = 10.0, every: float = 0.02, what: str = ""
+) -> Any:
     """Call ``probe`` until it returns something other than None/False; fail after ``within`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within

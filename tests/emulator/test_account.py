@@ -12,7 +12,9 @@ from batchflux.emulator import Emulator
 Make = Callable[..., Emulator]
 
 
-async def test_insufficient_credits_is_a_plain_406(make_emulator: Make, api_for: Callable[[Emulator], Any]) -> None:
+async def test_insufficient_credits_is_a_plain_406(
+    make_emulator: Make, api_for: Callable[[Emulator], Any]
+) -> None:
     async with make_emulator(credits=0.25, price=0.1, latency_mean=0.05) as emu:
         api = api_for(emu)
         assert [(await api.submit(prompt="p")).status for _ in range(2)] == [200, 200]
@@ -40,7 +42,9 @@ async def test_failed_jobs_are_refunded(make_emulator: Make, api_for: Callable[[
         assert (await api.request("GET", "/v1/get-user-credits")).body["credits"] == pytest.approx(0.75)
 
 
-async def test_reconfigured_credits_take_effect(make_emulator: Make, api_for: Callable[[Emulator], Any]) -> None:
+async def test_reconfigured_credits_take_effect(
+    make_emulator: Make, api_for: Callable[[Emulator], Any]
+) -> None:
     async with make_emulator() as emu:
         api = api_for(emu)
         emu.reconfigure(credits=0.0)

@@ -61,7 +61,14 @@ def test_active_counter_peak() -> None:
 
 @pytest.mark.parametrize(
     ("now", "state"),
-    [(0.0, QUEUED), (0.99, QUEUED), (1.0, PROCESSING), (2.99, PROCESSING), (3.0, COMPLETED), (99.0, COMPLETED)],
+    [
+        (0.0, QUEUED),
+        (0.99, QUEUED),
+        (1.0, PROCESSING),
+        (2.99, PROCESSING),
+        (3.0, COMPLETED),
+        (99.0, COMPLETED),
+    ],
 )
 def test_record_state_follows_the_clock(now: float, state: str) -> None:
     record = JobRecord("r", "k", "m", {}, "d", "png", Slot(0.0, 1.0, 3.0), None)
@@ -70,7 +77,10 @@ def test_record_state_follows_the_clock(now: float, state: str) -> None:
 
 def test_failed_record_bodies_are_422_after_finishing_only() -> None:
     record = JobRecord("r", "k", "m", {}, "d", "png", Slot(0.0, 0.0, 1.0), "content blocked: x")
-    assert record.status_body(0.5) == (200, {"status": PROCESSING, "request_id": "r", "metrics": {"queue_time": 0.0}})
+    assert record.status_body(0.5) == (
+        200,
+        {"status": PROCESSING, "request_id": "r", "metrics": {"queue_time": 0.0}},
+    )
     code, body = record.result_body(1.0, "http://x/media/r.png")
     assert code == 422
     assert body["status"] == FAILED

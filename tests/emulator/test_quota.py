@@ -22,7 +22,9 @@ def sliding_max(times: list[float], window: float) -> int:
     return best
 
 
-async def test_burst_over_quota_gets_429_with_reset(make_emulator: Make, api_for: Callable[[Emulator], Any]) -> None:
+async def test_burst_over_quota_gets_429_with_reset(
+    make_emulator: Make, api_for: Callable[[Emulator], Any]
+) -> None:
     async with make_emulator(rpm=3, latency_mean=0.05) as emu:
         api = api_for(emu)
         replies = [await api.submit(prompt=f"p{i}") for i in range(5)]
@@ -35,7 +37,9 @@ async def test_burst_over_quota_gets_429_with_reset(make_emulator: Make, api_for
         assert first_submit < reset <= first_submit + 60.0  # the end of the first 60 s window
         stats = emu.stats()
         assert (stats["submits"], stats["rate_limited"]) == (3, 2)
-        assert (await api.request("GET", f"/v2/requests/{replies[0].body['request_id']}/status")).status == 200
+        assert (
+            await api.request("GET", f"/v2/requests/{replies[0].body['request_id']}/status")
+        ).status == 200
 
 
 async def test_quota_reopens_at_the_announced_reset(

@@ -39,7 +39,9 @@ async def test_submit_poll_result(make_emulator: Make, api_for: Callable[[Emulat
         assert info["sha256"] is not None  # rendered when the result went out
 
 
-async def test_jobs_beyond_the_workers_stay_queued(make_emulator: Make, api_for: Callable[[Emulator], Any]) -> None:
+async def test_jobs_beyond_the_workers_stay_queued(
+    make_emulator: Make, api_for: Callable[[Emulator], Any]
+) -> None:
     async with make_emulator(workers=1, latency_mean=0.6, latency_sd=0.0) as emu:
         api = api_for(emu)
         first = (await api.submit_ok(prompt="one"))["request_id"]
@@ -54,7 +56,8 @@ async def test_jobs_beyond_the_workers_stay_queued(make_emulator: Make, api_for:
         assert "output" not in premature.body
         await api.until_state(second, "COMPLETED")
         a, b = emu.request_info(first), emu.request_info(second)
-        assert a is not None and b is not None
+        assert a is not None
+        assert b is not None
         assert b["started_at"] == pytest.approx(a["completed_at"], abs=1e-6)  # FIFO behind the one slot
         assert emu.stats()["peak_active"] == 2
         assert emu.stats()["jobs_by_state"] == {"QUEUED": 0, "PROCESSING": 0, "COMPLETED": 2, "FAILED": 0}
@@ -81,7 +84,12 @@ async def test_moderation_fails_with_422_on_status_and_result(
 async def test_invalid_params_rejected_at_submit_or_failed_at_run(
     make_emulator: Make, api_for: Callable[[Emulator], Any]
 ) -> None:
-    bad = {"prompt": "x", "aspect_ratio": "5:7", "safety_tolerance": 5, "input_image": "http://127.0.0.1:9/a.png"}
+    bad = {
+        "prompt": "x",
+        "aspect_ratio": "5:7",
+        "safety_tolerance": 5,
+        "input_image": "http://127.0.0.1:9/a.png",
+    }
     async with make_emulator(latency_mean=0.05) as emu:
         api = api_for(emu)
         reply = await api.submit(**bad)
@@ -99,10 +107,14 @@ async def test_invalid_params_rejected_at_submit_or_failed_at_run(
         assert emu.stats()["submits"] == 2
 
 
-async def test_other_keys_requests_are_not_found(make_emulator: Make, api_for: Callable[[Emulator], Any]) -> None:
+async def test_other_keys_requests_are_not_found(
+    make_emulator: Make, api_for: Callable[[Emulator], Any]
+) -> None:
     async with make_emulator(keys=("SG_aaaaaaaaaaaaaaaa", "SG_bbbbbbbbbbbbbbbb")) as emu:
         api = api_for(emu)
-        reply = await api.request("POST", "/v2/flux-kontext-max", key="SG_aaaaaaaaaaaaaaaa", json={"prompt": "p"})
+        reply = await api.request(
+            "POST", "/v2/flux-kontext-max", key="SG_aaaaaaaaaaaaaaaa", json={"prompt": "p"}
+        )
         rid = reply.body["request_id"]
         mine = await api.request("GET", f"/v2/requests/{rid}/status", key="SG_aaaaaaaaaaaaaaaa")
         theirs = await api.request("GET", f"/v2/requests/{rid}/status", key="SG_bbbbbbbbbbbbbbbb")
@@ -127,7 +139,11 @@ async def test_unauthorized(emulator: Emulator, api_for: Callable[[Emulator], An
         assert reply.status == 401, (method, path)
         assert "error" in reply.body
     bearer = await api.request(
-        "POST", "/v2/flux-kontext-max", key=None, headers={"Authorization": "Bearer SG_e0e0e0e0e0e0e0e0"}, json={}
+        "POST",
+        "/v2/flux-kontext-max",
+        key=None,
+        headers={"Authorization": "Bearer SG_e0e0e0e0e0e0e0e0"},
+        json={},
     )
     assert bearer.status == 401
     stats = emulator.stats()
