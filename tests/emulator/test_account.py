@@ -84,7 +84,7 @@ async def test_status_and_result_expire_after_retention(
         output = first.body["output"]
 
         async def gone() -> bool:
-            return (await api.request("GET", f"/v2/requests/{rid}/status")).status == 404
+            return bool((await api.request("GET", f"/v2/requests/{rid}/status")).status == 404)
 
         await wait_until(gone, within=5.0, what="status 404 after retention")
         loop_now = emu.core.unix(emu.core.clock())

@@ -105,7 +105,7 @@ async def test_serves_until_signalled(module_argv: list[str], sig: signal.Signal
     )  # fmt: skip
     assert proc.stdout is not None
     try:
-        lines = []
+        lines: list[str] = []
         while len(lines) < (3 if "batchflux.emulator" in module_argv else 2):
             lines.append((await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode().strip())
         url = lines[-2].removeprefix("export BATCHFLUX_BASE_URL=")

@@ -54,7 +54,7 @@ async def test_quota_reopens_at_the_announced_reset(
         reset = datetime.fromisoformat(refused.headers["x-rate-limit-reset-at-utc"]).timestamp()
 
         async def accepted() -> bool:
-            return (await api.submit(prompt="b")).status == 200
+            return bool((await api.submit(prompt="b")).status == 200)
 
         await wait_until(accepted, within=5.0, what="a submit accepted in the next window")
         times = emu.stats()["submit_times"]
@@ -99,7 +99,7 @@ async def test_no_window_ever_gets_more_than_the_limit(
 
         async def flood() -> bool:
             seen.extend(r.status for r in await asyncio.gather(*(api.submit(prompt="f") for _ in range(8))))
-            return emu.stats()["submits"] >= 15
+            return bool(emu.stats()["submits"] >= 15)
 
         await wait_until(flood, within=10.0, every=0.05, what="15 accepted submits")
         stats = emu.stats()
