@@ -1,4 +1,4 @@
-"""Fixtures for the API-boundary tests (helpers live in api_helpers.py)."""
+"""Fixtures for the API-boundary tests."""
 
 from __future__ import annotations
 

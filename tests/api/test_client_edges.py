@@ -6,14 +6,63 @@ from __future__ import annotations
 import asyncio
 import json
 import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from api_helpers import OddServer
 
 from batchflux.api import Ambiguous, ApiClient, Fatal, JobFailed, RateLimited, Transient
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+@dataclass
+class OddServer:
+    """A real aiohttp server on 127.0.0.1 with hand-written routes; records every request it sees.
+
+    ``release`` is set on exit, so handlers that hang (``await server.release.wait()``) end cleanly.
+    """
+
+    routes: list[tuple[str, str, Handler]]
+    seen: list[Seen] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    base_url: str = ""
+    _runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> OddServer:
+        @web.middleware
+        async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+            self.seen.append(Seen(request.method, request.path, dict(request.headers)))
+            return await handler(request)
+
+        app = web.Application(middlewares=[record])
+        for method, path, handler in self.routes:
+            app.router.add_route(method, path, handler)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
 
 KEY = "SG_feedfacecafebeef"
 PARAMS = {"prompt": "p"}

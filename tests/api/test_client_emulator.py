@@ -8,10 +8,10 @@ import hashlib
 import os
 import traceback
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
-from api_helpers import MODEL, PARAMS, client_for, fast, until_completed
 
 from batchflux.api import (
     Ambiguous,
@@ -21,12 +21,43 @@ from batchflux.api import (
     Expired,
     Fatal,
     JobFailed,
+    JobStatus,
     OutOfCredits,
     RateLimited,
+    Submission,
     Transient,
 )
-from batchflux.emulator import DEFAULT_API_KEY, Emulator
+from batchflux.emulator import DEFAULT_API_KEY, Emulator, EmulatorConfig
 from batchflux.outputs import file_digest
+
+MODEL = "flux-kontext-max"
+PARAMS: dict[str, Any] = {"prompt": "make the cat wear a hat", "aspect_ratio": "1:1", "output_format": "png"}
+
+
+def fast(**changes: Any) -> EmulatorConfig:
+    """An emulator config with short, steady latencies; ``changes`` override."""
+    base: dict[str, Any] = {"latency_mean": 0.05, "latency_sd": 0.0, "latency_min": 0.01}
+    base["image_long_side"] = 64
+    base.update(changes)
+    return EmulatorConfig(**base)
+
+
+def client_for(session: aiohttp.ClientSession, emu: Emulator, **kw: Any) -> ApiClient:
+    kw.setdefault("api_key", DEFAULT_API_KEY)
+    return ApiClient(session, base_url=emu.base_url, **kw)
+
+
+async def until_completed(client: ApiClient, sub: Submission, *, within_s: float = 10.0) -> JobStatus:
+    """Poll status until COMPLETED (a FAILED raises JobFailed out of here), with a deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        status = await client.status(sub.status_url)
+        if status.status == "COMPLETED":
+            return status
+        assert loop.time() < deadline, f"still {status.status} after {within_s} s"
+        await asyncio.sleep(0.01)
+
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_manifests" / "images" / "cat.jpg"
 
