@@ -107,7 +107,9 @@ class ApiClient:
             raise ValueError("base_url and upload_url must be absolute http(s) URLs")
         self._base_origin: Origin = base_origin
         self._trusted: frozenset[Origin] = frozenset({base_origin, upload_origin})
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=timeout_s / 2)
+        # ``connect`` covers waiting for a pooled connection and opening one; it expires first, as a
+        # ConnectionTimeoutError, so a submit that never left is told apart from one that did.
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=timeout_s / 2)
         self._media_max_bytes = media_max_bytes
         self._wall_clock = wall_clock
         self.calls: Counter[str] = Counter()

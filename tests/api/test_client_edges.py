@@ -277,3 +277,31 @@ async def test_repr_never_shows_the_key(session: aiohttp.ClientSession) -> None:
     c = client(session, "http://127.0.0.1:9")
     assert KEY not in repr(c)
     assert KEY not in str(c)
+
+
+async def test_a_submit_stuck_waiting_for_a_pooled_connection_is_transient() -> None:
+    arrived = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        arrived.set()
+        await api.release.wait()
+        return web.json_response({"status": "PROCESSING"})
+
+    async def never(request: web.Request) -> web.Response:
+        raise AssertionError("the submit must not have been sent")
+
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as one_connection,
+        OddServer([("GET", "/v2/requests/r1", hang), ("POST", "/v2/m", never)]) as api,
+        asyncio.TaskGroup() as tg,
+    ):
+        patient = client(one_connection, api.base_url, timeout_s=30.0)
+        holder = tg.create_task(patient.result(f"{api.base_url}/v2/requests/r1"))
+        await arrived.wait()  # the only connection is now busy
+        hurried = client(one_connection, api.base_url, timeout_s=0.4)
+        with pytest.raises(Transient) as caught:
+            await hurried.submit("m", PARAMS)
+        assert not isinstance(caught.value, Ambiguous)  # it never left: safe to retry
+        api.release.set()
+        assert (await holder).status == "PROCESSING"
+    assert [s.method for s in api.seen] == ["GET"]
