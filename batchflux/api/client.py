@@ -214,25 +214,24 @@ class ApiClient:
                     now_unix=self._wall_clock(),
                 )
         except _TooLarge as exc:
-            raise self._transport_error(op, f"answer larger than {MAX_REPLY_BYTES} bytes", sent=True) from exc
+            raise self._transport_error(op, f"answer larger than {MAX_REPLY_BYTES} bytes") from exc
         except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
             raise Transient(f"{op}: could not connect: {exc}", op=op) from exc
         except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
             raise Fatal(f"{op}: invalid URL {url.host or ''}{url.path}", kind="config", op=op) from exc
         except TimeoutError as exc:
-            raise self._transport_error(op, "timed out", sent=True) from exc
+            raise self._transport_error(op, "timed out") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise self._transport_error(
-                op, f"connection failed: {type(exc).__name__}: {exc}", sent=True
-            ) from exc
+            raise self._transport_error(op, f"connection failed: {type(exc).__name__}: {exc}") from exc
         log.debug("%s %s %s -> %d", op, method, url.path, reply.status)
         if not accepted(reply):
             raise failure_for(reply)
         return reply
 
     @staticmethod
-    def _transport_error(op: str, what: str, *, sent: bool) -> ApiError:
-        if op == "submit" and sent:
+    def _transport_error(op: str, what: str) -> ApiError:
+        """A failure after the request may have left: ambiguous for a submit, transient otherwise."""
+        if op == "submit":
             return Ambiguous(f"submit: {what}; the request may have been accepted", op=op)
         return Transient(f"{op}: {what}", op=op)
 
