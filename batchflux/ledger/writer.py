@@ -77,6 +77,11 @@ class LedgerWriter:
                 await asyncio.to_thread(_fsync_dup, os.dup(self._fh.fileno()))
 
     @property
+    def unsynced(self) -> bool:
+        """Events were appended since the last fsync: a power loss now could lose them."""
+        return self._dirty
+
+    @property
     def closed(self) -> bool:
         return self._fh.closed
 
