@@ -114,9 +114,15 @@ def check_params(schema: ModelSchema, params: Mapping[str, Any]) -> list[tuple[s
         why = check_value(param, value)
         if why:
             problems.append((name, why))
-    for param in schema.params.values():
-        if param.required and param.name not in params:
-            problems.append((param.name, "is required"))
+    problems.extend(check_combination(schema, params))
+    return problems
+
+
+def check_combination(schema: ModelSchema, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The rules across a parameter set whose values are each valid: required ones, cross-field limits."""
+    problems = [
+        (name, "is required") for name, p in schema.params.items() if p.required and name not in params
+    ]
     tolerance = params.get("safety_tolerance")
     if (
         params.get("input_image")
