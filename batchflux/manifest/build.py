@@ -135,7 +135,9 @@ class JobBuilder:
             self._report(entry, "output", str(exc))
             return f"{job_id}.{ext}"
         problem = path_problem(output)
-        if problem is None and self.schema is not None:
+        if problem:
+            problem = f"{output!r} {problem}"
+        elif self.schema is not None:
             problem = extension_problem(output, ext)
         if problem:
             self._report(entry, "output", problem)

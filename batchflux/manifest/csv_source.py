@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 from batchflux.manifest.build import Entry
 from batchflux.manifest.identity import id_problem
-from batchflux.manifest.params import ID_KEY, OUTPUT_KEY, type_value, unknown_key
+from batchflux.manifest.params import ID_KEY, OUTPUT_KEY, type_value
 from batchflux.manifest.problems import Located, StopReading
 from batchflux.manifest.templates import OutputTemplate, TemplateError
 from batchflux.manifest.textfile import text_lines
-from batchflux.schema import ModelSchema
+from batchflux.schema import ModelSchema, did_you_mean
 
 if TYPE_CHECKING:
     from _csv import Reader
@@ -104,7 +104,8 @@ def _columns(header: list[str], line: int, where: Located, schema: ModelSchema |
             where.at(line, name, f"column {number} repeats the column {name!r}")
             columns.append(None)
         elif schema is not None and name not in schema.params and name not in (ID_KEY, OUTPUT_KEY):
-            where.at(line, name, f"unknown column: {unknown_key(schema, name, (ID_KEY, OUTPUT_KEY))}")
+            hint = did_you_mean(name, (*schema.params, ID_KEY, OUTPUT_KEY))
+            where.at(line, name, f"unknown column{hint}")
             columns.append(None)
         else:
             seen.add(name)

@@ -20,6 +20,7 @@ from typing import Any
 ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 DERIVED_ID_HEX = 12
 FINGERPRINT_HEX = 32
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -40,9 +41,7 @@ def canonical(model: str, params: Mapping[str, Any], input_sha256: str | None) -
     """The job's canonical JSON (see the module docstring)."""
     if input_sha256 is not None:
         params = {**params, "input_image": f"sha256:{input_sha256}"}
-    return json.dumps(
-        {"model": model, "params": params}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    return _ENCODER.encode({"model": model, "params": params})
 
 
 def derived_id(canonical_form: str) -> str:

@@ -17,7 +17,6 @@ import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
@@ -25,6 +24,11 @@ MAX_INPUT_BYTES = 64 * 1024 * 1024
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")  # what FLUX.1 Kontext takes as input_image
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")  # two letters at least: "C:" is a drive
 _CHUNK = 1024 * 1024
+_URL = re.compile(  # scheme, optional user info, host (or [IPv6]), optional port, then no spaces or controls
+    r"https?://(?:[^/?#@\s\x00-\x1f\x7f]*@)?(?:\[[0-9A-Fa-f:.]+\]|[^:/?#\[\]@\s\x00-\x1f\x7f]+)"
+    r"(?::(?P<port>\d{1,5}))?(?:[/?#][^\s\x00-\x1f\x7f]*)?\Z",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,11 +153,5 @@ class InputResolver:
 
 
 def _good_url(text: str) -> bool:
-    if any(c.isspace() or not c.isprintable() for c in text):
-        return False
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 — raises ValueError for a bad port
-    except ValueError:  # a bad port or an unbalanced IPv6 bracket
-        return False
-    return bool(parts.hostname)
+    match = _URL.match(text)
+    return match is not None and int(match.group("port") or 0) <= 65535

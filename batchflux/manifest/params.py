@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batchflux.schema import ModelSchema, check_params, check_value, coerce_text, did_you_mean
+from batchflux.schema import ModelSchema, check_combination, check_value, coerce_text, did_you_mean
 
 Report = Callable[[str, str], None]  # (field, message)
 
@@ -68,7 +68,7 @@ def combination_problems(
         return []
     skip = set(already)
     found = []
-    for name, message in check_params(schema, params):
+    for name, message in check_combination(schema, params):
         if name in skip:
             continue
         if name == "prompt" and message == "is required":

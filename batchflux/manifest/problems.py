@@ -66,7 +66,12 @@ class ProblemLog:
         return self.total > 0
 
     def error(self) -> ManifestError:
-        return ManifestError(list(self._problems), self.total)
+        """All problems kept, in file order: files as first met, then by line (file-level first)."""
+        files: dict[str, int] = {}
+        for problem in self._problems:
+            files.setdefault(problem.source, len(files))
+        ordered = sorted(self._problems, key=lambda p: (files[p.source], p.line or 0))
+        return ManifestError(ordered, self.total)
 
 
 class Located:

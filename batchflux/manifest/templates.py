@@ -66,7 +66,7 @@ class OutputTemplate:
         sample = template.render("x", 0, "png", {name: "x" for name in template.params})
         problem = path_problem(sample)
         if problem:
-            raise TemplateError(f"{text!r}: {problem}")
+            raise TemplateError(f"{text!r} {problem}")
         return template
 
     def render(self, job_id: str, index: int, ext: str, params: Mapping[str, Any]) -> str:
@@ -95,27 +95,27 @@ def _stem(location: str) -> str:
 
 
 def path_problem(rel: str) -> str | None:
-    """Why ``rel`` is not an acceptable output path inside the run directory, or None."""
+    """Why ``rel`` is not an acceptable output path inside the run directory (a phrase), or None."""
     if not rel:
-        return "the output path is empty"
+        return "is empty"
     if len(rel) > MAX_OUTPUT_CHARS:
-        return f"the output path is longer than {MAX_OUTPUT_CHARS} characters"
+        return f"is longer than {MAX_OUTPUT_CHARS} characters"
     if not rel.isprintable():
-        return "the output path holds control characters"
+        return "holds control characters"
     if "\\" in rel:
-        return f"{rel!r}: use '/' between folders, not '\\'"
+        return "uses '\\'; separate folders with '/'"
     if rel.startswith("/") or _DRIVE.match(rel):
-        return f"{rel!r} is absolute; outputs stay inside the run directory"
+        return "is absolute; outputs stay inside the run directory"
     names = rel.split("/")
     for name in names:
         if name == "..":
-            return f"{rel!r} would leave the run directory ('..')"
+            return "would leave the run directory ('..')"
         if name in ("", "."):
-            return f"{rel!r} has an empty or '.' folder name"
+            return "has an empty or '.' folder name"
         if len(name.encode()) > MAX_NAME_BYTES:
-            return f"{rel!r} has a name longer than {MAX_NAME_BYTES} bytes"
+            return f"has a name longer than {MAX_NAME_BYTES} bytes"
     if names[0].casefold() in RUN_FILES:
-        return f"{rel!r} would overwrite the run's own {names[0]}"
+        return f"would overwrite the run's own {names[0]}"
     return None
 
 
@@ -124,7 +124,9 @@ def extension_problem(rel: str, output_format: str) -> str | None:
     allowed = EXTENSIONS.get(output_format)
     if allowed is None:
         return None
-    ext = PurePosixPath(rel).suffix.lower()
+    name = rel.rpartition("/")[2]
+    dot = name.rfind(".")
+    ext = name[dot:].lower() if dot > 0 else ""
     if ext in allowed:
         return None
     if any(ext in exts for exts in EXTENSIONS.values()):

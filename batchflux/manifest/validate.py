@@ -22,8 +22,8 @@ from batchflux.manifest.inputs import InputResolver
 from batchflux.manifest.params import OUTPUT_KEY, type_layer
 from batchflux.manifest.problems import Located, ProblemLog, StopReading
 from batchflux.manifest.templates import DEFAULT_TEMPLATE, OutputTemplate, TemplateError
-from batchflux.manifest.textfile import Unreadable, read_capped
-from batchflux.manifest.yaml_source import TopLevel, job_entries, template_at, top_level, typed_mapping
+from batchflux.manifest.textfile import Unreadable, check_regular_file, read_capped
+from batchflux.manifest.yaml_source import Text, TopLevel, job_entries, template_at, top_level, typed_mapping
 from batchflux.manifest.yaml_tree import YMap, compose
 from batchflux.schema import DEFAULT_MODEL, ModelSchema, schema_for
 
@@ -67,6 +67,11 @@ class _Loader:
         self.warnings: list[str] = []
 
     def load(self, overrides: Mapping[str, str]) -> Manifest | None:
+        try:
+            check_regular_file(self.path)
+        except Unreadable as exc:
+            self.where.at(None, "", str(exc))
+            return None
         suffix = self.path.suffix.lower()
         if suffix not in YAML_SUFFIXES + CSV_SUFFIXES:
             kinds = ", ".join(YAML_SUFFIXES + CSV_SUFFIXES)
@@ -97,22 +102,27 @@ class _Loader:
         if top.jobs is not None:
             self._add_all(builder, job_entries(top.jobs, schema, self.where))
         if top.jobs_csv is not None:
-            csv_path = self.resolved.parent / top.jobs_csv.value
-            shown = os.path.normpath(os.path.join(os.path.dirname(self.path), top.jobs_csv.value))
-            where = Located(self.log, shown)
-            if csv_path.suffix.lower() not in CSV_SUFFIXES:
-                self.where.at(
-                    top.jobs_csv.line, "jobs_csv", f"{top.jobs_csv.value!r} is not a .csv or .tsv file"
-                )
-            else:
-                resolver = InputResolver(csv_path.parent)
-                self._add_all(builder, csv_entries(csv_path, where, schema), resolver, where)
+            self._jobs_csv(builder, top.jobs_csv, schema)
         if top.for_each is not None:
             entries = for_each_entries(top.for_each, schema, self.where, self.resolved.parent)
             self._add_all(builder, entries)
         if top.jobs is None and top.jobs_csv is None and top.for_each is None:
             self.where.at(top.line, "", "no jobs: add jobs:, jobs_csv: or for_each:")
         return self._finish(model, builder)
+
+    def _jobs_csv(self, builder: JobBuilder, name: Text, schema: ModelSchema | None) -> None:
+        csv_path = self.resolved.parent / name.value
+        why = None if csv_path.suffix.lower() in CSV_SUFFIXES else "is not a .csv or .tsv file"
+        try:
+            check_regular_file(csv_path)
+        except Unreadable as exc:
+            why = why or str(exc)
+        if why:
+            self.where.at(name.line, "jobs_csv", f"{name.value!r}: {why}")
+            return
+        shown = os.path.normpath(os.path.join(os.path.dirname(self.path), name.value))
+        where = Located(self.log, shown)
+        self._add_all(builder, csv_entries(csv_path, where, schema), InputResolver(csv_path.parent), where)
 
     def _csv(self, overrides: Mapping[str, str]) -> Manifest | None:
         schema = self._schema(DEFAULT_MODEL)
