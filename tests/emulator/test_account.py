@@ -31,7 +31,7 @@ async def test_insufficient_credits_is_a_plain_406(
 
 
 async def test_failed_jobs_are_refunded(make_emulator: Make, api_for: Callable[[Emulator], Any]) -> None:
-    async with make_emulator(credits=1.0, price=0.25, latency_mean=0.1, latency_sd=0.0) as emu:
+    async with make_emulator(credits=1.0, price=0.25, latency_mean=0.5, latency_sd=0.0) as emu:
         api = api_for(emu)
         ok = (await api.submit_ok(prompt="fine"))["request_id"]
         blocked = (await api.submit_ok(prompt="nsfw please"))["request_id"]
@@ -75,7 +75,7 @@ async def test_non_json_content_type_is_406(
 async def test_status_and_result_expire_after_retention(
     make_emulator: Make, api_for: Callable[[Emulator], Any], wait_until: Any
 ) -> None:
-    async with make_emulator(retention_s=0.5, latency_mean=0.05, latency_sd=0.0) as emu:
+    async with make_emulator(retention_s=0.5, latency_mean=0.01, latency_sd=0.0, latency_min=0.01) as emu:
         api = api_for(emu)
         rid = (await api.submit_ok(prompt="p"))["request_id"]
         await api.until_state(rid, "COMPLETED")

@@ -47,8 +47,10 @@ async def test_quota_reopens_at_the_announced_reset(
 ) -> None:
     async with make_emulator(rpm=2, window_s=0.5, retry_after=True, latency_mean=0.05) as emu:
         api = api_for(emu)
-        assert [(await api.submit(prompt="a")).status for _ in range(2)] == [200, 200]
-        refused = await api.submit(prompt="a")
+        for _ in range(10):  # fill a window (the first may close under us: windows are short)
+            refused = await api.submit(prompt="a")
+            if refused.status == 429:
+                break
         assert refused.status == 429
         assert refused.headers["Retry-After"] == "1"  # whole seconds, rounded up, at least 1
         reset = datetime.fromisoformat(refused.headers["x-rate-limit-reset-at-utc"]).timestamp()
@@ -108,6 +110,7 @@ async def test_no_window_ever_gets_more_than_the_limit(
         for t in stats["submit_times"]:
             index = int((t - origin) // window)
             per_window[index] = per_window.get(index, 0) + 1
-        assert max(per_window.values()) == 5
+        assert max(per_window.values()) <= 5
+        assert sum(per_window.values()) == stats["submits"] >= 15
         assert set(seen) == {200, 429}
         assert (seen.count(200), seen.count(429)) == (stats["submits"], stats["rate_limited"])

@@ -42,7 +42,7 @@ async def test_submit_poll_result(make_emulator: Make, api_for: Callable[[Emulat
 async def test_jobs_beyond_the_workers_stay_queued(
     make_emulator: Make, api_for: Callable[[Emulator], Any]
 ) -> None:
-    async with make_emulator(workers=1, latency_mean=0.6, latency_sd=0.0) as emu:
+    async with make_emulator(workers=1, latency_mean=1.0, latency_sd=0.0) as emu:
         api = api_for(emu)
         first = (await api.submit_ok(prompt="one"))["request_id"]
         second = (await api.submit_ok(prompt="two"))["request_id"]
