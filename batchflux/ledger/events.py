@@ -104,4 +104,8 @@ class Event:
             raise UnknownEvent(f"unknown event type {name!r}")
         if job is not None and not isinstance(job, str):
             raise ValueError("'job' must be a string or null")
-        return cls(event=EventType(name), job=job, data=record, ts=float(ts), v=v)
+        try:
+            when = float(ts)
+        except OverflowError as exc:
+            raise ValueError(f"'ts' out of range: {exc}") from exc
+        return cls(event=EventType(name), job=job, data=record, ts=when, v=v)

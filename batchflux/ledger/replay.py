@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from batchflux.ledger.events import LEDGER_VERSION, Event, EventType, UnknownEvent
 
@@ -258,7 +258,7 @@ def replay_lines(lines: Iterable[str | bytes], path: str = "ledger.jsonl") -> Re
 
 def _replay(lines: Iterable[str | bytes], path: str) -> Replay:
     result = Replay()
-    decode, kinds, version, number_types = _DECODE, _KINDS, LEDGER_VERSION, _NUMBER
+    decode, kinds, version = _DECODE, _KINDS, LEDGER_VERSION
     apply_job = result.apply_job
     number = 0
     held: str | bytes | None = None  # hold one line back: only the last may be torn
@@ -277,8 +277,8 @@ def _replay(lines: Iterable[str | bytes], path: str) -> Replay:
             name = rec.get("event")
             kind = kinds.get(name) if type(name) is str else None
             job, ts, v = rec.get("job"), rec.get("ts"), rec.get("v")
-            if kind and type(job) is str and type(v) is int and v <= version and type(ts) in number_types:
-                apply_job(kind, job, float(cast(float, ts)), rec)
+            if kind and type(job) is str and type(v) is int and v <= version and type(ts) is float:
+                apply_job(kind, job, ts, rec)
                 continue
         _apply_slow(result, path, number, current, last=False)
     if held is not None:
@@ -318,7 +318,6 @@ _DOWNLOADED = EventType.DOWNLOADED
 _FAILED = EventType.FAILED
 _EXPIRED = EventType.EXPIRED
 _KINDS: dict[str, EventType] = {e.value: e for e in EventType}
-_NUMBER = (float, int)
 
 
 def _intern(value: str) -> str:
@@ -337,7 +336,12 @@ def _str(value: object) -> str | None:
 
 
 def _float(value: object, default: float) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+    if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
+        try:
+            return float(value)
+        except OverflowError:
+            return default
+    return default
 
 
 def _short(exc: Exception) -> str:

@@ -227,3 +227,13 @@ def test_encode_refuses_data_that_would_overwrite_the_envelope() -> None:
 def test_absent_ledger_is_an_empty_replay(tmp_path: Path) -> None:
     rep = replay_file(tmp_path / "ledger.jsonl")
     assert (rep.jobs, rep.runs, rep.lines) == ({}, [], 0)
+
+
+def test_numbers_out_of_float_range() -> None:
+    huge = "9" * 400
+    bad_ts = INTENT.replace(f'"ts":{T0}', f'"ts":{huge}')
+    with pytest.raises(LedgerCorrupt, match="out of range"):
+        replay_lines([bad_ts + "\n", SUBMITTED + "\n"])
+    odd = SUBMITTED.replace(f'"submitted_at":{T0}', f'"submitted_at":{huge}')
+    rec = replay_lines([INTENT + "\n", odd + "\n"]).jobs["a"]
+    assert rec.submitted_at == T0  # unusable: the event's own time stands in
