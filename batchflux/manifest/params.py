@@ -8,6 +8,7 @@ schema table, values pass through untouched (YAML typed them).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from batchflux.schema import ModelSchema, check_combination, check_value, coerce
 Report = Callable[[str, str], None]  # (field, message)
 
 ID_KEY, OUTPUT_KEY = "id", "output"
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab, newline and carriage return are fine
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,8 @@ def type_value(schema: ModelSchema | None, name: str, value: Any) -> tuple[Any, 
     if isinstance(value, NotScalar):
         return None, f"must be a single value, not {value.kind}"
     param = schema.params[name]
+    if isinstance(value, str) and (control := _CONTROL.search(value)):
+        return None, f"holds a control character (U+{ord(control.group()):04X})"
     typed, why = coerce_text(param, value) if isinstance(value, str) else (value, None)
     if why is None:
         why = check_value(param, typed)
