@@ -5,7 +5,8 @@ unchanged. Modules:
 
 - :mod:`.config` — ``EmulatorConfig``, the knobs (latency, workers, quota, faults, credits, ...).
 - :mod:`.schedule`, :mod:`.quota`, :mod:`.account`, :mod:`.jobs` — pure time-driven state.
-- :mod:`.images`, :mod:`.media`, :mod:`.inputs` — output images, hosted bytes, reading inputs.
+- :mod:`.images`, :mod:`.outputs`, :mod:`.media`, :mod:`.inputs` — output images (pure, then cached),
+  hosted bytes, reading inputs.
 - :mod:`.core` — the state and decisions behind every endpoint, with stats.
 - :mod:`.app`, :mod:`.wire` — the aiohttp routes and response shapes (incl. broken ones).
 - :mod:`.server` — ``Emulator``, the async context manager, and ``serve`` for the CLI.

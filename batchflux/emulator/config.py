@@ -90,6 +90,8 @@ def config_problems(cfg: EmulatorConfig) -> list[str]:
     unknown = set(cfg.fault_endpoints) - ENDPOINTS
     if unknown:
         problems.append(f"unknown fault endpoints {sorted(unknown)} (known: {', '.join(sorted(ENDPOINTS))})")
+    if not all(isinstance(w, str) for w in cfg.moderation_words):
+        problems.append("moderation_words must be strings")
     if cfg.invalid_params_at not in INVALID_PARAMS_AT:
         problems.append(f"invalid_params_at must be 'submit' or 'run', not {cfg.invalid_params_at!r}")
     if not isinstance(cfg.image_long_side, int) or not 8 <= cfg.image_long_side <= 4096:

@@ -7,9 +7,7 @@ computed on read; unix timestamps in stats are that clock shifted by a fixed off
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import hashlib
 import random
 import time
 import uuid
@@ -21,10 +19,11 @@ import aiohttp
 
 from batchflux.emulator.account import Account
 from batchflux.emulator.config import FAULT_KINDS, EmulatorConfig
-from batchflux.emulator.images import RenderSpec, label_for, output_ext, output_size, render
+from batchflux.emulator.images import output_ext
 from batchflux.emulator.inputs import InputResolver
 from batchflux.emulator.jobs import COMPLETED, STATES, JobRecord, body_digest
 from batchflux.emulator.media import MediaStore, parse_data_url
+from batchflux.emulator.outputs import OutputRenderer
 from batchflux.emulator.quota import FixedWindowQuota, QuotaDecision
 from batchflux.emulator.schedule import ActiveCounter, WorkerPool
 from batchflux.schema import FLUX_KONTEXT_MAX, check_params
@@ -79,7 +78,7 @@ class EmulatorCore:
         self.media = MediaStore()
         self.session: aiohttp.ClientSession | None = None  # for loopback inputs; set by the server
         self.inputs = InputResolver(self.media, self._own_output, lambda: self.base_url, lambda: self.session)
-        self._render_locks: dict[str, asyncio.Lock] = {}
+        self.outputs = OutputRenderer(self.media, self.inputs, lambda: self.config)
 
     # --- time -----------------------------------------------------------------------------------
     def unix(self, at: float) -> float:
@@ -199,35 +198,7 @@ class EmulatorCore:
 
     async def output_bytes(self, record: JobRecord) -> bytes:
         """The output image, rendered once (deterministically) and cached while memory allows."""
-        cached = self.media.rendered(record.request_id)
-        if cached is not None:
-            return cached
-        lock = self._render_locks.setdefault(record.request_id, asyncio.Lock())
-        try:
-            async with lock:
-                cached = self.media.rendered(record.request_id)
-                if cached is not None:
-                    return cached
-                data = await self._render(record)
-                self.media.keep_rendered(record.request_id, data)
-                record.sha256 = hashlib.sha256(data).hexdigest()
-                return data
-        finally:
-            if not lock.locked():
-                self._render_locks.pop(record.request_id, None)
-
-    async def _render(self, record: JobRecord) -> bytes:
-        params = record.params
-        source = await self.inputs.resolve(params.get("input_image"))
-        size = output_size(
-            params.get("aspect_ratio", "16:9"),
-            self.config.image_long_side,
-            source.image.size if source.image else None,
-        )
-        seed_bytes = f"{record.digest}:{self.config.seed}:{source.digest}".encode()
-        digest = hashlib.sha256(seed_bytes).digest()
-        spec = RenderSpec(size, record.ext, label_for(params.get("prompt")), digest)
-        return await asyncio.to_thread(render, spec, source.image)
+        return await self.outputs.bytes_for(record)
 
     async def _own_output(self, request_id: str) -> bytes | None:
         record = self.jobs.get(request_id)
