@@ -89,3 +89,15 @@ def test_a_corrupt_output_still_gets_its_card(
     page = write_report([out]).read_text(encoding="utf-8")
     assert '"oh":"./a.png"' in page, "the file is still linked"
     assert '"ot"' not in page, "but has no thumbnail"
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    src = tmp_path / "portrait.jpg"
+    im = Image.new("RGB", (800, 400), (200, 30, 30))
+    exif = im.getexif()
+    exif[0x0112] = 6  # held sideways: shown rotated 90 degrees
+    im.save(src, exif=exif.tobytes())
+    thumb = ensure_thumb(src, tmp_path / "t")
+    assert thumb is not None
+    with Image.open(thumb) as t:
+        assert t.size == (THUMB_SIZE // 2, THUMB_SIZE)
