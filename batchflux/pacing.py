@@ -120,42 +120,57 @@ class AdaptiveRate:
     Starts unlimited. A 429 sets the rate to half of what was being achieved over the last
     ``window`` seconds (at least ``floor`` per second); each success raises it by ``increase``
     of itself, so it recovers within a few dozen submits. ``None`` rate means no spacing.
+    A burst of 429s answering requests sent together is one congestion signal: the rate is cut
+    once, then not again until a submit has succeeded. The shared pause gate does the waiting
+    for the server's reset; this only smooths the burst that follows it.
     """
 
     def __init__(
-        self, clock: Clock, *, floor: float = 0.2, increase: float = 0.05, window: float = 10.0
+        self, clock: Clock, *, floor: float = 1.0, increase: float = 0.1, window: float = 10.0
     ) -> None:
         self._clock = clock
         self.floor = floor
         self.increase = increase
         self.window = window
         self.rate: float | None = None
+        self.decreases = 0
         self._recent: deque[float] = deque()
-        self._next = 0.0
+        self._last = float("-inf")
+        self._cut = False  # cut since the last success
+        self._lock = asyncio.Lock()
 
     def _observed(self, now: float) -> float:
         while self._recent and self._recent[0] < now - self.window:
             self._recent.popleft()
-        return len(self._recent) / self.window
+        if len(self._recent) < 2:
+            return 0.0
+        return len(self._recent) / max(now - self._recent[0], 1e-3)
 
     def on_success(self) -> None:
-        now = self._clock()
-        self._recent.append(now)
+        self._recent.append(self._clock())
+        self._cut = False
         if self.rate is not None:
             self.rate *= 1 + self.increase
             if self.rate > 1000:
                 self.rate = None
 
     def on_rate_limited(self) -> None:
+        if self._cut:
+            return
+        self._cut = True
+        self.decreases += 1
         observed = self._observed(self._clock())
         current = self.rate if self.rate is not None else max(observed, self.floor)
         self.rate = max(self.floor, min(current, observed or current) / 2)
 
     async def wait(self) -> None:
-        if self.rate is None:
-            return
-        now = self._clock()
-        start = max(now, self._next)
-        self._next = start + 1.0 / self.rate
-        if start > now:
-            await asyncio.sleep(start - now)
+        """Wait until one spacing interval, at the rate in force now, has passed since the
+        last submit; waiters go one at a time and pick up rate changes while they wait."""
+        async with self._lock:
+            while self.rate is not None:
+                due = self._last + 1.0 / self.rate
+                now = self._clock()
+                if now >= due:
+                    break
+                await asyncio.sleep(due - now)
+            self._last = self._clock()

@@ -16,7 +16,7 @@ from batchflux import __version__
 from batchflux.exitcodes import ExitCode
 
 # One module per command, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("validate", "report", "emulate")
+COMMANDS: tuple[str, ...] = ("run", "validate", "status", "report", "demo", "emulate")
 
 
 def build_parser() -> argparse.ArgumentParser:

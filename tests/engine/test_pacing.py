@@ -91,7 +91,11 @@ def test_adaptive_rate_halves_on_429_and_recovers() -> None:
         rate.on_success()
     rate.on_rate_limited()
     assert rate.rate == pytest.approx(5.0, rel=0.02)
-    rate.on_rate_limited()
+    rate.on_rate_limited()  # the same burst of 429s: one cut
+    assert rate.rate == pytest.approx(5.0, rel=0.02)
+    assert rate.decreases == 1
+    rate.on_success()
+    rate.on_rate_limited()  # new evidence after a success: cut again
     assert rate.rate is not None
     assert rate.rate < 5.0
     low = rate.rate

@@ -1,0 +1,151 @@
+"""``batchflux status OUT [OUT ...] [--json]``: where a batch stands, read from its ledgers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from batchflux.exitcodes import ExitCode
+from batchflux.ledger import LedgerCorrupt
+from batchflux.runstate import RETENTION_S, LastRun, NoLedger, RunStatus, load_status
+
+# How the states read in text; --json uses the JobState values themselves.
+STATE_LABELS = {
+    "downloaded": "done",
+    "submitted": "in flight",
+    "completed": "to download",
+    "failed": "failed",
+    "expired": "expired",
+    "intent": "unconfirmed submit",
+    "pending": "not submitted",
+}
+EXIT_MEANINGS = {
+    0: "ok",
+    1: "some jobs failed",
+    2: "usage error",
+    3: "stopped",
+    4: "locked",
+    130: "interrupted",
+}
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser(
+        "status",
+        help="where a run stands: counts, failures by cause, in-flight requests and their expiry",
+        description=(
+            "Read the ledger of one or more run directories (the shards of one batch are merged) and show "
+            "counts by state, failures grouped by cause with an example each, requests in flight with the "
+            "time left before the server forgets them (1 h after submission), possible duplicate charges, "
+            "expirations, and the last run's start, end and exit code. Safe while a run is going."
+        ),
+    )
+    parser.add_argument("out", nargs="+", type=Path, metavar="OUT", help="run directory (holds ledger.jsonl)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="in-flight requests to list, soonest expiry first"
+    )
+    parser.add_argument(
+        "--retention",
+        type=float,
+        default=RETENTION_S,
+        metavar="SECONDS",
+        help="how long the server keeps a request after submission (default: %(default)g; for emulators)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        status = load_status(args.out, now=time.time(), retention_s=args.retention)
+    except (NoLedger, LedgerCorrupt) as exc:
+        print(f"batchflux status: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    except OSError as exc:
+        print(f"batchflux status: cannot read the ledger: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    limit = max(0, args.limit)
+    if args.json:
+        print(json.dumps(status.to_json(limit), indent=2))
+    else:
+        print(render(status, limit))
+    return ExitCode.OK
+
+
+def render(status: RunStatus, limit: int = 20) -> str:
+    now = status.now
+    lines = [", ".join(status.out_dirs)]
+    counts = [f"{n} {STATE_LABELS.get(state, state)}" for state, n in status.by_state.items() if n]
+    lines.append(f"jobs: {status.jobs}" + (f" ({', '.join(counts)})" if counts else ""))
+    if status.failures:
+        lines.append("failures by cause:")
+        width = max(len(f.cause) for f in status.failures)
+        for f in status.failures:
+            example = f"{f.example_job}: {_clip(f.example_error)}"
+            lines.append(f"  {f.cause:<{width}}  {f.count:>6}  e.g. {example}")
+    lines.append(
+        f"in flight: {len(status.in_flight)}" + (" (soonest expiry first)" if status.in_flight else "")
+    )
+    shown = status.in_flight[:limit]
+    for req in shown:
+        lines.append(
+            f"  {req.job_id}  {req.request_id}  {req.status or '?'}  submitted {_iso(req.submitted_at)}"
+            f"  expires in {_duration(req.seconds_left(now))}"
+        )
+    if len(status.in_flight) > len(shown):
+        lines.append(f"  … and {len(status.in_flight) - len(shown)} more")
+    if status.past_retention:
+        lines.append(
+            f"past retention without a result: {status.past_retention} "
+            "(the next run resubmits them, counted as expired)"
+        )
+    lines.append(f"possible duplicate charges (ambiguous submits): {status.possible_duplicates}")
+    lines.append(f"expirations: {status.expirations}")
+    lines.extend(_last_run_line(run, several=len(status.out_dirs) > 1) for run in status.last_runs)
+    if not status.last_runs:
+        lines.append("last run: none recorded")
+    lines.extend(f"note: {tail}" for tail in status.torn_tails)
+    if status.duplicate_ids:
+        lines.append(
+            f"note: {status.duplicate_ids} job ids appear in more than one directory (the latest one counts)"
+        )
+    return "\n".join(lines)
+
+
+def _last_run_line(run: LastRun, *, several: bool) -> str:
+    where = f" [{run.out_dir}]" if several else ""
+    text = f"last run{where}: started {_iso(run.started_at)}"
+    if run.finished_at is not None:
+        took = _duration(run.finished_at - run.started_at)
+        code = (
+            "?"
+            if run.exit_code is None
+            else f"{run.exit_code} ({EXIT_MEANINGS.get(run.exit_code, 'unknown')})"
+        )
+        text += f", ended {_iso(run.finished_at)} after {took}, exit {code}"
+    else:
+        who = "" if run.pid is None else f"; pid {run.pid}" + (f" on {run.host}" if run.host else "")
+        text += f", still running / killed (no run_finished{who})"
+    if run.runs > 1:
+        text += f"; {run.runs} runs in all"
+    return text
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
+
+
+def _duration(seconds: float) -> str:
+    s = max(0, int(seconds))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {sec:02d}s" if m else f"{sec}s"
+
+
+def _clip(text: str, width: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,69 @@
+"""Running a :class:`~batchflux.runner.Run` from the terminal: logging, progress, signals, output."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from batchflux.logsetup import configure_logging
+from batchflux.progress import BarProgress, LogProgress, Progress
+from batchflux.runner import Run, RunOptions, RunResult
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def pick_progress(no_progress: bool) -> Progress:
+    if not no_progress and sys.stderr.isatty():
+        return BarProgress()
+    return LogProgress(interval=30.0)
+
+
+async def _execute(run: Run, grace: float) -> RunResult:
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, run.request_stop, grace)
+    try:
+        return await run.execute()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+@contextlib.contextmanager
+def _console(bars: bool) -> Iterator[None]:
+    if bars:
+        with logging_redirect_tqdm(loggers=[logging.getLogger("batchflux")]):
+            yield
+    else:
+        yield
+
+
+def execute_run(options: RunOptions, *, grace: float, no_progress: bool, log_format: str, verbose: bool,
+                log_dir: Path | None) -> int:  # fmt: skip
+    progress = pick_progress(no_progress or options.dry_run)
+    teardown = configure_logging(
+        log_dir,
+        level=logging.DEBUG if verbose else logging.INFO,
+        fmt=log_format,
+        secrets=[options.api_key],
+        console=True,
+    )
+    try:
+        run = Run(options, progress=progress, say=_say)
+        with _console(isinstance(progress, BarProgress)):
+            result = asyncio.run(_execute(run, grace))
+    finally:
+        teardown()
+    if result.message:
+        _say(result.message)
+    return result.exit_code

@@ -1,0 +1,32 @@
+"""Engine settings, validated once by the CLI or :func:`batchflux.run_batch`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from batchflux.engine.latency import PollTuning
+from batchflux.pacing import Rate
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    rate: Rate | None = None  # --rpm / --rate; None = adaptive (AIMD) against the server's 429s
+    max_in_flight: int = 256  # requests submitted and not yet resolved
+    submit_workers: int = 16
+    poll_workers: int = 32
+    result_workers: int = 16
+    download_workers: int = 16
+    upload_workers: int = 4
+    retention_s: float = 3600.0  # a request's status and result expire this long after submission
+    get_attempts: int = 8  # bounded retries of 5xx/transport errors on status/result/upload
+    submit_attempts: int = 6  # 5xx answers and connection failures before the POST was sent
+    ambiguous_resubmits: int = 3  # submits re-sent after no answer, each counted as a possible duplicate
+    download_attempts: int = 6
+    expired_resubmits: int = 1  # a request that expired before its result was fetched is submitted again
+    inline_inputs: bool = False  # send local inputs as data URIs instead of uploading them
+    max_new_submits: int | None = None  # --max-jobs
+    max_cost_usd: float | None = None  # --max-cost
+    price_usd: float = 0.10
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 30.0
+    poll: PollTuning = field(default_factory=PollTuning)

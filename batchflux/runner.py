@@ -1,0 +1,336 @@
+"""One run of a manifest, start to finish: the wiring behind ``batchflux run`` and :func:`run_batch`.
+
+manifest → shard → lock → ledger replay → resume plan → credit pre-flight → engine →
+ledger ``run_finished`` → summary.json, metrics file, report.html → exit code.
+Everything here is sequencing; the decisions live in the modules it calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import aiohttp
+
+from batchflux import __version__
+from batchflux.api import ApiClient, ApiError
+from batchflux.engine.config import EngineConfig
+from batchflux.engine.core import Engine
+from batchflux.engine.stats import EngineStats
+from batchflux.exitcodes import ExitCode
+from batchflux.ledger import LEDGER_FILENAME, Event, EventType, LedgerCorrupt, LedgerWriter, replay_file
+from batchflux.lock import LockHeld, RunLock
+from batchflux.manifest import Manifest, ManifestError, load_manifest
+from batchflux.progress import NullProgress, Progress
+from batchflux.resume import Action, ResumePlan, check_file, move_ledger_aside, plan_resume
+from batchflux.schema import price_for
+from batchflux.shard import Shard
+from batchflux.summary import FailedJob, RunSummary, iso_utc, write_summary
+
+log = logging.getLogger("batchflux.run")
+
+DEFAULT_BASE_URL = "https://api.segmind.com"
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    manifest: Path
+    api_key: str
+    out_dir: Path | None = None  # default: out/<manifest stem>/
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    base_url: str = DEFAULT_BASE_URL
+    upload_url: str | None = None
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    shard: Shard | None = None
+    retry_failed: frozenset[str] | None = None  # None: failed jobs stay failed; empty: retry every cause
+    fresh: bool = False
+    dry_run: bool = False
+    credit_check: bool = True
+    price: float | None = None  # USD per image; default from the model's table
+    report: bool = True
+    metrics_file: Path | None = None
+    timeout_s: float = 30.0
+
+
+@dataclass(slots=True)
+class RunResult:
+    exit_code: int
+    out_dir: Path | None = None
+    summary: RunSummary | None = None
+    message: str = ""  # one line for the user: why the run stopped, or what it did
+    plan: ResumePlan | None = None
+    stats: EngineStats | None = None
+
+
+class Run:
+    """One run; :meth:`request_stop` may be called from a signal handler while :meth:`execute` runs."""
+
+    def __init__(
+        self,
+        options: RunOptions,
+        *,
+        progress: Progress | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
+        self.opt = options
+        self.progress = progress or NullProgress()
+        self.say = say or (lambda line: log.info("%s", line))
+        self.engine: Engine | None = None
+        self._stop_requests = 0
+        self._pending_stop: float | None = None
+
+    def request_stop(self, grace: float) -> None:
+        """First call: stop submitting, drain for ``grace`` seconds. Second: stop at once."""
+        self._stop_requests += 1
+        if self.engine is None:
+            self._pending_stop = grace
+            return
+        if self._stop_requests == 1:
+            self.say(
+                f"stopping: no new submits; waiting up to {grace:g}s for {self.engine.in_flight} "
+                "requests in flight (signal again to stop now)"
+            )
+            self.engine.request_stop("interrupted", "signal", grace=grace)
+        else:
+            self.say("stopping now; the ledger is resumable")
+            self.engine.abort("interrupted", "second signal")
+
+    async def execute(self) -> RunResult:
+        opt = self.opt
+        try:
+            manifest = load_manifest(opt.manifest, opt.overrides)
+        except ManifestError as exc:
+            return RunResult(ExitCode.USAGE, message=str(exc))
+        for warning in manifest.warnings:
+            self.say(f"warning: {warning}")
+        out_dir = (opt.out_dir or Path("out") / manifest.stem).resolve()
+        jobs = [j for j in manifest.jobs if opt.shard is None or opt.shard.owns(j.id)]
+        try:
+            lock = RunLock.acquire(out_dir)
+        except LockHeld as exc:
+            return RunResult(ExitCode.LOCKED, out_dir, message=str(exc))
+        with lock:
+            return await self._locked(manifest, jobs, out_dir)
+
+    async def _locked(self, manifest: Manifest, jobs: list, out_dir: Path) -> RunResult:  # type: ignore[type-arg]
+        opt = self.opt
+        ledger_path = out_dir / LEDGER_FILENAME
+        if opt.fresh and not opt.dry_run:
+            moved = move_ledger_aside(out_dir)
+            if moved:
+                self.say(f"--fresh: moved the old ledger to {moved}")
+        try:
+            replay = replay_file(ledger_path)
+        except LedgerCorrupt as exc:
+            return RunResult(ExitCode.USAGE, out_dir, message=str(exc))
+        if replay.torn_tail:
+            self.say(f"note: {replay.torn_tail}")
+        plan = plan_resume(
+            jobs,
+            replay,
+            now=time.time(),
+            retention_s=opt.engine.retention_s,
+            retry_failed=opt.retry_failed,
+            file_ok=check_file(out_dir),
+        )
+        if replay.jobs:
+            self.say(plan.summary_line())
+        price = price_for(manifest.model, opt.price)
+        to_submit = sum(1 for d in plan.decisions if d.action is Action.SUBMIT)
+        if opt.engine.max_new_submits is not None:
+            to_submit = min(to_submit, opt.engine.max_new_submits)
+        if opt.dry_run:
+            return RunResult(ExitCode.OK, out_dir, message=_dry_run_text(plan, to_submit, price), plan=plan)
+
+        engine_cfg = replace(opt.engine, price_usd=price)
+        started = time.time()
+        run_id = uuid.uuid4().hex[:12]
+        connector = aiohttp.TCPConnector(limit=256, limit_per_host=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            client = ApiClient(
+                session,
+                api_key=opt.api_key,
+                base_url=opt.base_url,
+                upload_url=opt.upload_url,
+                timeout_s=opt.timeout_s,
+            )
+            if to_submit and opt.credit_check:
+                refusal = await _credit_preflight(client, to_submit, price)
+                if refusal:
+                    return RunResult(ExitCode.STOPPED, out_dir, message=refusal, plan=plan)
+            with LedgerWriter(ledger_path) as ledger:
+                if ledger.repaired_tail:
+                    self.say(
+                        f"note: set aside a torn last ledger line ({ledger.repaired_tail} bytes) "
+                        f"into {ledger_path.name}.torn"
+                    )
+                ledger.append(Event(EventType.RUN_STARTED, None, {
+                    "run_id": run_id, "manifest": str(opt.manifest), "jobs": len(jobs),
+                    "shard": str(opt.shard) if opt.shard else None, "version": __version__,
+                    "pid": os.getpid(), "host": socket.gethostname(),
+                }))  # fmt: skip
+                engine = Engine(
+                    config=engine_cfg,
+                    client=client,
+                    ledger=ledger,
+                    out_dir=out_dir,
+                    progress=self.progress,
+                    rng=random.Random(),
+                )
+                self.engine = engine
+                if self._pending_stop is not None:
+                    engine.request_stop("interrupted", "signal", grace=self._pending_stop)
+                done_before = sum(1 for d in plan.decisions if d.action is Action.SKIP)
+                failed_before = sum(1 for d in plan.decisions if d.action is Action.FAILED)
+                self.progress.start(len(plan.decisions), done=done_before, failed=failed_before)
+                try:
+                    stats = await engine.run(plan.decisions)
+                finally:
+                    self.progress.close()
+                code = _exit_code(engine, stats)
+                wall = time.time() - started
+                ledger.append(Event(EventType.RUN_FINISHED, None, {
+                    "run_id": run_id, "exit_code": int(code), "wall_s": round(wall, 3),
+                    "counts": _counts(stats, engine),
+                }))  # fmt: skip
+            summary = self._summary(run_id, started, out_dir, code, stats, engine, client, plan)
+        write_summary(out_dir, summary)
+        self._after(out_dir, summary)
+        return RunResult(code, out_dir, summary, _closing_line(code, stats, engine, out_dir), plan, stats)
+
+    def _summary(self, run_id: str, started: float, out_dir: Path, code: int, stats: EngineStats,
+                 engine: Engine, client: ApiClient, plan: ResumePlan) -> RunSummary:  # fmt: skip
+        finished = time.time()
+        calls = dict(client.calls)
+        if "media" in calls:
+            calls["download"] = calls.pop("media")
+        return RunSummary(
+            run_id=run_id,
+            manifest=str(self.opt.manifest),
+            out_dir=str(out_dir),
+            started_at=iso_utc(started),
+            finished_at=iso_utc(finished),
+            wall_s=round(finished - started, 3),
+            exit_code=int(code),
+            jobs=stats.total,
+            counts=_counts(stats, engine),
+            skipped=stats.skipped,
+            api_calls=calls,
+            rate_limited=stats.rate_limited,
+            retries=sum(stats.retries.values()),
+            possible_duplicates=plan.possible_duplicates + stats.ambiguous,
+            expired_resubmits=stats.resubmitted_expired,
+            estimated_spend_usd=round((stats.submitted - stats.server_failed) * engine.cfg.price_usd, 4),
+            failed_jobs=tuple(
+                FailedJob(
+                    id=str(f["job"]),
+                    cause=str(f["cause"]),
+                    error=str(f["error"]),
+                    request_id=f["request_id"] if isinstance(f["request_id"], str) else None,
+                )
+                for f in stats.failures
+            ),
+            interrupted=engine.stop_reason == "interrupted",
+            stop_reason=engine.stop_reason,
+            shard=str(self.opt.shard) if self.opt.shard else None,
+        )
+
+    def _after(self, out_dir: Path, summary: RunSummary) -> None:
+        """Metrics file and report: useful extras; a failure here is logged, never fatal."""
+        if self.opt.metrics_file is not None:
+            try:
+                from batchflux.metrics import update_metrics_file
+
+                update_metrics_file(self.opt.metrics_file, summary)
+            except OSError as exc:
+                log.error("could not write the metrics file %s: %s", self.opt.metrics_file, exc)
+        if self.opt.report:
+            try:
+                from batchflux.report import write_report
+
+                write_report([out_dir])
+            except (OSError, ValueError, LedgerCorrupt) as exc:
+                log.error("could not write the report: %s", exc)
+
+
+def _counts(stats: EngineStats, engine: Engine) -> dict[str, int]:
+    in_flight = engine.in_flight
+    return {
+        "done": stats.done,
+        "failed": stats.failed_total,
+        "in_flight": in_flight,
+        "pending": max(0, stats.remaining - in_flight),
+    }
+
+
+def _exit_code(engine: Engine, stats: EngineStats) -> ExitCode:
+    if engine.stop_reason == "interrupted":
+        return ExitCode.INTERRUPTED
+    if engine.stop_reason is not None:
+        return ExitCode.STOPPED
+    if stats.failed_total or stats.remaining:
+        return ExitCode.JOBS_FAILED
+    return ExitCode.OK
+
+
+def _closing_line(code: int, stats: EngineStats, engine: Engine, out_dir: Path) -> str:
+    head = f"{stats.done}/{stats.total} done, {stats.failed_total} failed"
+    if stats.remaining:
+        head += f", {stats.remaining} left for the next run"
+    if engine.stop_reason and engine.stop_reason != "interrupted":
+        head += f" — stopped: {engine.stop_detail or engine.stop_reason}"
+    return f"{head}. Output: {out_dir}"
+
+
+async def _credit_preflight(client: ApiClient, jobs: int, price: float) -> str | None:
+    try:
+        balance = await client.credits()
+    except ApiError as exc:
+        return f"could not read the account's credits ({exc}); use --no-credit-check to skip this check"
+    need = jobs * price
+    if balance + 1e-9 < need:
+        return (
+            f"not enough credits: {jobs} jobs × ${price:.2f} = ${need:.2f}, balance ${balance:.2f} "
+            "(--max-jobs to submit fewer, --no-credit-check to skip this check)"
+        )
+    return None
+
+
+def _dry_run_text(plan: ResumePlan, to_submit: int, price: float) -> str:
+    c = plan.counts()
+    return (
+        f"dry run: would submit {to_submit}, re-poll {c.get('poll', 0)}, download {c.get('download', 0)}, "
+        f"skip {c.get('skip', 0)} done, keep {c.get('failed', 0)} failed; "
+        f"estimated cost ${to_submit * price:.2f}. Nothing was submitted."
+    )
+
+
+async def run_batch(
+    manifest: str | os.PathLike[str],
+    *,
+    api_key: str | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    base_url: str | None = None,
+    **options: object,
+) -> RunResult:
+    """Run a manifest from Python. Keyword ``options`` are :class:`RunOptions` fields (``engine=
+    EngineConfig(...)``, ``shard=``, ``retry_failed=``…). Returns the :class:`RunResult` with the
+    exit code and the summary; the API key defaults to ``SEGMIND_API_KEY``."""
+    key = api_key or os.environ.get("SEGMIND_API_KEY", "")
+    if not key:
+        raise ValueError("no API key: pass api_key= or set SEGMIND_API_KEY")
+    opts = RunOptions(
+        manifest=Path(manifest),
+        api_key=key,
+        out_dir=Path(out_dir) if out_dir is not None else None,
+        base_url=base_url or os.environ.get("BATCHFLUX_BASE_URL", DEFAULT_BASE_URL),
+        **options,  # type: ignore[arg-type]
+    )
+    return await Run(opts).execute()

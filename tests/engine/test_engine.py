@@ -1,0 +1,151 @@
+"""The engine end to end against the real emulator: happy path, faults, quota, failures, auth."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from enginekit import (
+    assert_images_match_emulator,
+    files_containing,
+    ledger_events,
+    plain_jobs,
+    run_against,
+    write_manifest,
+)
+
+from batchflux.emulator import DEFAULT_API_KEY, Emulator, EmulatorConfig
+from batchflux.engine.config import EngineConfig
+from batchflux.exitcodes import ExitCode
+from batchflux.pacing import Rate
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+async def test_happy_path_with_local_inputs(tmp_path: Path) -> None:
+    jobs = plain_jobs(8)
+    jobs[0]["input_image"] = "img/cat.jpg"
+    jobs[1]["input_image"] = "img/cat.jpg"  # the same file: uploaded once
+    jobs[2]["input_image"] = "img/rocket.jpg"
+    jobs[3]["output_format"] = "jpg"
+    manifest = write_manifest(tmp_path / "m", jobs)
+    out = tmp_path / "out"
+    async with Emulator(EmulatorConfig(latency_mean=0.1, latency_sd=0.03)) as emu:
+        result = await run_against(emu, manifest, out)
+        stats = emu.stats()
+        assert result.exit_code == ExitCode.OK, result.message
+        assert_images_match_emulator(emu, out, [j["id"] for j in jobs])
+    assert stats["upload_calls"] == 2
+    assert stats["submits"] == 8
+    assert stats["duplicate_submits"] == 0
+    assert stats["media_with_key"] == 0
+    assert (out / "job0003.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    assert (out / "summary.json").exists()
+    assert files_containing(out, DEFAULT_API_KEY) == []
+
+
+async def test_every_job_survives_faults_and_a_429ing_quota(tmp_path: Path) -> None:
+    """200 jobs, 10 % of every call failing in each way, and a quota the client is not told."""
+    jobs = plain_jobs(200)
+    manifest = write_manifest(tmp_path / "m", jobs)
+    out = tmp_path / "out"
+    faults = {"500": 0.1, "502": 0.1, "drop": 0.1, "truncate": 0.1}
+    config = EmulatorConfig(latency_mean=0.1, latency_sd=0.05, faults=faults, rpm=80, window_s=1.0, seed=3)
+    cap = 40
+    engine = EngineConfig(
+        max_in_flight=cap,
+        backoff_base_s=0.02,
+        backoff_cap_s=0.3,
+        get_attempts=30,
+        submit_attempts=30,
+        ambiguous_resubmits=30,
+        download_attempts=30,
+    )
+    async with Emulator(config) as emu:
+        result = await run_against(emu, manifest, out, engine=engine)
+        stats = emu.stats()
+        assert result.exit_code == ExitCode.OK, result.message
+        assert_images_match_emulator(emu, out, [j["id"] for j in jobs])
+    events = ledger_events(out)
+    intents = Counter(e["job"] for e in events if e["event"] == "submit_intent")
+    submitted = Counter(e["job"] for e in events if e["event"] == "submitted")
+    ambiguous = sum(intents[j] - submitted[j] for j in intents)
+    assert stats["faults"].get("drop", 0) > 0
+    assert stats["faults"].get("truncate", 0) > 0
+    assert stats["rate_limited"] > 0
+    assert stats["media_with_key"] == 0
+    # Paid duplicates only where the ledger says the submit got no answer.
+    assert stats["submits"] - len(jobs) <= ambiguous
+    assert stats["duplicate_submits"] <= ambiguous
+    assert stats["peak_active"] <= cap
+
+
+async def test_rpm_is_respected_and_a_window_goes_out_at_once(tmp_path: Path) -> None:
+    jobs = plain_jobs(25)
+    manifest = write_manifest(tmp_path / "m", jobs)
+    out = tmp_path / "out"
+    async with Emulator(EmulatorConfig(latency_mean=0.05, rpm=10, window_s=1.0)) as emu:
+        result = await run_against(emu, manifest, out, engine=EngineConfig(rate=Rate(10, 1.0)))
+        stats = emu.stats()
+    assert result.exit_code == ExitCode.OK, result.message
+    assert stats["rate_limited"] == 0
+    times = stats["submit_times"]
+    assert len(times) == 25
+    assert max_in_window(times, 1.0) <= 10
+    first = sorted(times)[:10]
+    assert first[-1] - first[0] < 0.5  # the first window's quota is spent as it opens
+
+
+async def test_failures_are_recorded_and_the_rest_completes(tmp_path: Path) -> None:
+    jobs = plain_jobs(10)
+    jobs[3]["prompt"] = "make it nsfw please"
+    manifest = write_manifest(tmp_path / "m", jobs)
+    out = tmp_path / "out"
+    async with Emulator(EmulatorConfig(latency_mean=0.05)) as emu:
+        result = await run_against(emu, manifest, out)
+    assert result.exit_code == ExitCode.JOBS_FAILED
+    assert result.summary is not None
+    failed = {f.id: f for f in result.summary.failed_jobs}
+    assert set(failed) == {"job0003"}
+    assert failed["job0003"].cause == "moderation"
+    assert "blocked" in failed["job0003"].error
+    assert result.summary.counts["done"] == 9
+
+
+async def test_expired_requests_end_failed_with_the_reason(tmp_path: Path) -> None:
+    jobs = plain_jobs(3)
+    manifest = write_manifest(tmp_path / "m", jobs)
+    out = tmp_path / "out"
+    config = EmulatorConfig(latency_mean=1.0, latency_sd=0.0, retention_s=0.2)
+    async with Emulator(config) as emu:
+        result = await run_against(
+            emu, manifest, out, engine=EngineConfig(retention_s=0.2, expired_resubmits=1)
+        )
+        stats = emu.stats()
+    assert result.exit_code == ExitCode.JOBS_FAILED
+    assert result.summary is not None
+    assert {f.cause for f in result.summary.failed_jobs} == {"expired"}
+    assert all("not found" in f.error or "expired" in f.error for f in result.summary.failed_jobs)
+    assert stats["submits"] == 6  # one resubmit each, then failed
+    assert result.summary.expired_resubmits == 3
+
+
+async def test_bad_key_stops_the_run_with_exit_3(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "m", plain_jobs(5))
+    out = tmp_path / "out"
+    async with Emulator(EmulatorConfig()) as emu:
+        result = await run_against(emu, manifest, out, api_key="SG_0000000000000bad", credit_check=False)
+        stats = emu.stats()
+    assert result.exit_code == ExitCode.STOPPED
+    assert "401" in result.message or "key" in result.message.lower()
+    assert "\n" not in result.message
+    assert stats["submits"] == 0
+    assert "SG_0000000000000bad" not in (out / "ledger.jsonl").read_text()
