@@ -82,6 +82,28 @@ async def _read_json(request: web.Request) -> tuple[Any, web.Response | None]:
         return None, json_error(400, "Malformed JSON body")
 
 
+Work = Callable[[], Awaitable[web.Response]]
+
+
+async def _with_faults(
+    request: web.Request, endpoint: str, work: Work, *, truncatable: bool = False
+) -> web.StreamResponse:
+    """Run ``work`` under this request's fault, if one is drawn; every drawn fault is applied.
+
+    5xx replaces the work entirely (nothing happens); "drop" and "truncate" break the response the
+    work produced, after its effects (a dropped submit exists and is billed).
+    """
+    fault = _core(request).roll_fault(endpoint, truncatable=truncatable)
+    if fault in ("500", "502", "504"):
+        return server_fault(fault)
+    response = await work()
+    if fault == "drop":
+        return drop_connection(request)
+    if fault == "truncate" and isinstance(response.body, bytes):
+        return await truncated(request, response.body, response.headers[hdrs.CONTENT_TYPE])
+    return response
+
+
 async def submit(request: web.Request) -> web.StreamResponse:
     core = _core(request)
     if (denied := _unauthorized(core, request)) is not None:
@@ -91,33 +113,32 @@ async def submit(request: web.Request) -> web.StreamResponse:
         return denied
     if (denied := _wrong_content_type(request)) is not None:
         return denied
-    fault = core.roll_fault("submit")
-    if fault in ("500", "502", "504"):
-        return server_fault(fault)
-    slug = request.match_info["slug"]
-    if not _SLUG.match(slug):
-        return json_error(404, f"Model {slug[:64]!r} not found")
-    body, bad = await _read_json(request)
-    if bad is not None:
-        return bad
-    outcome = core.submit(key, slug, body)
-    if isinstance(outcome, Rejection):
-        if outcome.plain:
-            return plain_error(outcome.status, outcome.message)
-        return json_error(outcome.status, outcome.message)
-    if fault == "drop":
-        return drop_connection(request)
-    base = _base(request)
-    status_url = f"{base}/v2/requests/{outcome.request_id}/status"
-    return json_ok(
-        {
-            "request_id": outcome.request_id,
-            "status": "QUEUED",
-            "poll_url": status_url,
-            "status_url": status_url,
-            "response_url": f"{base}/v2/requests/{outcome.request_id}",
-        }
-    )
+
+    async def work() -> web.Response:
+        slug = request.match_info["slug"]
+        if not _SLUG.match(slug):
+            return json_error(404, f"Model {slug[:64]!r} not found")
+        body, bad = await _read_json(request)
+        if bad is not None:
+            return bad
+        outcome = core.submit(key, slug, body)
+        if isinstance(outcome, Rejection):
+            if outcome.plain:
+                return plain_error(outcome.status, outcome.message)
+            return json_error(outcome.status, outcome.message)
+        base = _base(request)
+        status_url = f"{base}/v2/requests/{outcome.request_id}/status"
+        return json_ok(
+            {
+                "request_id": outcome.request_id,
+                "status": "QUEUED",
+                "poll_url": status_url,
+                "status_url": status_url,
+                "response_url": f"{base}/v2/requests/{outcome.request_id}",
+            }
+        )
+
+    return await _with_faults(request, "submit", work)
 
 
 async def _poll(request: web.Request, endpoint: str) -> web.StreamResponse:
@@ -131,25 +152,24 @@ async def _poll(request: web.Request, endpoint: str) -> web.StreamResponse:
         core.counters.result_calls += 1
     if core.config.count_polls and (denied := _rate_limited(core, key)) is not None:
         return denied
-    fault = core.roll_fault(endpoint)
-    if fault in ("500", "502", "504"):
-        return server_fault(fault)
-    request_id = request.match_info["request_id"]
-    record = core.lookup(key, request_id)
-    if record is None:
-        return json_error(404, f"Request {request_id[:100]} not found")
-    now = core.clock()
-    if endpoint == "status":
-        record.status_calls += 1
-        code, body = record.status_body(now)
-    else:
-        record.result_calls += 1
-        code, body = record.result_body(now, core.output_url(_base(request), record))
-        if "output" in body:
-            await core.output_bytes(record)  # render now, so the sha256 is known once the URL is out
-    if fault == "drop":
-        return drop_connection(request)
-    return json_ok(body, status=code)
+
+    async def work() -> web.Response:
+        request_id = request.match_info["request_id"]
+        record = core.lookup(key, request_id)
+        if record is None:
+            return json_error(404, f"Request {request_id[:100]} not found")
+        now = core.clock()
+        if endpoint == "status":
+            record.status_calls += 1
+            code, body = record.status_body(now)
+        else:
+            record.result_calls += 1
+            code, body = record.result_body(now, core.output_url(_base(request), record))
+            if "output" in body:
+                await core.output_bytes(record)  # render now: the sha256 is known once the URL is out
+        return json_ok(body, status=code)
+
+    return await _with_faults(request, endpoint, work)
 
 
 async def status(request: web.Request) -> web.StreamResponse:
@@ -167,25 +187,24 @@ async def upload(request: web.Request) -> web.StreamResponse:
     core.counters.upload_calls += 1
     if (denied := _wrong_content_type(request)) is not None:
         return denied
-    fault = core.roll_fault("upload")
-    if fault in ("500", "502", "504"):
-        return server_fault(fault)
-    body, bad = await _read_json(request)
-    if bad is not None:
-        return bad
-    items = body.get("data_urls") if isinstance(body, dict) else None
-    if not isinstance(items, list) or not items:
-        return json_error(400, 'Body must be {"data_urls": ["data:<mime>;base64,...", ...]}')
-    names: list[str] = []
-    for i, item in enumerate(items):
-        parsed = parse_data_url(item) if isinstance(item, str) else None
-        if parsed is None or not parsed.data:
-            return json_error(400, f"data_urls[{i}] is not a base64 data URL")
-        names.append(core.media.add_upload(parsed))
-    if fault == "drop":
-        return drop_connection(request)
-    urls = [f"{_base(request)}/media/uploads/{name}" for name in names]
-    return json_ok({"urls": urls, "file_urls": urls, "message": "Files uploaded successfully"})
+
+    async def work() -> web.Response:
+        body, bad = await _read_json(request)
+        if bad is not None:
+            return bad
+        items = body.get("data_urls") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            return json_error(400, 'Body must be {"data_urls": ["data:<mime>;base64,...", ...]}')
+        names: list[str] = []
+        for i, item in enumerate(items):
+            parsed = parse_data_url(item) if isinstance(item, str) else None
+            if parsed is None or not parsed.data:
+                return json_error(400, f"data_urls[{i}] is not a base64 data URL")
+            names.append(core.media.add_upload(parsed))
+        urls = [f"{_base(request)}/media/uploads/{name}" for name in names]
+        return json_ok({"urls": urls, "file_urls": urls, "message": "Files uploaded successfully"})
+
+    return await _with_faults(request, "upload", work)
 
 
 async def credits(request: web.Request) -> web.StreamResponse:
@@ -193,12 +212,11 @@ async def credits(request: web.Request) -> web.StreamResponse:
     if (denied := _unauthorized(core, request)) is not None:
         return denied
     core.counters.credits_calls += 1
-    fault = core.roll_fault("credits")
-    if fault in ("500", "502", "504"):
-        return server_fault(fault)
-    if fault == "drop":
-        return drop_connection(request)
-    return json_ok({"credits": core.credits_left(), "free-credits": 0.0})
+
+    async def work() -> web.Response:
+        return json_ok({"credits": core.credits_left(), "free-credits": 0.0})
+
+    return await _with_faults(request, "credits", work)
 
 
 MediaFetch = Callable[[], Awaitable[tuple[bytes, str] | None]]
@@ -209,18 +227,15 @@ async def _serve_media(request: web.Request, fetch: MediaFetch) -> web.StreamRes
     core.counters.media_calls += 1
     if "x-api-key" in request.headers:
         core.counters.media_with_key += 1
-    fault = core.roll_fault("media")
-    if fault in ("500", "502", "504"):
-        return server_fault(fault)
-    found = await fetch()
-    if found is None:
-        return json_error(404, "File not found")
-    data, content_type = found
-    if fault == "drop":
-        return drop_connection(request)
-    if fault == "truncate" and request.method != hdrs.METH_HEAD:
-        return await truncated(request, data, content_type)
-    return web.Response(body=data, content_type=content_type)
+
+    async def work() -> web.Response:
+        found = await fetch()
+        if found is None:
+            return json_error(404, "File not found")
+        data, content_type = found
+        return web.Response(body=data, content_type=content_type)
+
+    return await _with_faults(request, "media", work, truncatable=request.method != hdrs.METH_HEAD)
 
 
 async def media_output(request: web.Request) -> web.StreamResponse:

@@ -94,15 +94,18 @@ class EmulatorCore:
             self.counters.rate_limited += 1
         return decision
 
-    def roll_fault(self, endpoint: str) -> str | None:
-        """The fault to inject into this request, if any (one uniform draw per eligible request)."""
+    def roll_fault(self, endpoint: str, *, truncatable: bool = False) -> str | None:
+        """The fault to inject into this request, if any (one uniform draw per eligible request).
+
+        "truncate" is only drawn where a body can be cut short (media GETs).
+        """
         cfg = self.config
         if not cfg.faults or endpoint not in cfg.fault_endpoints:
             return None
         draw = self._rng.random()
         edge = 0.0
         for kind in FAULT_KINDS:
-            if kind == "truncate" and endpoint != "media":
+            if kind == "truncate" and not truncatable:
                 continue
             edge += cfg.faults.get(kind, 0.0)
             if draw < edge:
