@@ -46,7 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     net = parser.add_argument_group("listening")
     net.add_argument("--host", default=d.host, help="interface to bind (default %(default)s)")
     net.add_argument(
-        "--port", type=int, default=d.port, help="port; 0 picks a free one (default %(default)s)"
+        "--port",
+        type=int,
+        metavar="PORT",
+        default=d.port,
+        help="port; 0 picks a free one (default %(default)s)",
     )
     net.add_argument("--access-log", action="store_true", help="log every request to stderr")
     jobs = parser.add_argument_group("jobs")
@@ -57,10 +61,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"seconds of inference per job, normally distributed (default {d.latency_mean},{d.latency_sd})",
     )
     jobs.add_argument(
-        "--latency-min", type=float, default=d.latency_min, help="latency floor (default %(default)s)"
+        "--latency-min",
+        type=float,
+        metavar="SECONDS",
+        default=d.latency_min,
+        help="latency floor (default %(default)s)",
     )
     jobs.add_argument(
-        "--workers", type=int, default=d.workers, help="worker slots per key (default %(default)s)"
+        "--workers",
+        type=int,
+        metavar="N",
+        default=d.workers,
+        help="worker slots per key (default %(default)s)",
     )
     jobs.add_argument(
         "--moderation-word",
@@ -74,19 +86,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.invalid_params_at,
         help="reject bad flux-kontext-max params with 400 at submit, or FAILED/422 at run",
     )
-    jobs.add_argument("--retention", type=float, default=d.retention_s, help="seconds status/result live")
-    jobs.add_argument("--image-size", type=int, default=d.image_long_side, help="output long side in px")
+    jobs.add_argument(
+        "--retention", type=float, metavar="SECONDS", default=d.retention_s, help="seconds status/result live"
+    )
+    jobs.add_argument(
+        "--image-size", type=int, metavar="PX", default=d.image_long_side, help="output long side in px"
+    )
     account = parser.add_argument_group("account")
     account.add_argument(
         "--key", action="append", metavar="KEY", help=f"accepted API key (repeatable; default {d.keys[0]})"
     )
     account.add_argument(
-        "--credits", type=float, default=d.credits, help="starting balance (default %(default)s)"
+        "--credits",
+        type=float,
+        metavar="AMOUNT",
+        default=d.credits,
+        help="starting balance (default %(default)s)",
     )
-    account.add_argument("--price", type=float, default=d.price, help="charge per job (default %(default)s)")
-    account.add_argument("--rpm", type=int, help="requests per window per key (default unlimited)")
     account.add_argument(
-        "--window", type=float, default=d.window_s, help="quota window in seconds (default 60)"
+        "--price", type=float, metavar="AMOUNT", default=d.price, help="charge per job (default %(default)s)"
+    )
+    account.add_argument(
+        "--rpm", type=int, metavar="N", help="requests per window per key (default unlimited)"
+    )
+    account.add_argument(
+        "--window",
+        type=float,
+        metavar="SECONDS",
+        default=d.window_s,
+        help="quota window in seconds (default 60)",
     )
     account.add_argument(
         "--count-polls", action="store_true", help="status/result GETs count toward the quota"
@@ -106,7 +134,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="A,B",
         help=f"where faults apply (default all: {','.join(sorted(ENDPOINTS))})",
     )
-    faults.add_argument("--seed", type=int, default=d.seed, help="seed for latency and fault draws")
+    faults.add_argument(
+        "--seed", type=int, metavar="N", default=d.seed, help="seed for latency and fault draws"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
