@@ -66,8 +66,9 @@ def for_each_entries(
             axis = _axis(name, line, value, schema, where, base_dir)
             if axis is not None:
                 axes.append(axis)
-    if not axes:
+    if not node.items:
         where.at(node.line, "for_each", "names no parameters to expand")
+    if not axes:  # nothing, or only keys already reported
         return
     globs = [axis for axis in axes if axis.is_glob]
     if len(globs) > 1:
