@@ -16,7 +16,7 @@ from batchflux.runstate import RETENTION_S, LastRun, NoLedger, RunStatus, load_s
 # How the states read in text; --json uses the JobState values themselves.
 STATE_LABELS = {
     "downloaded": "done",
-    "submitted": "in flight",
+    "submitted": "submitted",
     "completed": "to download",
     "failed": "failed",
     "expired": "expired",
@@ -91,10 +91,12 @@ def render(status: RunStatus, limit: int = 20) -> str:
         f"in flight: {len(status.in_flight)}" + (" (soonest expiry first)" if status.in_flight else "")
     )
     shown = status.in_flight[:limit]
+    jw = max((len(req.job_id) for req in shown), default=0)
+    rw = max((len(req.request_id) for req in shown), default=0)
     for req in shown:
         lines.append(
-            f"  {req.job_id}  {req.request_id}  {req.status or '?'}  submitted {_iso(req.submitted_at)}"
-            f"  expires in {_duration(req.seconds_left(now))}"
+            f"  {req.job_id:<{jw}}  {req.request_id:<{rw}}  {req.status or '?':<10}  "
+            f"submitted {_iso(req.submitted_at)}  expires in {_duration(req.seconds_left(now))}"
         )
     if len(status.in_flight) > len(shown):
         lines.append(f"  … and {len(status.in_flight) - len(shown)} more")
