@@ -81,7 +81,7 @@ def probe_image(path: Path) -> LocalImage:
     if not stat.S_ISREG(info.st_mode):
         raise BadInput("is not a regular file")
     if info.st_size > MAX_INPUT_BYTES:
-        raise BadInput(f"is larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB")
+        raise BadInput(f"is {info.st_size:,} bytes; the most accepted is {MAX_INPUT_BYTES:,}")
     return _probe(os.fspath(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
@@ -95,6 +95,8 @@ def _probe(path: str, dev: int, ino: int, size: int, mtime_ns: int) -> LocalImag
     except OSError as exc:
         if isinstance(exc, UnidentifiedImageError):
             raise BadInput("is not an image Pillow can identify") from None
+        if exc.errno is None:  # Pillow's own complaint about the bytes, not the file system's
+            raise BadInput(f"is not a readable image ({exc})") from None
         raise BadInput(f"cannot read: {exc.strerror or exc}") from None
     except Exception as exc:  # Pillow's plugins raise assorted errors on corrupt headers
         raise BadInput(f"is not a readable image ({type(exc).__name__})") from None
