@@ -79,6 +79,7 @@ class Figures:
     submit_rate_per_min: float | None  # from first to last submit, when that spans a minute or more
     rpm: float | None  # the configured quota, when summary.json says
     api_calls: int | None
+    api_calls_by_kind: tuple[tuple[str, int], ...]  # (kind, count), most first, when summary.json says
     rate_limited: int | None
     spend_usd: float
     spend_from_summary: bool
@@ -208,6 +209,7 @@ def _figures(dirs: Sequence[RunDir], rows: Sequence[JobRow]) -> Figures:
         submit_rate_per_min=(len(submits) - 1) / span * 60.0 if span >= 60.0 else None,
         rpm=_first_number(summaries, "rpm"),
         api_calls=_api_calls(summaries) if summaries else None,
+        api_calls_by_kind=_api_calls_by_kind(summaries),
         rate_limited=_int_or_none(_sum_key(summaries, "rate_limited")) if summaries else None,
         spend_usd=spend_summary if spend_summary is not None else _ledger_spend(dirs),
         spend_from_summary=spend_summary is not None,
@@ -311,6 +313,15 @@ def _api_calls(summaries: Sequence[Mapping[str, Any]]) -> int | None:
         if _is_number(calls):
             total = (total or 0) + int(calls)
     return total
+
+
+def _api_calls_by_kind(summaries: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, int], ...]:
+    kinds: Counter[str] = Counter()
+    for s in summaries:
+        calls = s.get("api_calls")
+        if isinstance(calls, Mapping):
+            kinds.update({str(k): int(v) for k, v in calls.items() if _is_number(v)})
+    return tuple(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _sum_key(summaries: Sequence[Mapping[str, Any]], key: str) -> float | None:

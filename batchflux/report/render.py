@@ -125,9 +125,10 @@ def render_page(
             '<nav class="pager" id="pager-bottom" aria-label="pages"></nav>\n',
             '<noscript><p class="empty">The job cards need JavaScript.</p></noscript>\n',
             "</div>\n",
-            '<div id="lightbox" class="lightbox" hidden role="dialog" aria-modal="true">'
-            '<figure><img id="lb-img" alt=""><figcaption id="lb-cap"></figcaption></figure>'
-            '<a id="lb-open" class="lb-open" target="_blank" rel="noopener noreferrer">open file</a>'
+            '<div id="lightbox" class="lightbox" hidden role="dialog" aria-modal="true" aria-label="images">'
+            '<div class="lb-pair"><figure id="lb-before"><img alt=""><figcaption></figcaption></figure>'
+            '<figure id="lb-after"><img alt=""><figcaption></figcaption></figure></div>'
+            '<p id="lb-title" class="lb-title"></p>'
             '<button type="button" id="lb-close" class="lb-close" aria-label="close">×</button></div>\n',
             f'<script type="application/json" id="jobs-data" data-page-size="{int(page_size)}">',
             embed_json(list(cards)),
@@ -148,7 +149,8 @@ def _stats(f: Figures) -> str:
     rate = f"{f.submit_rate_per_min:.1f} submits/min on average" if f.submit_rate_per_min else ""
     tiles.append(("peak submits per 60 s", peak, "", rate))
     unknown = "not recorded: no summary.json"
-    tiles.append(("API calls", _opt(f.api_calls), "", "" if f.api_calls is not None else unknown))
+    calls_note = " · ".join(f"{n:,} {kind}" for kind, n in f.api_calls_by_kind)
+    tiles.append(("API calls", _opt(f.api_calls), "", calls_note if f.api_calls is not None else unknown))
     tiles.append(
         (
             "429 rate limited",

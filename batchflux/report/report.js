@@ -197,23 +197,47 @@
     timer = setTimeout(function () { state.query = search.value; apply(); }, 150);
   });
 
-  // Lightbox: a click on a thumbnail shows the full image over the page; Esc or a click closes it.
+  // Lightbox: a click on a thumbnail shows the job's before and after at full size, side by side.
+  // Esc, the close button or a click outside the images closes it.
+  const byKey = new Map(jobs.map(function (j) { return [j.k, j]; }));
   const lb = document.getElementById("lightbox");
-  const lbImg = document.getElementById("lb-img");
-  const lbCap = document.getElementById("lb-cap");
-  const lbOpen = document.getElementById("lb-open");
-  function closeLightbox() { lb.hidden = true; lbImg.removeAttribute("src"); }
+  const lbBefore = document.getElementById("lb-before");
+  const lbAfter = document.getElementById("lb-after");
+  const lbTitle = document.getElementById("lb-title");
+  function lbSide(fig, label, href) {
+    const img = fig.querySelector("img");
+    const cap = fig.querySelector("figcaption");
+    cap.replaceChildren();
+    fig.hidden = !href;
+    if (!href) { img.removeAttribute("src"); return; }
+    img.setAttribute("src", href);
+    img.setAttribute("alt", label);
+    const a = el("a", null, label + " · open file");
+    a.setAttribute("href", href);
+    a.setAttribute("target", "_blank");
+    a.setAttribute("rel", "noopener noreferrer");
+    cap.appendChild(a);
+  }
+  function closeLightbox() {
+    lb.hidden = true;
+    lbSide(lbBefore, "", null);
+    lbSide(lbAfter, "", null);
+  }
   grid.addEventListener("click", function (ev) {
     const a = ev.target.closest ? ev.target.closest("a[data-lightbox]") : null;
     if (!a || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) return;
+    const job = byKey.get(a.closest(".card").getAttribute("data-key"));
+    if (!job) return;
     ev.preventDefault();
-    lbImg.setAttribute("src", a.getAttribute("href"));
-    lbImg.setAttribute("alt", a.getAttribute("data-lightbox"));
-    lbCap.textContent = a.getAttribute("data-lightbox");
-    lbOpen.setAttribute("href", a.getAttribute("href"));
+    lbSide(lbBefore, "before", safeHref(job.ih));
+    lbSide(lbAfter, "after", safeHref(job.oh));
+    lbTitle.textContent = job.id + (job.p ? " — " + job.p : "");
     lb.hidden = false;
   });
-  lb.addEventListener("click", function (ev) { if (ev.target !== lbOpen) closeLightbox(); });
+  lb.addEventListener("click", function (ev) {
+    if (ev.target.closest("figcaption a")) return;
+    if (ev.target.tagName !== "IMG") closeLightbox();
+  });
   document.addEventListener("keydown", function (ev) { if (ev.key === "Escape" && !lb.hidden) closeLightbox(); });
 
   if (search.value) state.query = search.value;

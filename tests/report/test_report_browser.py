@@ -1,4 +1,4 @@
-"""The report of a real emulator run, opened in headless Chromium.
+"""The report of a real emulator run (``run_batch`` against the emulator), opened in headless Chromium.
 
 Needs Debian's ``chromium`` (``apt-get install chromium``) and Playwright for Python (the test
 extra); Playwright drives the system browser through ``executable_path`` and never downloads
@@ -9,23 +9,20 @@ Set ``BATCHFLUX_REPORT_SCREENSHOT=/some/file.png`` to keep a copy of the screens
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import os
 import shutil
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
+import yaml
 from PIL import Image, ImageDraw
 
-from batchflux.api import ApiClient, JobFailed
 from batchflux.emulator import DEFAULT_API_KEY, Emulator
-from batchflux.ledger import LEDGER_FILENAME, Event, EventType, LedgerWriter
-from batchflux.report import write_report
+from batchflux.exitcodes import ExitCode
+from batchflux.report import REPORT_FILENAME, write_report
+from batchflux.runner import run_batch
 
 pytestmark = pytest.mark.browser
 
@@ -102,98 +99,24 @@ def make_input(path: Path, hue: int) -> Path:
     return path
 
 
-def data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+def write_manifest(root: Path) -> Path:
+    jobs = []
+    for i, (job_id, prompt) in enumerate(JOBS):
+        make_input(root / "photos" / f"{job_id}.png", 37 * i)
+        jobs.append({"id": job_id, "prompt": prompt, "input_image": f"photos/{job_id}.png"})
+    manifest = root / "photos.yaml"
+    defaults = {"aspect_ratio": "match_input_image", "output_format": "png"}
+    manifest.write_text(yaml.safe_dump({"model": "flux-kontext-max", "defaults": defaults, "jobs": jobs}))
+    return manifest
 
 
 async def emulator_run(emu: Emulator, root: Path) -> Path:
-    """One run against the emulator through the real API client, recorded in the ledger event by
-    event as the engine does: intent before the POST, submitted right after, then state, result,
-    downloaded — or failed with the server's reason."""
-    out = root / "out"
-    inputs = [make_input(root / "photos" / f"{job_id}.png", 37 * i) for i, (job_id, _) in enumerate(JOBS)]
-    async with aiohttp.ClientSession() as session:
-        client = ApiClient(session, api_key=DEFAULT_API_KEY, base_url=emu.base_url)
-        with LedgerWriter(out / LEDGER_FILENAME) as ledger:
-            started = time.time()
-            ledger.append(
-                Event(
-                    EventType.RUN_STARTED,
-                    data={"run_id": "browser", "manifest": str(root / "photos.yaml"), "jobs": len(JOBS)},
-                )
-            )
-
-            async def one(job_id: str, prompt: str, src: Path) -> None:
-                params = {"prompt": prompt, "input_image": str(src), "aspect_ratio": "match_input_image"}
-                params |= {"output_format": "png", "safety_tolerance": 2}
-                hosted = await client.upload(data_uri(src))
-                ledger.append(
-                    Event(
-                        EventType.SUBMIT_INTENT,
-                        job_id,
-                        {"fingerprint": job_id, "model": "flux-kontext-max", "params": params,
-                         "input": str(src), "output": f"{job_id}.png", "attempt": 1},
-                    )
-                )  # fmt: skip
-                sub = await client.submit("flux-kontext-max", {**params, "input_image": hosted})
-                ledger.append(
-                    Event(
-                        EventType.SUBMITTED,
-                        job_id,
-                        {"request_id": sub.request_id, "status_url": sub.status_url,
-                         "response_url": sub.response_url, "submitted_at": time.time()},
-                    )
-                )  # fmt: skip
-                try:
-                    while (status := await client.status(sub.status_url)).status != "COMPLETED":
-                        ledger.append(
-                            Event(
-                                EventType.STATE,
-                                job_id,
-                                {"request_id": sub.request_id, "status": status.status},
-                            )
-                        )
-                        await asyncio.sleep(0.05)  # the poll cadence, as the engine's short cadence
-                    result = await client.result(sub.response_url)
-                except JobFailed as exc:
-                    ledger.append(
-                        Event(
-                            EventType.FAILED,
-                            job_id,
-                            {"request_id": sub.request_id, "cause": exc.cause, "error": exc.error,
-                             "http_status": exc.http_status},
-                        )
-                    )  # fmt: skip
-                    return
-                assert result.output is not None
-                ledger.append(
-                    Event(
-                        EventType.RESULT,
-                        job_id,
-                        {"request_id": sub.request_id, "output_url": result.output, "metrics": result.metrics,
-                         "completed_at": time.time()},
-                    )
-                )  # fmt: skip
-                got = await client.download(result.output, out / f"{job_id}.png", output_format="png")
-                ledger.append(
-                    Event(
-                        EventType.DOWNLOADED,
-                        job_id,
-                        {"request_id": sub.request_id, "path": f"{job_id}.png", "size": got.size,
-                         "sha256": got.sha256},
-                    )
-                )  # fmt: skip
-
-            async with asyncio.TaskGroup() as tg:
-                for (job_id, prompt), src in zip(JOBS, inputs, strict=True):
-                    tg.create_task(one(job_id, prompt, src))
-            ledger.append(
-                Event(
-                    EventType.RUN_FINISHED,
-                    data={"run_id": "browser", "exit_code": 1, "wall_s": time.time() - started},
-                )
-            )
-    return out
+    """A real run: a YAML manifest of local photos through ``run_batch`` (the engine, the API client,
+    uploads, downloads, the ledger) against the emulator. The run writes ``report.html`` itself."""
+    manifest = write_manifest(root)
+    result = await run_batch(manifest, api_key=DEFAULT_API_KEY, out_dir=root / "out", base_url=emu.base_url)
+    assert result.exit_code == ExitCode.JOBS_FAILED, result.message
+    return result.out_dir
 
 
 async def visible_cards(pg: Any) -> list[tuple[str, str]]:
@@ -210,7 +133,8 @@ async def test_report_of_an_emulator_run_in_chromium(
         out = await emulator_run(emu, tmp_path)
         media_with_key = emu.stats()["media_with_key"]
     assert media_with_key == 0
-    report = write_report([out])
+    report = out / REPORT_FILENAME
+    assert report.is_file(), "every run writes its report at the end"
 
     dialogs: list[str] = []
     errors: list[str] = []
@@ -279,11 +203,14 @@ async def test_report_of_an_emulator_run_in_chromium(
     await page.fill("#search", "")
     await expect(cards_loc).to_have_count(len(JOBS))
 
-    # Click a thumbnail: the full-size image opens over the page; Escape closes it.
+    # Click a thumbnail: before and after open at full size over the page; Escape closes them.
     await page.click('.card[data-key="sunset"] .side:nth-child(2) a')
     assert await page.is_visible("#lightbox")
-    assert await page.get_attribute("#lb-img", "src") == "./sunset.png"
-    await page.wait_for_function("() => document.getElementById('lb-img').naturalWidth > 0")
+    assert await page.get_attribute("#lb-after img", "src") == "./sunset.png"
+    assert await page.get_attribute("#lb-before img", "src") == "../photos/sunset.png"
+    await page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('#lightbox img')).every(i => i.naturalWidth > 0)"
+    )
     await page.keyboard.press("Escape")
     assert await page.is_hidden("#lightbox")
 
