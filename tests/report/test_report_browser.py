@@ -4,7 +4,8 @@ Needs Debian's ``chromium`` (``apt-get install chromium``) and Playwright for Py
 extra); Playwright drives the system browser through ``executable_path`` and never downloads
 one. Skips, saying why, only when either is missing.
 
-Set ``BATCHFLUX_REPORT_SCREENSHOT=/some/file.png`` to keep a copy of the screenshot.
+Set ``BATCHFLUX_REPORT_SCREENSHOT=/some/file.png`` to keep a copy of the screenshot, and
+``BATCHFLUX_REQUIRE_BROWSER=1`` (as CI does) to fail instead of skipping when the browser is missing.
 """
 
 from __future__ import annotations
@@ -63,13 +64,21 @@ except ImportError:  # the tests below skip, saying so
     async_playwright = expect = None
 
 
+def missing(reason: str) -> None:
+    """Skip, saying why; CI sets BATCHFLUX_REQUIRE_BROWSER=1 so that a lost install fails loudly."""
+    if os.environ.get("BATCHFLUX_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason}, and BATCHFLUX_REQUIRE_BROWSER=1")
+    pytest.skip(reason)
+
+
 @pytest.fixture
 async def page() -> AsyncIterator[Any]:
     if async_playwright is None:
-        pytest.skip("playwright is not installed (pip install -e '.[test]')")
+        missing("playwright is not installed (pip install -e '.[test]')")
     exe = chromium_path()
     if exe is None:
-        pytest.skip("no Chromium: apt-get install chromium (or set BATCHFLUX_CHROMIUM)")
+        missing("no Chromium: apt-get install chromium (or set BATCHFLUX_CHROMIUM)")
+        return
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         try:
