@@ -1,0 +1,155 @@
+"""The request side: poll on the latency model's schedule, fetch results earliest deadline
+first, download each image, and turn every answer into a ledger event."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from batchflux.api import ApiError, DownloadError, Expired, Fatal, JobFailed, RateLimited, Transient
+from batchflux.engine.tracks import Track
+from batchflux.job import Job
+from batchflux.ledger import EventType
+
+if TYPE_CHECKING:
+    from batchflux.engine.core import Engine
+
+log = logging.getLogger("batchflux.engine")
+
+
+class FetchStage:
+    def __init__(self, engine: Engine) -> None:
+        self.e = engine
+
+    async def poll_worker(self) -> None:
+        e = self.e
+        while True:
+            track = await e.poll_q.get()
+            try:
+                st = await e.call("status", e.client.status, track.status_url)
+            except (Transient, RateLimited):
+                e.scheduler.add(track, e.clock() + e.cfg.backoff_cap_s)
+                continue
+            except ApiError as exc:
+                await self.request_error(track, exc)
+                continue
+            e.stats.status_calls += 1
+            track.polls += 1
+            age = e.clock() - track.submitted_mono
+            if st.status == "COMPLETED":
+                self.observe_latency(track, age)
+                e.result_q.put(track.deadline, track)
+                continue
+            if st.status != track.last_status:
+                track.last_status = st.status
+                e.event(EventType.STATE, track.job, request_id=track.request_id, status=st.status)
+            track.last_unfinished_age = age
+            step = e.latency.next_delay(age, track.last_step)
+            track.last_step = step
+            e.scheduler.add(track, e.clock() + step)
+
+    def observe_latency(self, track: Track, age: float) -> None:
+        e = self.e
+        estimate = (track.last_unfinished_age + age) / 2 if track.last_unfinished_age else age
+        e.latency.observe(estimate)
+        e.stats.latencies.append(estimate)
+
+    async def result_worker(self) -> None:
+        e = self.e
+        while True:
+            track = await e.result_q.get()
+            try:
+                res = await e.call("result", e.client.result, track.response_url)
+            except (Transient, RateLimited):
+                e.result_q.put(track.deadline, track)
+                await asyncio.sleep(e.backoff(2))
+                continue
+            except ApiError as exc:
+                await self.request_error(track, exc)
+                continue
+            if not res.output:  # not terminal after all: back to polling
+                e.scheduler.add(track, e.clock() + e.latency.next_delay(0.0, track.last_step))
+                continue
+            track.output_url = res.output
+            e.event(
+                EventType.RESULT,
+                track.job,
+                request_id=track.request_id,
+                output_url=res.output,
+                metrics=res.metrics,
+                completed_at=e.wall(),
+            )
+            e.release(track)
+            e.download_q.put(e.clock(), track)
+
+    async def download_worker(self) -> None:
+        e = self.e
+        while True:
+            track = await e.download_q.get()
+            await self.download(track)
+
+    async def download(self, track: Track) -> None:
+        e = self.e
+        job = track.job
+        dest = (e.out_dir / job.output).resolve()
+        if not dest.is_relative_to(e.out_dir.resolve()):
+            why = f"output path {job.output!r} leaves the run directory"
+            return e.finish_failed(track, "invalid", why)
+        for attempt in range(1, e.cfg.download_attempts + 1):
+            await e.gate.wait()
+            try:
+                got = await e.client.download(track.output_url, dest, output_format=job.output_format)
+            except DownloadError as exc:
+                if not exc.retryable or attempt == e.cfg.download_attempts:
+                    return e.finish_failed(track, "download", f"download failed: {exc}")
+                e.stats.retries["download"] += 1
+                await asyncio.sleep(e.backoff(attempt))
+                continue
+            e.event(
+                EventType.DOWNLOADED,
+                job,
+                request_id=track.request_id,
+                path=job.output,
+                size=got.size,
+                sha256=got.sha256,
+            )
+            e.stats.downloaded += 1
+            e.progress.done()
+            e.finish(track)
+            return None
+        return None
+
+    async def request_error(self, track: Track, exc: ApiError) -> None:
+        e = self.e
+        if isinstance(exc, JobFailed):
+            e.stats.server_failed += 1
+            e.release(track)
+            e.finish_failed(track, exc.cause, exc.error, http_status=exc.http_status)
+        elif isinstance(exc, Expired):
+            job = track.job
+            e.stats.expired += 1
+            e.event(EventType.EXPIRED, job, request_id=track.request_id)
+            e.release(track)
+            n = e.expirations[job.id] = e.expirations.get(job.id, 0) + 1
+            if n <= e.cfg.expired_resubmits and not e.stopping:
+                log.warning("%s: request %s expired before its result was fetched; resubmitting",
+                            job.id, track.request_id)  # fmt: skip
+                e.active -= 1
+                e.stats.resubmitted_expired += 1
+                e.submit_q.put_nowait((job, await self.params_for(job), False))
+            else:
+                why = f"request {track.request_id} expired before its result was fetched ({exc})"
+                e.finish_failed(track, "expired", why)
+        elif isinstance(exc, Fatal):
+            e.fatal(exc)
+        else:
+            e.release(track)
+            e.finish_failed(track, "server", str(exc))
+
+    async def params_for(self, job: Job) -> dict[str, Any]:
+        e = self.e
+        params = dict(job.params)
+        if job.local_input is not None:
+            params["input_image"] = await e.inputs.resolve(job.local_input)
+        return params

@@ -1,0 +1,222 @@
+"""The submit side: upload local inputs once, then pace and POST each job, ledger first.
+
+``submit_intent`` is appended before every POST that could create a request and ``submitted``
+(the request_id) right after it. A submit is retried only when nothing can have been created
+(429, 5xx answer, connection never made); one that got no answer is re-sent under a new intent,
+so the ledger counts it as a possible duplicate charge. Every POST, retries included, takes a
+slot of the sliding window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from batchflux.api import Ambiguous, ApiError, Fatal, JobFailed, OutOfCredits, RateLimited, Transient
+from batchflux.engine.tracks import Track
+from batchflux.job import Job
+from batchflux.ledger import EventType
+
+if TYPE_CHECKING:
+    from batchflux.engine.core import Engine
+
+log = logging.getLogger("batchflux.engine")
+
+
+class SubmitStage:
+    def __init__(self, engine: Engine) -> None:
+        self.e = engine
+
+    async def upload_worker(self) -> None:
+        e = self.e
+        while True:
+            job = await e.upload_q.get()
+            path = job.local_input
+            assert path is not None
+            try:
+                url = await e.call("upload", e.inputs.resolve, path)
+            except (OSError, ApiError) as exc:
+                if isinstance(exc, Fatal):
+                    e.fatal(exc)
+                    return
+                self.fail_unsubmitted(job, "input", f"input image {job.local_input}: {exc}")
+                continue
+            params = dict(job.params)
+            params["input_image"] = url
+            await e.feed_room.acquire()
+            e.submit_q.put_nowait((job, params, True))
+
+    async def submit_worker(self) -> None:
+        e = self.e
+        while not e.stopping:
+            job, params, fed = await e.submit_q.get()
+            if fed:
+                e.feed_room.release()
+            await e.inflight.acquire()
+            try:
+                slot = await self.pace()
+            except BaseException:
+                e.inflight.release()
+                raise
+            if e.stopping or not self.within_budget():
+                e.inflight.release()
+                return
+            if params is None:
+                params = dict(job.params)
+            me = asyncio.current_task()
+            assert me is not None
+            e.critical.add(me)
+            try:
+                await self.submit(job, params, slot)
+            finally:
+                e.critical.discard(me)
+                e.touch()
+
+    def within_budget(self) -> bool:
+        e = self.e
+        cap = e.cfg.max_new_submits
+        if cap is not None and e.new_submits >= cap:
+            e.request_stop("budget", f"--max-jobs {cap} reached")
+            return False
+        cost_cap = e.cfg.max_cost_usd
+        if cost_cap is not None and (e.new_submits + 1) * e.cfg.price_usd > cost_cap + 1e-9:
+            e.request_stop("budget", f"--max-cost ${cost_cap:.2f} reached")
+            return False
+        return True
+
+    async def pace(self) -> list[float] | None:
+        e = self.e
+        slot = await e.limiter.acquire() if e.limiter else None
+        if e.adaptive:
+            await e.adaptive.wait()
+        await e.gate.wait()
+        return slot
+
+    async def submit(self, job: Job, params: dict[str, Any], slot: list[float] | None) -> None:
+        """One job's submit, with its retries. Runs to the end even while stopping: a POST on the
+        wire must have its outcome recorded."""
+        e = self.e
+        attempt = 0  # 5xx / connection failures: nothing was created
+        ambiguous = 0
+        self.intent(job)
+        e.new_submits += 1
+        while True:
+            try:
+                try:
+                    sub = await e.client.submit(job.model, params)
+                finally:
+                    # The server saw the POST no later than now: count its window from here.
+                    if slot is not None and e.limiter is not None:
+                        e.limiter.settle(slot)
+            except RateLimited as exc:
+                e.rate_limited(exc, attempt)
+                if e.adaptive:
+                    e.adaptive.on_rate_limited()
+                if e.stopping:
+                    return self.not_submitted(job, "stopping after a 429")
+                slot = await self.pace()
+                continue
+            except Transient as exc:
+                attempt += 1
+                if attempt >= e.cfg.submit_attempts or e.stopping:
+                    return self.fail_submit(job, "transport", f"submit failed {attempt} times: {exc}")
+                e.stats.retries["submit"] += 1
+                await asyncio.sleep(e.backoff(attempt))
+                slot = await self.pace()  # every POST spends quota, retries too
+                continue
+            except Ambiguous as exc:
+                ambiguous += 1
+                e.stats.ambiguous += 1
+                log.warning("%s: no answer to submit (%s); a possible duplicate charge", job.id, exc)
+                if ambiguous > e.cfg.ambiguous_resubmits or e.stopping:
+                    # Leave the intent open: the next run resubmits it, counted as ambiguous.
+                    return self.unresolved(job)
+                e.stats.retries["submit"] += 1
+                await asyncio.sleep(e.backoff(ambiguous))
+                slot = await self.pace()
+                self.intent(job)
+                continue
+            except JobFailed as exc:
+                return self.fail_submit(job, exc.cause, exc.error, http_status=exc.http_status)
+            except OutOfCredits as exc:
+                self.not_submitted(job, "insufficient credits")
+                e.request_stop("credits", str(exc))
+                return None
+            except Fatal as exc:
+                self.not_submitted(job, str(exc))
+                e.fatal(exc)
+                return None
+            break
+        if e.adaptive:
+            e.adaptive.on_success()
+        now, wall = e.clock(), e.wall()
+        e.event(
+            EventType.SUBMITTED,
+            job,
+            request_id=sub.request_id,
+            status_url=sub.status_url,
+            response_url=sub.response_url,
+            submitted_at=wall,
+        )
+        e.stats.submitted += 1
+        e.progress.submitted()
+        track = Track(
+            job=job,
+            request_id=sub.request_id,
+            status_url=sub.status_url,
+            response_url=sub.response_url,
+            submitted_mono=now,
+            submitted_unix=wall,
+            deadline=now + e.cfg.retention_s,
+            holds_slot=True,
+        )
+        e.active += 1
+        e.scheduler.add(track, now + e.latency.first_delay())
+        return None
+
+    def intent(self, job: Job) -> None:
+        e = self.e
+        params = dict(job.params)
+        e.event(
+            EventType.SUBMIT_INTENT,
+            job,
+            fingerprint=job.fingerprint,
+            model=job.model,
+            params=params,
+            input=str(job.local_input) if job.local_input else params.get("input_image"),
+            output=job.output,
+        )
+
+    def fail_submit(self, job: Job, cause: str, error: str, http_status: int | None = None) -> None:
+        e = self.e
+        e.event(EventType.FAILED, job, request_id=None, cause=cause, error=error, http_status=http_status)
+        e.record_failure(job, cause, error, None)
+        e.pending -= 1
+        e.inflight.release()
+        e.touch()
+
+    def fail_unsubmitted(self, job: Job, cause: str, error: str) -> None:
+        e = self.e
+        e.event(EventType.FAILED, job, request_id=None, cause=cause, error=error, http_status=None)
+        e.record_failure(job, cause, error, None)
+        e.pending -= 1
+        e.touch()
+
+    def not_submitted(self, job: Job, why: str) -> None:
+        """The POST certainly created nothing: close the intent so no duplicate is counted."""
+        e = self.e
+        e.event(EventType.STATE, job, request_id=None, status="NOT_SUBMITTED", reason=why)
+        e.new_submits -= 1
+        e.pending -= 1
+        e.stats.unsubmitted += 1
+        e.inflight.release()
+        e.touch()
+
+    def unresolved(self, job: Job) -> None:
+        """Gave up re-sending a submit that got no answer: the intent stays open for resume."""
+        e = self.e
+        e.pending -= 1
+        e.stats.unresolved += 1
+        e.inflight.release()
+        e.touch()
