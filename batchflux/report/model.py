@@ -9,6 +9,7 @@ Local file paths are resolved here but never checked: the caller decides what ex
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -81,8 +82,10 @@ class Figures:
     api_calls: int | None
     api_calls_by_kind: tuple[tuple[str, int], ...]  # (kind, count), most first, when summary.json says
     rate_limited: int | None
-    spend_usd: float
-    spend_from_summary: bool
+    spend_usd: float  # billed requests as the ledger sees them, every run
+    spend_summary_usd: float | None  # the last run's own estimate (summary.json), when every dir has one
+    retries: int | None
+    stopped: tuple[str, ...]  # why the last run of a directory stopped early ("credits", "interrupted", …)
     possible_duplicates: int
     inference_median_s: float | None
     inference_p95_s: float | None
@@ -211,8 +214,14 @@ def _figures(dirs: Sequence[RunDir], rows: Sequence[JobRow]) -> Figures:
         api_calls=_api_calls(summaries) if summaries else None,
         api_calls_by_kind=_api_calls_by_kind(summaries),
         rate_limited=_int_or_none(_sum_key(summaries, "rate_limited")) if summaries else None,
-        spend_usd=spend_summary if spend_summary is not None else _ledger_spend(dirs),
-        spend_from_summary=spend_summary is not None,
+        spend_usd=_ledger_spend(dirs),
+        spend_summary_usd=spend_summary,
+        retries=_int_or_none(_sum_key(summaries, "retries")) if summaries else None,
+        stopped=tuple(
+            f"{rd.path.name}: {reason}" if len(dirs) > 1 else reason
+            for rd in dirs
+            if rd.summary is not None and isinstance(reason := rd.summary.get("stop_reason"), str) and reason
+        ),
         possible_duplicates=max(int(dup_summary or 0), sum(rd.replay.possible_duplicates for rd in dirs)),
         inference_median_s=statistics.median(inference) if inference else None,
         inference_p95_s=_percentile(inference, 0.95),
@@ -349,7 +358,7 @@ def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
 
 
 def _is_number(value: object) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _cut(text: str, limit: int) -> str:

@@ -16,6 +16,7 @@ Safety rules, in one place:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -121,7 +122,7 @@ def render_page(
             _failures(f),
             _controls(f),
             '<p id="empty" class="empty" hidden>No job matches.</p>\n',
-            '<main id="grid" class="grid" aria-live="polite"></main>\n',
+            '<main id="grid" class="grid"></main>\n',
             '<nav class="pager" id="pager-bottom" aria-label="pages"></nav>\n',
             '<noscript><p class="empty">The job cards need JavaScript.</p></noscript>\n',
             "</div>\n",
@@ -149,17 +150,14 @@ def _stats(f: Figures) -> str:
     rate = f"{f.submit_rate_per_min:.1f} submits/min on average" if f.submit_rate_per_min else ""
     tiles.append(("peak submits per 60 s", peak, "", rate))
     unknown = "not recorded: no summary.json"
-    calls_note = " · ".join(f"{n:,} {kind}" for kind, n in f.api_calls_by_kind)
+    last = "last run, " if f.runs > 1 else ""
+    calls_note = last + " · ".join(f"{n:,} {kind}" for kind, n in f.api_calls_by_kind)
     tiles.append(("API calls", _opt(f.api_calls), "", calls_note if f.api_calls is not None else unknown))
-    tiles.append(
-        (
-            "429 rate limited",
-            _opt(f.rate_limited),
-            "warn" if f.rate_limited else "",
-            "" if f.rate_limited is not None else unknown,
-        )
-    )
-    spend_note = "from summary.json" if f.spend_from_summary else "estimated from the ledger"
+    limited_note = unknown if f.rate_limited is None else f"{last}{f.retries or 0:,} calls retried"
+    tiles.append(("429 rate limited", _opt(f.rate_limited), "warn" if f.rate_limited else "", limited_note))
+    spend_note = "billed requests in the ledger"
+    if f.spend_summary_usd is not None and abs(f.spend_summary_usd - f.spend_usd) >= 0.005:
+        spend_note += f"; summary.json says ${f.spend_summary_usd:,.2f} for the last run's submits"
     tiles.append(("est. spend", f"${f.spend_usd:,.2f}", "", spend_note))
     tiles.append(
         (
@@ -187,9 +185,13 @@ def _stats(f: Figures) -> str:
 
 
 def _notes(f: Figures) -> str:
-    if not f.notes:
+    notes = [
+        f"the last run stopped early ({reason}); run the same command again to resume" for reason in f.stopped
+    ]
+    notes += f.notes
+    if not notes:
         return ""
-    items = "".join(f"<li>{escape(note)}</li>" for note in f.notes)
+    items = "".join(f"<li>{escape(note)}</li>" for note in notes)
     return f'<section class="panel notes"><ul>{items}</ul></section>\n'
 
 
@@ -212,7 +214,7 @@ def _controls(f: Figures) -> str:
         f'<div class="chips" id="chips">{"".join(chips)}</div>'
         '<input id="search" type="search" placeholder="search prompt or job id" autocomplete="off"'
         ' aria-label="search prompt or job id">'
-        '<span id="count" class="count"></span>'
+        '<span id="count" class="count" aria-live="polite"></span>'
         '<div class="pager" id="pager-top"></div>'
         "</nav>\n"
     )
@@ -242,4 +244,4 @@ def _opt(value: int | None) -> str:
 
 
 def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
+    return None if value is None or not math.isfinite(value) else round(value, digits)

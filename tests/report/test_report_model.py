@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from batchflux.ledger import LEDGER_FILENAME, Event, EventType, LedgerWriter
+from batchflux.report import write_report
 from batchflux.report.build import read_run_dir
 from batchflux.report.model import build_model, peak_in_window
 
@@ -46,7 +47,7 @@ def test_counts_causes_spend_and_duplicates(
     assert f.possible_duplicates == 1  # the intent that never got its 'submitted'
     # Billed as the ledger sees it: a, b, h (results), f (expired: it ran), i (may have been accepted).
     assert f.spend_usd == pytest.approx(5 * 0.10)
-    assert not f.spend_from_summary
+    assert f.spend_summary_usd is None
     assert f.api_calls is None
     assert f.rate_limited is None
     assert f.submits == 9
@@ -61,11 +62,17 @@ def test_summary_fills_in_what_only_the_engine_counted(
 ) -> None:
     out = fabricate(tmp_path / "out", [spec("a"), spec("b")])
     summary = {"wall_s": 99.0, "api_calls": {"submit": 2, "status": 3}, "rate_limited": 4,
-               "estimated_spend_usd": 0.2, "possible_duplicates": 1, "rpm": 50}  # fmt: skip
+               "estimated_spend_usd": 0.3, "possible_duplicates": 1, "rpm": 50, "retries": 6,
+               "stop_reason": "credits"}  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary))
     f = build_model([read_run_dir(out)]).figures
-    assert (f.api_calls, f.rate_limited, f.spend_usd, f.rpm) == (5, 4, 0.2, 50.0)
-    assert f.spend_from_summary
+    assert (f.api_calls, f.rate_limited, f.retries, f.rpm) == (5, 4, 6, 50.0)
+    assert f.spend_usd == pytest.approx(0.2), "the ledger's billed requests"
+    assert f.spend_summary_usd == pytest.approx(0.3), "the last run's own estimate, shown beside it"
+    assert f.stopped == ("credits",)
+    page = write_report([out]).read_text(encoding="utf-8")
+    assert "the last run stopped early (credits)" in page
+    assert "summary.json says $0.30" in page
     assert f.possible_duplicates == 1
     assert f.wall_s == pytest.approx(2 * 0.5 + 3.0), "the ledger's runs, not only the last run's summary"
 
@@ -136,3 +143,25 @@ def test_peak_in_window_table() -> None:
     assert peak_in_window([], 60) == 0
     assert peak_in_window([0, 59.9, 60], 60) == 2
     assert peak_in_window([0, 1, 2, 3], 60) == 4
+
+
+def test_odd_numbers_in_the_ledger_do_not_break_the_report(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with LedgerWriter(out / LEDGER_FILENAME) as w:
+        w.append(
+            Event(EventType.SUBMIT_INTENT, "a", {"params": {"prompt": "p", "seed": float("nan")}}, ts=T0)
+        )
+        w.append(Event(EventType.SUBMITTED, "a", {"request_id": "r", "submitted_at": T0}, ts=T0))
+        w.append(
+            Event(
+                EventType.RESULT,
+                "a",
+                {"metrics": {"inference_time": float("inf")}, "completed_at": T0},
+                ts=T0,
+            )
+        )
+    model = build_model([read_run_dir(out)])
+    assert model.rows[0].inference_s is None
+    assert model.figures.inference_median_s is None
+    page = write_report([out]).read_text(encoding="utf-8")
+    assert '["seed","NaN"]' in page
