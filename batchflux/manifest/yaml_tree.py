@@ -90,13 +90,20 @@ def compose(data: bytes | str, where: Located) -> YNode | None:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = exc.problem or exc.context or "not valid YAML"
-        where.at(mark.line + 1 if mark else None, "", f"YAML syntax error: {what}")
+        where.at(_last_line(data, mark.line + 1) if mark else None, "", f"YAML syntax error: {what}")
         raise StopReading from None
     except yaml.YAMLError as exc:
         where.at(None, "", f"not readable as YAML: {exc}")
         raise StopReading from None
     finally:
         loader.dispose()
+
+
+def _last_line(data: bytes | str, line: int) -> int:
+    """``line``, or the file's last line when the parser points past it (an error at the end)."""
+    newline = b"\n" if isinstance(data, bytes) else "\n"
+    lines = data.count(newline) + (0 if data.endswith(newline) else 1)  # type: ignore[arg-type]
+    return max(1, min(line, lines))
 
 
 def _events(loader: Any) -> Iterable[yaml.Event]:
