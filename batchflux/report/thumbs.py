@@ -78,7 +78,7 @@ def _make(src: Path, target: Path, size: int) -> None:
             im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, several times faster
             orientation = im.getexif().get(ORIENTATION_TAG, 1)
             # Shrink first, then turn: transposing the thumbnail is cheap, the full image is not.
-            im.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
+            im.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=1.5)
             img = _flatten(ImageOps.exif_transpose(im) if orientation != 1 else im)
             tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             try:
