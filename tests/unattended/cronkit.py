@@ -1,0 +1,312 @@
+"""End-to-end helpers: the real ``batchflux`` CLI in a subprocess against an in-process emulator.
+
+The emulator serves in the test's event loop, so everything here that waits is async (a blocking
+wait would starve the server the child is talking to). Children write stdout/stderr to files
+(no pipe to fill up), and :meth:`Clis.close` (the ``clis`` fixture's teardown) kills any child a
+failing test left behind.
+
+Ledger readers tolerate a torn last line: a child killed with SIGKILL may have been mid-write.
+Imported by name (pytest puts this directory on sys.path). A copy of what tests/resume/e2ekit.py has
+that these tests need: test directories do not import from each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from batchflux.emulator import DEFAULT_API_KEY, Emulator
+
+IMAGES = Path(__file__).resolve().parents[2] / "sample_manifests" / "images"
+T = TypeVar("T")
+
+
+# ---- manifests -------------------------------------------------------------------------------
+
+
+def write_manifest(directory: Path, jobs: Sequence[dict[str, Any]], *, name: str = "batch.yaml") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for job in jobs:
+        image = job.get("input_image")
+        if isinstance(image, str) and not image.startswith("http") and not (directory / image).exists():
+            (directory / image).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(IMAGES / Path(image).name, directory / image)
+    path = directory / name
+    body = {"model": "flux-kontext-max", "defaults": {"aspect_ratio": "1:1"}, "jobs": list(jobs)}
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def plain_jobs(n: int, prefix: str = "job", start: int = 0) -> list[dict[str, Any]]:
+    ids = range(start, start + n)
+    return [{"id": f"{prefix}{i:04d}", "prompt": f"edit number {i}", "seed": i} for i in ids]
+
+
+# ---- the CLI in a subprocess -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def __str__(self) -> str:
+        return f"exit {self.code}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+
+class Cli:
+    """One running ``python -m batchflux ...``; output goes to ``<logs>/<n>.out|.err``."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, out: Path, err: Path) -> None:
+        self.proc = proc
+        self._out = out
+        self._err = err
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.proc.returncode is None
+
+    def send(self, sig: signal.Signals) -> None:
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+
+    def output(self) -> tuple[str, str]:
+        return self._out.read_text(errors="replace"), self._err.read_text(errors="replace")
+
+    async def wait(self, within: float = 60.0) -> CliResult:
+        try:
+            code = await asyncio.wait_for(self.proc.wait(), within)
+        except TimeoutError:
+            self.send(signal.SIGKILL)
+            await self.proc.wait()
+            out, err = self.output()
+            raise AssertionError(f"batchflux did not exit within {within:g}s\n{out}\n{err}") from None
+        out, err = self.output()
+        return CliResult(code, out, err)
+
+
+def cli_env(key: str | None, base_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("SEGMIND_API_KEY", "BATCHFLUX_BASE_URL")}
+    if key is not None:
+        env["SEGMIND_API_KEY"] = key
+    if base_url is not None:
+        env["BATCHFLUX_BASE_URL"] = base_url
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Clis:
+    """Starts CLI children in ``cwd``; whatever is still running at teardown is killed."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.logs = cwd / "cli-logs"
+        self.started: list[Cli] = []
+
+    async def start(
+        self, *args: str | Path, emu: Emulator | None = None, key: str | None = DEFAULT_API_KEY
+    ) -> Cli:
+        """``emu`` sets BATCHFLUX_BASE_URL; ``key`` SEGMIND_API_KEY (None: unset)."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        n = len(self.started)
+        out, err = self.logs / f"{n}.out", self.logs / f"{n}.err"
+        with out.open("wb") as fout, err.open("wb") as ferr:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "batchflux",
+                *map(str, args),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=fout,
+                stderr=ferr,
+                cwd=self.cwd,
+                env=cli_env(key, emu.base_url if emu else None),
+            )
+        cli = Cli(proc, out, err)
+        self.started.append(cli)
+        return cli
+
+    async def run(
+        self,
+        *args: str | Path,
+        emu: Emulator | None = None,
+        key: str | None = DEFAULT_API_KEY,
+        within: float = 60.0,
+    ) -> CliResult:
+        cli = await self.start(*args, emu=emu, key=key)
+        return await cli.wait(within)
+
+    async def close(self) -> None:
+        for cli in self.started:
+            if cli.running:
+                cli.send(signal.SIGKILL)
+            await cli.proc.wait()
+
+
+async def wait_until(
+    check: Callable[[], T | bool | None], *, within: float = 30.0, what: str = "condition"
+) -> T:
+    """Poll ``check`` every 10 ms until it returns something truthy; fail after ``within`` seconds."""
+    clock = asyncio.get_running_loop().time
+    deadline = clock() + within
+    while True:
+        got = check()
+        if got:
+            return got  # type: ignore[return-value]
+        if clock() > deadline:
+            raise AssertionError(f"timed out after {within:g}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+# ---- the ledger --------------------------------------------------------------------------------
+
+
+def ledger_lines(out: Path) -> int:
+    path = out / "ledger.jsonl"
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+async def until_ledger_has(out: Path, lines: int, cli: Cli, *, within: float = 30.0) -> None:
+    """Wait until the ledger holds ``lines`` complete lines, or ``cli`` has exited."""
+    await wait_until(
+        lambda: not cli.running or ledger_lines(out) >= lines, within=within, what=f"{lines} ledger lines"
+    )
+
+
+def read_events(out: Path) -> list[dict[str, Any]]:
+    """The ledger's events in order; a torn last line (a write cut by SIGKILL) is left out."""
+    path = out / "ledger.jsonl"
+    if not path.exists():
+        return []
+    lines = path.read_bytes().split(b"\n")
+    events = []
+    for n, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            if n < len(lines) - 1 and any(rest.strip() for rest in lines[n + 1 :]):
+                raise
+    return events
+
+
+def count(events: Sequence[dict[str, Any]], kind: str) -> int:
+    return sum(1 for e in events if e["event"] == kind)
+
+
+def jobs_with(events: Sequence[dict[str, Any]], kind: str) -> set[str]:
+    return {e["job"] for e in events if e["event"] == kind}
+
+
+def since_last_start(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events of the latest run (from its ``run_started`` on)."""
+    starts = [i for i, e in enumerate(events) if e["event"] == "run_started"]
+    return list(events[starts[-1] :]) if starts else []
+
+
+def ambiguous_count(events: Sequence[dict[str, Any]]) -> int:
+    """Intents never followed by ``submitted`` (nor closed by a failed / NOT_SUBMITTED answer):
+    submits whose POST may have created a request nobody heard of."""
+    open_intent: dict[str, bool] = {}
+    total = 0
+    for e in events:
+        job, kind = e["job"], e["event"]
+        if kind == "submit_intent":
+            if open_intent.get(job):
+                total += 1
+            open_intent[job] = True
+        elif kind in ("submitted", "failed") or (kind == "state" and e.get("status") == "NOT_SUBMITTED"):
+            open_intent[job] = False
+    return total + sum(open_intent.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Phases:
+    """Where the ledger left the jobs: what a kill at this point interrupted."""
+
+    open_intents: int  # submit_intent, no answer yet (the POST may be on the wire)
+    polling: int  # submitted, no result yet
+    downloading: int  # result known, no downloaded yet
+    done: int
+
+
+def phases(events: Sequence[dict[str, Any]]) -> Phases:
+    last: dict[str, str] = {}
+    for e in events:
+        if e["job"] is not None and e["event"] != "state":
+            last[e["job"]] = e["event"]
+        elif e["event"] == "state" and e.get("status") == "NOT_SUBMITTED":
+            last[e["job"]] = "not_submitted"
+    c = Counter(last.values())
+    return Phases(c["submit_intent"], c["submitted"], c["result"], c["downloaded"])
+
+
+def abandoned_requests(events: Sequence[dict[str, Any]]) -> list[str]:
+    """Request ids that a later submit of the same job superseded while they were still unresolved:
+    no result, failed or expired event for them came first. Each is a paid request thrown away."""
+    unresolved: dict[str, set[str]] = {}
+    bad = []
+    for e in events:
+        job, kind, rid = e["job"], e["event"], e.get("request_id")
+        if kind == "submitted":
+            unresolved.setdefault(job, set()).add(rid)
+        elif kind in ("result", "failed", "expired") and rid:
+            unresolved.get(job, set()).discard(rid)
+        elif kind == "submit_intent":
+            bad.extend(sorted(unresolved.pop(job, set())))
+    return bad
+
+
+def last_downloads(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {e["job"]: e for e in events if e["event"] == "downloaded"}
+
+
+# ---- outputs -----------------------------------------------------------------------------------
+
+
+def image_files(out: Path) -> list[Path]:
+    """Images in the run directory (not hidden temp files)."""
+    found = (p for p in out.iterdir() if p.is_file() and p.suffix in (".png", ".jpg"))
+    return sorted(p for p in found if not p.name.startswith("."))
+
+
+def assert_images_match_emulator(emu: Emulator, out: Path, job_ids: Sequence[str]) -> None:
+    """Every job has exactly one image on disk, byte-identical to what the emulator served for the
+    request recorded in the job's last ``downloaded`` event."""
+    events = read_events(out)
+    done = last_downloads(events)
+    assert sorted(done) == sorted(job_ids)
+    images = image_files(out)
+    assert sorted(p.stem for p in images) == sorted(job_ids)
+    for job_id, ev in done.items():
+        info = emu.request_info(ev["request_id"])
+        assert info is not None, job_id
+        data = (out / ev["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == ev["sha256"] == info["sha256"], job_id
+
+
+def files_containing(root: Path, secret: str) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+def summary(out: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((out / "summary.json").read_text())
+    return data
