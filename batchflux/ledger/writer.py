@@ -6,7 +6,8 @@ Durability contract (README, "What survives a crash"):
   event that a later action depends on (the ``submitted`` request_id before the first poll) has
   left the process before that action: a ``kill -9`` cannot lose it.
 - ``fsync`` — what survives a power loss — runs at most every 200 ms as a group commit
-  (:meth:`sync_forever`, run inside the engine's TaskGroup) and once more on :meth:`close`.
+  (:meth:`sync_forever`, run inside the engine's TaskGroup) and once more on :meth:`close`;
+  :meth:`commit` is the awaitable barrier for an event that must be on disk before its action.
 - A write that fails part-way (a full disk) is cut back off the file before the error propagates,
   so the ledger never carries a torn line in its middle.
 
@@ -38,8 +39,9 @@ class LedgerWriter:
         self._size = self._fh.seek(0, os.SEEK_END)
         if created:
             fsync_dir(path.parent)  # the new file's directory entry must survive a power loss too
-        self._dirty = False
         self.events_written = 0
+        self._synced = 0  # events_written as of the last completed fsync
+        self._syncing: asyncio.Future[None] | None = None  # the fsync under way, for others to share
 
     def append(self, event: Event) -> None:
         line = (event.encode() + "\n").encode("utf-8")
@@ -57,29 +59,48 @@ class LedgerWriter:
                 os.ftruncate(self._fh.fileno(), self._size)  # leave no torn line for the next append
             raise
         self._size += written
-        self._dirty = True
         self.events_written += 1
 
     def sync(self) -> None:
-        if self._dirty and not self._fh.closed:
-            self._dirty = False
+        """fsync now, on the calling thread (at exit)."""
+        if self.unsynced and not self._fh.closed:
+            upto = self.events_written
             os.fsync(self._fh.fileno())
+            self._synced = max(self._synced, upto)
+
+    async def commit(self) -> None:
+        """Return once everything appended before the call is on disk (survives a power loss).
+
+        The fsync runs in a thread on a duplicate descriptor — a :meth:`close` meanwhile cannot pull
+        it out from under it — and callers that arrive while one is under way share the next one, so
+        a burst of commits costs one or two fsyncs. For an event whose loss after a power cut would
+        cost money (``submit_intent`` before its POST), await this between the append and the action."""
+        target = self.events_written
+        while self._synced < target and not self._fh.closed:
+            if self._syncing is not None:
+                await asyncio.shield(self._syncing)
+                continue
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._syncing = done
+            upto = self.events_written
+            try:
+                await asyncio.to_thread(_fsync_dup, os.dup(self._fh.fileno()))
+                self._synced = max(self._synced, upto)
+            finally:
+                self._syncing = None
+                done.set_result(None)  # waiters re-check: after a failure or a cancel they fsync themselves
 
     async def sync_forever(self, interval: float = GROUP_COMMIT_INTERVAL_S) -> None:
-        """Group commit: fsync whatever was appended in the last ``interval`` seconds.
-
-        The fsync runs in a thread on a duplicate descriptor, so a :meth:`close` (or a cancel) that
-        happens meanwhile cannot pull the descriptor out from under it."""
+        """Group commit: fsync whatever was appended in the last ``interval`` seconds."""
         while True:
             await asyncio.sleep(interval)
-            if self._dirty and not self._fh.closed:
-                self._dirty = False  # appends made during the fsync mark it dirty again
-                await asyncio.to_thread(_fsync_dup, os.dup(self._fh.fileno()))
+            if self.unsynced:
+                await self.commit()
 
     @property
     def unsynced(self) -> bool:
         """Events were appended since the last fsync: a power loss now could lose them."""
-        return self._dirty
+        return self.events_written > self._synced
 
     @property
     def closed(self) -> bool:

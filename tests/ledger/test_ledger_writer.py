@@ -88,6 +88,34 @@ async def test_group_commit_syncs_what_was_appended(tmp_path: Path) -> None:
     assert replay_file(tmp_path / "ledger.jsonl").jobs.keys() == {"a", "b"}
 
 
+async def test_commit_is_a_shared_durability_barrier(tmp_path: Path) -> None:
+    w = LedgerWriter(tmp_path / "ledger.jsonl")
+    for i in range(50):
+        w.append(intent(f"j{i}"))
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(20):  # a burst of submitters, each waiting for its intent to be on disk
+            tg.create_task(w.commit())
+    assert not w.unsynced
+    await w.commit()  # nothing new: returns at once
+    w.close()
+    assert len(replay_file(tmp_path / "ledger.jsonl").jobs) == 50
+
+
+async def test_a_cancelled_commit_strands_no_other(tmp_path: Path) -> None:
+    w = LedgerWriter(tmp_path / "ledger.jsonl")
+    w.append(intent("a"))
+    async with asyncio.TaskGroup() as tg:
+        first = tg.create_task(w.commit())
+        second = tg.create_task(w.commit())
+        await asyncio.sleep(0)  # let the first start its fsync
+        first.cancel()
+    assert first.cancelled()
+    assert second.done()
+    assert not second.cancelled()
+    assert not w.unsynced
+    w.close()
+
+
 WRITER_CHILD = textwrap.dedent(
     """
     import sys
