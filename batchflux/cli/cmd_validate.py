@@ -76,7 +76,8 @@ def _print_problems(args: argparse.Namespace, exc: ManifestError) -> None:
     print(str(exc), file=sys.stderr)
     noun = "problem" if exc.total == 1 else "problems"
     more = f" (the first {SHOWN_IN_MESSAGE} shown)" if exc.total > SHOWN_IN_MESSAGE else ""
-    print(f"{args.manifest}: {exc.total} {noun}{more}; fix them and validate again", file=sys.stderr)
+    them = "it" if exc.total == 1 else "them"
+    print(f"{args.manifest}: {exc.total} {noun}{more}; fix {them} and validate again", file=sys.stderr)
 
 
 def _text(path: Path, s: ManifestSummary) -> str:
