@@ -10,6 +10,7 @@ Run: ``python tests/bench/bench_ledger.py [--events 1000000] [--dir DIR] [--file
 3. **plan** — ``plan_resume`` over the replay for the whole manifest (``file_ok`` answering at once, so
    this is the decision cost alone), in the same fresh interpreter.
 4. **file check** — what ``check_file`` costs per downloaded image (1 MiB files), hashing and ``quick``.
+5. **commit** — the fsync barrier an intent can wait for before its POST: alone, and 50 submitters at once.
 
 Prints figures; asserts nothing.
 """
@@ -17,6 +18,7 @@ Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import os
@@ -175,6 +177,30 @@ def bench_file_check(directory: Path, n_files: int) -> tuple[float, float]:
     return timings[0], timings[1]
 
 
+async def bench_commit(path: Path, n: int = 200) -> tuple[float, float]:
+    """Seconds per commit when each append waits alone, and per commit in bursts of 50 concurrent."""
+    w = LedgerWriter(path)
+    ev = Event(EventType.SUBMIT_INTENT, "j", {"fingerprint": "0" * 64, "params": params(1)})
+    start = time.perf_counter()
+    for _ in range(n):
+        w.append(ev)
+        await w.commit()
+    alone = (time.perf_counter() - start) / n
+
+    async def submitter() -> None:
+        w.append(ev)
+        await w.commit()
+
+    start = time.perf_counter()
+    for _ in range(n // 50):
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(50):
+                tg.create_task(submitter())
+    burst = (time.perf_counter() - start) / (n // 50 * 50)
+    w.close()
+    return alone, burst
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=1_000_000)
@@ -207,6 +233,9 @@ def main() -> None:
         full, quick = bench_file_check(files, args.files)
         print(f"check   check_file per 1 MiB image: {full * 1e3:.2f} ms hashing, {quick * 1e6:.0f} µs quick "
               f"→ 3 000 images: {3000 * full:.1f} s / {3000 * quick:.2f} s")  # fmt: skip
+        alone, burst = asyncio.run(bench_commit(directory / "commit.jsonl"))
+        print(f"commit  append + commit(): {alone * 1e3:.2f} ms each alone, {burst * 1e3:.3f} ms each "
+              f"in bursts of 50 (fsyncs shared)")  # fmt: skip
 
 
 if __name__ == "__main__":
