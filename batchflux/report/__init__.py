@@ -1,6 +1,7 @@
 """The HTML report: a before/after gallery of a batch in one self-contained file.
 
-- :mod:`.model` — ledgers and summaries → job rows and header figures (pure).
+- :mod:`.model` — ledgers and summaries → job rows and the timeline's events (pure).
+- :mod:`.figures` — the header's counts, wall time, quota use, spend and timings (pure).
 - :mod:`.timeline` — submissions and completions over time as inline SVG (pure).
 - :mod:`.render` — the page: escaped markup, inert embedded JSON, a strict CSP (pure).
 - :mod:`.thumbs` — Pillow thumbnails in ``OUT/thumbs/``, made once and reused.

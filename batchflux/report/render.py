@@ -24,7 +24,8 @@ from importlib import resources
 from typing import Any
 
 from batchflux import __version__
-from batchflux.report.model import STATUS_ORDER, Figures, JobRow, ReportModel
+from batchflux.report.figures import STATUS_ORDER, Figures
+from batchflux.report.model import JobRow, ReportModel
 from batchflux.report.timeline import format_duration
 
 PAGE_SIZE = 200

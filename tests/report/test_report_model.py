@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from batchflux.ledger import LEDGER_FILENAME, Event, EventType, LedgerWriter
 from batchflux.report import write_report
 from batchflux.report.build import read_run_dir
-from batchflux.report.model import build_model, peak_in_window
+from batchflux.report.figures import peak_in_window
+from batchflux.report.model import build_model
 
 T0 = 1_760_000_000.0
 
