@@ -1,7 +1,8 @@
 """The ledger: ``<out>/ledger.jsonl``, the run directory's source of truth.
 
 - :mod:`.events` — the event vocabulary and its versioned JSON encoding (pure).
-- :mod:`.replay` — fold a ledger's lines into per-job records (pure).
+- :mod:`.records` — what the ledger knows of each job and run, folded event by event (pure).
+- :mod:`.replay` — read a ledger's lines into those records: torn tails, located corruption (pure).
 - :mod:`.writer` — the one appender, with flush-before-dependent-action and group-commit fsync.
 
 Resume decisions built on a replay live in :mod:`batchflux.resume`; ``batchflux status`` reads
