@@ -132,7 +132,7 @@ def replay_lines(lines: Iterable[str | bytes], path: str = "ledger.jsonl") -> Re
 def _replay(lines: Iterable[str | bytes], path: str) -> Replay:
     result = Replay()
     decode, kinds, version = _DECODE, _KINDS, LEDGER_VERSION
-    apply_job = result.apply_job
+    jobs = result.jobs
     number = 0
     held: str | bytes | None = None  # hold one line back: only the last may be torn
     for line in lines:
@@ -151,7 +151,10 @@ def _replay(lines: Iterable[str | bytes], path: str) -> Replay:
             kind = kinds.get(name) if type(name) is str else None
             job, ts, v = rec.get("job"), rec.get("ts"), rec.get("v")
             if kind and type(job) is str and type(v) is int and v <= version and type(ts) is float:
-                apply_job(kind, job, ts, rec)
+                record = jobs.get(job)
+                if record is None:
+                    record = jobs[job] = JobRecord(job)
+                record.apply_fields(kind, ts, rec)
                 continue
         _apply_slow(result, path, number, current, last=False)
     if held is not None:
