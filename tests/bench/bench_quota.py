@@ -1,0 +1,191 @@
+"""Benchmark: how much of a windowed quota each client turns into finished images.
+
+    python -m tests.bench.bench_quota [--jobs 600] [--limit 60] [--window 6] [--latency 2.4,0.5]
+
+The emulator (its own process) grants ``--limit`` submits per ``--window`` seconds per key, fixed windows,
+and answers 429 beyond; inference takes N(2.4 s, 0.5 s), Segmind's ~24 s scaled by 1/10 like the window.
+No client can finish sooner than the limit ⌊(N−1)/R⌋ windows + one latency after its first submit.
+Three clients, each against a fresh emulator with the same seed (so the same latency draws):
+
+1. ``batchflux run --rate 60/6s`` — told the quota (``--rpm R`` is ``--rate R/60s``);
+2. ``batchflux run`` — not told: it learns from the 429s (AIMD);
+3. the official SDK in a thread pool of ⌈R/W × (latency + poll interval)⌉ threads (enough to keep the
+   quota busy), polling every 0.1 s (its 1 s default, scaled); it has no 429 handling, so every 429
+   fails its job.
+
+Makespan runs from the first submit the emulator saw to the last image on disk. Quota use is
+limit / makespan; the target (DESIGN.md) is ≥ 95 % with the rate given, and no 429s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.bench import harness as h
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaSetup:
+    jobs: int = 600
+    limit: int = 60
+    window: float = 6.0
+    latency: float = 2.4
+    latency_sd: float = 0.5
+    sdk_interval: float = 0.1
+
+    @property
+    def bound(self) -> float:
+        return (self.jobs - 1) // self.limit * self.window + self.latency
+
+    @property
+    def rate(self) -> str:
+        return f"{self.limit}/{self.window:g}s"
+
+    @property
+    def sdk_threads(self) -> int:
+        return math.ceil(self.limit / self.window * (self.latency + self.sdk_interval))
+
+    def emulator(self) -> list[str]:
+        return h.emulator_args(
+            latency=f"{self.latency},{self.latency_sd}",
+            latency_min=0.02,
+            rpm=self.limit,
+            window=self.window,
+            image_size=64,
+        )
+
+    def label(self) -> str:
+        return (
+            f"{self.jobs} jobs, emulator --rpm {self.limit} --window {self.window:g} "
+            f"--latency {self.latency:g},{self.latency_sd:g}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRun:
+    client: str
+    command: str
+    makespan: float
+    rate_limited: int
+    done: int
+    failed: str
+    max_in_window: int
+    status_calls: int
+
+    def use(self, bound: float) -> float:
+        """Share of the quota turned into images: limit / makespan (meaningful only when all are done)."""
+        return bound / self.makespan if self.makespan > 0 else 0.0
+
+
+def _batchflux(setup: QuotaSetup, tmp: Path, manifest: Path, with_rate: bool) -> QuotaRun:
+    with h.emulator(*setup.emulator()) as emu:
+        out = tmp / ("bf-rate" if with_rate else "bf-adaptive")
+        extra = ["--rate", setup.rate] if with_rate else []
+        argv = h.batchflux_cmd(manifest, out, emu.url, *extra)
+        report = h.run_client("batchflux", ["--", *argv])
+        stats = emu.stats()
+    events = h.ledger_events(out)
+    downloads = [e["ts"] for e in events if e["event"] == "downloaded"]
+    failed = sum(1 for e in events if e["event"] == "failed")
+    times = stats["submit_times"]
+    makespan = max(downloads) - min(times) if downloads and times else float("nan")
+    return QuotaRun(
+        client="batchflux" + (f" --rate {setup.rate}" if with_rate else " (no rate given)"),
+        command=h.show_cmd(argv, "m.csv") + f"  [exit {report['exit_code']}]",
+        makespan=makespan,
+        rate_limited=int(stats["rate_limited"]),
+        done=len(set(e["job"] for e in events if e["event"] == "downloaded")),
+        failed=str(failed),
+        max_in_window=h.max_in_window(times, setup.window),
+        status_calls=int(stats["status_calls"]),
+    )
+
+
+def _sdk(setup: QuotaSetup, tmp: Path, manifest: Path) -> QuotaRun:
+    with h.emulator(*setup.emulator()) as emu:
+        args = ["--url", emu.url, "--manifest", str(manifest), "--out", str(tmp / "sdk")]
+        args += ["--threads", str(setup.sdk_threads), "--interval", str(setup.sdk_interval)]
+        report = h.run_client("sdk", args)
+        stats = emu.stats()
+    times = stats["submit_times"]
+    last = report["last_done_unix"]
+    failures = report["failures"]
+    return QuotaRun(
+        client=f"official SDK, {setup.sdk_threads} threads",
+        command=f"segmind SDK submit_async().wait(interval={setup.sdk_interval:g}) "
+        f"× {setup.sdk_threads} threads",
+        makespan=(last - min(times)) if last and times else float("nan"),
+        rate_limited=int(stats["rate_limited"]),
+        done=int(report["done"]),
+        failed=(", ".join(f"{n} {why}" for why, n in failures.items()) or "0"),
+        max_in_window=h.max_in_window(times, setup.window),
+        status_calls=int(stats["status_calls"]),
+    )
+
+
+def measure(setup: QuotaSetup) -> list[QuotaRun]:
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench-quota-") as tmp_name:
+        tmp = Path(tmp_name)
+        manifest = h.write_manifest(tmp / "m.csv", setup.jobs)
+        for with_rate in (True, False):
+            h.say(f"quota: batchflux {'with' if with_rate else 'without'} --rate, {setup.label()}")
+            runs.append(_batchflux(setup, tmp, manifest, with_rate))
+        h.say(f"quota: official SDK, {setup.sdk_threads} threads, {setup.label()}")
+        runs.append(_sdk(setup, tmp, manifest))
+    return runs
+
+
+def rows(setup: QuotaSetup, runs: list[QuotaRun]) -> list[h.Row]:
+    bound = setup.bound
+    limit_text = (
+        f"limit {bound:.1f} s = ⌊{setup.jobs - 1}/{setup.limit}⌋×{setup.window:g} s + {setup.latency:g} s"
+    )
+    out = []
+    for i, run in enumerate(runs):
+        use = f"quota use {run.use(bound):.1%}" if run.done == setup.jobs else "quota use n/a (jobs lost)"
+        figure = (
+            f"makespan {run.makespan:.1f} s, {use}, {run.rate_limited} 429s, "
+            f"{run.done}/{setup.jobs} done, failed {run.failed}, max {run.max_in_window} submits in any "
+            f"{setup.window:g} s, {run.status_calls / setup.jobs:.2f} status calls/job"
+        )
+        if i == 0:
+            ok = run.use(bound) >= 0.95 and run.rate_limited == 0 and run.done == setup.jobs
+            miss = f"{run.use(bound):.1%} of quota, {run.rate_limited} 429s, {run.done} done"
+            judged = h.verdict(ok, miss)
+            target = f"{limit_text}; target ≥ 95 % use, 0 429s"
+        elif i == 1:
+            ok = run.done == setup.jobs
+            judged = h.verdict(ok, f"{setup.jobs - run.done} jobs not done")
+            target = f"{limit_text}; target: every job completes"
+        else:
+            judged, target = "info (baseline)", limit_text
+        out.append(
+            h.Row(f"1. quota: {run.client}", f"{run.command}; {setup.label()}", figure, target, judged)
+        )
+    return out
+
+
+def run(quick: bool = False) -> list[h.Row]:
+    setup = QuotaSetup(jobs=120, limit=30, window=2.0, latency=0.8, latency_sd=0.2) if quick else QuotaSetup()
+    return rows(setup, measure(setup))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=600)
+    ap.add_argument("--limit", type=int, default=60, help="submits per window")
+    ap.add_argument("--window", type=float, default=6.0, help="window, seconds")
+    ap.add_argument("--latency", default="2.4,0.5", help="MEAN,SD seconds")
+    args = ap.parse_args()
+    mean, sd = (float(x) for x in args.latency.split(","))
+    setup = QuotaSetup(args.jobs, args.limit, args.window, mean, sd)
+    print(h.render_table(rows(setup, measure(setup))))
+
+
+if __name__ == "__main__":
+    main()
