@@ -16,9 +16,11 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
@@ -275,6 +277,38 @@ def show_cmd(args: Sequence[str], manifest_label: str) -> str:
     return " ".join(shown)
 
 
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """One child process, timed from the outside: its exit code, wall time, CPU and peak RSS."""
+
+    exit_code: int
+    wall: float
+    cpu: float
+    maxrss_mib: float
+    stdout: str
+
+
+def run_measured(cmd: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 600) -> Measured:
+    """Run ``cmd`` and read its own rusage with ``os.wait4`` (RUSAGE_CHILDREN would mix in every child)."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.DEVNULL, cwd=ROOT, env=env)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"timed out: {' '.join(cmd)}")
+            time.sleep(0.01)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        text = out.read()
+    return Measured(proc.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, text)
+
+
 # --- ledgers ----------------------------------------------------------------------------------------
 
 
@@ -289,6 +323,10 @@ def ledger_events(out: Path) -> list[dict[str, Any]]:
                 except json.JSONDecodeError:
                     continue  # a torn last line after kill -9; replay sets it aside too
     return events
+
+
+def rmtree_quiet(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def rss_mib_now() -> float:
