@@ -23,9 +23,6 @@ async def test_dry_run_reports_every_action_and_the_cost_and_calls_nothing(
     async with Emulator(EmulatorConfig(latency_mean=0.05, latency_sd=0.01)) as emu:
         first = await clis.run(*args, emu=emu)
         assert first.code == 1, first  # 9 done, 1 failed (moderation)
-        for name in ("job0000.png", "job0001.png"):  # result known, file gone: download again
-            (out / name).unlink()
-
         # Three more jobs, submitted to a slow server, then the run is killed: re-poll them.
         write_manifest(manifest_dir, [*jobs, *plain_jobs(3, start=10)])
         emu.reconfigure(latency_mean=60.0, latency_sd=0.0)
@@ -38,6 +35,8 @@ async def test_dry_run_reports_every_action_and_the_cost_and_calls_nothing(
         cli.send(signal.SIGKILL)
         await cli.proc.wait()
 
+        for name in ("job0000.png", "job0001.png"):  # result known, file gone: download again
+            (out / name).unlink()
         write_manifest(manifest_dir, [*jobs, *plain_jobs(7, start=10)])  # and four new ones
         ledger = (out / "ledger.jsonl").read_bytes()
         summary = (out / "summary.json").read_bytes()
