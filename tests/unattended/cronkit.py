@@ -19,7 +19,6 @@ import os
 import shutil
 import signal
 import sys
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,18 +177,6 @@ async def wait_until(
 # ---- the ledger --------------------------------------------------------------------------------
 
 
-def ledger_lines(out: Path) -> int:
-    path = out / "ledger.jsonl"
-    return path.read_bytes().count(b"\n") if path.exists() else 0
-
-
-async def until_ledger_has(out: Path, lines: int, cli: Cli, *, within: float = 30.0) -> None:
-    """Wait until the ledger holds ``lines`` complete lines, or ``cli`` has exited."""
-    await wait_until(
-        lambda: not cli.running or ledger_lines(out) >= lines, within=within, what=f"{lines} ledger lines"
-    )
-
-
 def read_events(out: Path) -> list[dict[str, Any]]:
     """The ledger's events in order; a torn last line (a write cut by SIGKILL) is left out."""
     path = out / "ledger.jsonl"
@@ -236,43 +223,6 @@ def ambiguous_count(events: Sequence[dict[str, Any]]) -> int:
         elif kind in ("submitted", "failed") or (kind == "state" and e.get("status") == "NOT_SUBMITTED"):
             open_intent[job] = False
     return total + sum(open_intent.values())
-
-
-@dataclass(frozen=True, slots=True)
-class Phases:
-    """Where the ledger left the jobs: what a kill at this point interrupted."""
-
-    open_intents: int  # submit_intent, no answer yet (the POST may be on the wire)
-    polling: int  # submitted, no result yet
-    downloading: int  # result known, no downloaded yet
-    done: int
-
-
-def phases(events: Sequence[dict[str, Any]]) -> Phases:
-    last: dict[str, str] = {}
-    for e in events:
-        if e["job"] is not None and e["event"] != "state":
-            last[e["job"]] = e["event"]
-        elif e["event"] == "state" and e.get("status") == "NOT_SUBMITTED":
-            last[e["job"]] = "not_submitted"
-    c = Counter(last.values())
-    return Phases(c["submit_intent"], c["submitted"], c["result"], c["downloaded"])
-
-
-def abandoned_requests(events: Sequence[dict[str, Any]]) -> list[str]:
-    """Request ids that a later submit of the same job superseded while they were still unresolved:
-    no result, failed or expired event for them came first. Each is a paid request thrown away."""
-    unresolved: dict[str, set[str]] = {}
-    bad = []
-    for e in events:
-        job, kind, rid = e["job"], e["event"], e.get("request_id")
-        if kind == "submitted":
-            unresolved.setdefault(job, set()).add(rid)
-        elif kind in ("result", "failed", "expired") and rid:
-            unresolved.get(job, set()).discard(rid)
-        elif kind == "submit_intent":
-            bad.extend(sorted(unresolved.pop(job, set())))
-    return bad
 
 
 def last_downloads(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
