@@ -259,19 +259,20 @@ def phases(events: Sequence[dict[str, Any]]) -> Phases:
 
 
 def abandoned_requests(events: Sequence[dict[str, Any]]) -> list[str]:
-    """Request ids that a later submit of the same job superseded while they were still unresolved:
-    no result, failed or expired event for them came first. Each is a paid request thrown away."""
+    """Request ids never resolved: superseded by a later submit of the same job before any result,
+    failed or expired event for them, or still without one at the end of the ledger. For a finished
+    run, each is a paid request thrown away while it might still have been fetched."""
     unresolved: dict[str, set[str]] = {}
-    bad = []
+    bad: list[str] = []
     for e in events:
         job, kind, rid = e["job"], e["event"], e.get("request_id")
         if kind == "submitted":
-            unresolved.setdefault(job, set()).add(rid)
+            unresolved.setdefault(job, set()).add(str(rid))
         elif kind in ("result", "failed", "expired") and rid:
             unresolved.get(job, set()).discard(rid)
         elif kind == "submit_intent":
             bad.extend(sorted(unresolved.pop(job, set())))
-    return bad
+    return bad + sorted(rid for rids in unresolved.values() for rid in rids)
 
 
 def last_downloads(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
