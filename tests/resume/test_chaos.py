@@ -11,6 +11,7 @@ machine's speed.
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 from pathlib import Path
@@ -26,6 +27,7 @@ from e2ekit import (
     phases,
     plain_jobs,
     read_events,
+    summary,
     until_ledger_has,
     write_manifest,
 )
@@ -85,6 +87,12 @@ async def test_five_kill_9s_then_resume_lose_nothing_and_pay_twice_only_when_amb
         assert count(events, "failed") == 0
         assert count(events, "run_started") == KILLS + len(finals)
         assert stats["media_with_key"] == 0
+        # What the user is told matches the ledger: the final summary and `batchflux status`.
+        assert summary(out)["possible_duplicates"] == ambiguous
+        status = await clis.run("status", out, "--json")
+        assert status.code == 0, status
+        assert json.loads(status.stdout)["possible_duplicates"] == ambiguous
+        assert json.loads(status.stdout)["by_state"]["downloaded"] == JOBS
 
     # The kills really interrupted every phase: an unanswered submit, a request being polled, a
     # result waiting for its download.
