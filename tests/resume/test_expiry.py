@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from e2ekit import (
@@ -29,11 +30,11 @@ from batchflux.emulator import DEFAULT_API_KEY, Emulator, EmulatorConfig
 RETENTION = 1.0
 
 
-def unresolved_submits(events: list[dict[str, object]]) -> dict[str, dict[str, object]]:
+def unresolved_submits(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Job → its last ``submitted`` event, for jobs with no outcome after it."""
-    last: dict[str, dict[str, object]] = {}
+    last: dict[str, dict[str, Any]] = {}
     for e in events:
-        job = str(e["job"])
+        job = e["job"]
         if e["event"] == "submitted":
             last[job] = e
         elif e["event"] in ("result", "failed", "expired", "downloaded"):
@@ -71,7 +72,7 @@ async def test_requests_past_retention_are_resubmitted_and_only_they(tmp_path: P
         assert submits_before == 20
 
         # The condition the resume rule looks at: retention has passed since the last submit.
-        newest = max(float(e["submitted_at"]) for e in lost.values())  # type: ignore[arg-type]
+        newest = max(float(e["submitted_at"]) for e in lost.values())
         await wait_until(lambda: time.time() - newest > RETENTION, what="retention to pass")
         async with aiohttp.ClientSession(headers={"x-api-key": DEFAULT_API_KEY}) as http:
             for e in lost.values():  # and the server agrees: it forgot them
