@@ -3,6 +3,7 @@ subprocess against the emulator. 130 (signals) lives in test_signals.py, 4 in te
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from cronkit import (
@@ -183,3 +184,28 @@ async def test_3_credits_run_out_mid_run_drains_what_is_in_flight(tmp_path: Path
     assert len(jobs_with(events, "downloaded")) == 3  # what was submitted was seen through
     assert summary(out)["stop_reason"] == "credits"
     assert summary(out)["counts"]["pending"] == 2
+
+
+async def test_0_after_a_torn_last_line_which_is_set_aside(tmp_path: Path, clis: Clis) -> None:
+    """The crash case: a write cut short at the end of the ledger is reported and moved aside, not
+    an error (contrast with a corrupt middle line, exit 2)."""
+    jobs = plain_jobs(3)
+    manifest_dir = tmp_path / "m"
+    manifest = write_manifest(manifest_dir, jobs)
+    out = tmp_path / "out"
+    torn = b'{"v":1,"ts":1790000000.5,"event":"submit_intent","job":"job00'
+    async with Emulator(FAST) as emu:
+        first = await clis.run("run", manifest, "--out", out, emu=emu)
+        assert first.code == 0, first
+        with (out / "ledger.jsonl").open("ab") as ledger:
+            ledger.write(torn)
+        jobs += plain_jobs(1, start=3)
+        write_manifest(manifest_dir, jobs)
+        second = await clis.run("run", manifest, "--out", out, emu=emu)
+        assert second.code == 0, second
+        assert emu.stats()["submits"] == 4
+        assert_images_match_emulator(emu, out, [j["id"] for j in jobs])
+    assert "torn" in second.stderr
+    assert torn in (out / "ledger.jsonl.torn").read_bytes()  # kept, not thrown away
+    lines = (out / "ledger.jsonl").read_bytes().splitlines()
+    assert all(isinstance(json.loads(line), dict) for line in lines)  # whole lines only now
