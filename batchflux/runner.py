@@ -7,6 +7,7 @@ Everything here is sequencing; the decisions live in the modules it calls.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -202,7 +203,8 @@ class Run:
                 }))  # fmt: skip
             summary = self._summary(run_id, started, out_dir, code, stats, engine, client, plan)
         write_summary(out_dir, summary)
-        self._after(out_dir, summary)
+        # Thumbnails for a big batch take a while: keep the loop (and its signal handlers) free.
+        await asyncio.to_thread(self._after, out_dir, summary)
         return RunResult(code, out_dir, summary, _closing_line(code, stats, engine, out_dir), plan, stats)
 
     def _summary(self, run_id: str, started: float, out_dir: Path, code: int, stats: EngineStats,

@@ -153,6 +153,7 @@ class Engine:
             for task in (*tasks, *self._pre_submit):
                 task.cancel()
         self.ledger.sync()
+        self.stats.peak_in_flight = self.inflight.peak
         self._show_progress()
         return self.stats
 

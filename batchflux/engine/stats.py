@@ -26,6 +26,7 @@ class EngineStats:
     rate_limited: int = 0  # 429s received
     retries: Counter[str] = field(default_factory=Counter)  # by kind of call
     status_calls: int = 0
+    peak_in_flight: int = 0  # most requests submitted and not yet resolved at once
     server_failed: int = 0  # jobs the server FAILED (not billed)
     latencies: list[float] = field(default_factory=list)  # seconds, submit → completion seen
 
