@@ -101,6 +101,9 @@ class SubmitStage:
         ambiguous = 0
         self.intent(job)
         e.new_submits += 1
+        # On disk, not just in the OS, before the POST: a power cut must not lose the only trace
+        # of a request that may be billed. Concurrent submits share one fsync.
+        await e.ledger.commit()
         while True:
             try:
                 try:
@@ -136,6 +139,7 @@ class SubmitStage:
                 await asyncio.sleep(e.backoff(ambiguous))
                 slot = await self.pace()
                 self.intent(job)
+                await e.ledger.commit()
                 continue
             except JobFailed as exc:
                 return self.fail_submit(job, exc.cause, exc.error, http_status=exc.http_status)
