@@ -21,7 +21,7 @@ from pathlib import Path
 import aiohttp
 
 from batchflux import __version__
-from batchflux.api import ApiClient, ApiError
+from batchflux.api import ApiClient, ApiError, Fatal
 from batchflux.engine.config import EngineConfig
 from batchflux.engine.core import Engine
 from batchflux.engine.stats import EngineStats
@@ -133,6 +133,8 @@ class Run:
             return RunResult(ExitCode.USAGE, out_dir, message=str(exc))
         if replay.torn_tail:
             self.say(f"note: {replay.torn_tail}")
+        if not opt.dry_run:
+            _remove_partial_downloads(out_dir)
         plan = plan_resume(
             jobs,
             replay,
@@ -262,6 +264,17 @@ class Run:
                 log.error("could not write the report: %s", exc)
 
 
+def _remove_partial_downloads(out_dir: Path) -> None:
+    """Temp files of downloads cut short by a killed run (``.NAME.*.part`` beside the image). We hold
+    the lock, so nothing is writing them; the images themselves are downloaded again if needed."""
+    for part in out_dir.rglob(".*.part"):
+        try:
+            part.unlink()
+            log.info("removed a partial download left by an earlier run: %s", part.name)
+        except OSError as exc:
+            log.warning("could not remove %s: %s", part, exc)
+
+
 def _counts(stats: EngineStats, engine: Engine) -> dict[str, int]:
     in_flight = engine.in_flight
     return {
@@ -294,6 +307,8 @@ def _closing_line(code: int, stats: EngineStats, engine: Engine, out_dir: Path) 
 async def _credit_preflight(client: ApiClient, jobs: int, price: float) -> str | None:
     try:
         balance = await client.credits()
+    except Fatal as exc:  # a bad key or a wrong base URL: skipping the check would not help
+        return f"the API refused the credit check: {exc}"
     except ApiError as exc:
         return f"could not read the account's credits ({exc}); use --no-credit-check to skip this check"
     need = jobs * price

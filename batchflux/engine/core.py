@@ -78,6 +78,7 @@ class Engine:
         self.adaptive = None if config.rate else AdaptiveRate(self.clock)
         self.latency = LatencyModel(config.poll)
         self.inflight = InFlight(config.max_in_flight)
+        self.on_server = 0  # requests submitted, no result yet
         self.inputs = InputResolver(client.upload, inline=config.inline_inputs)
         self.scheduler = PollScheduler(self.clock)
         self.upload_q: asyncio.Queue[Job] = asyncio.Queue(maxsize=64)
@@ -112,7 +113,8 @@ class Engine:
             for task in self._pre_submit:
                 if task not in self.critical:
                     task.cancel()
-            log.info("stopped submitting (%s); %d requests in flight", self.stop_reason, self.active)
+            log.info("stopped submitting (%s); %d requests in flight, %d submits on the wire",
+                     self.stop_reason, self.on_server, len(self.critical))  # fmt: skip
         if grace is not None:
             self._loop.call_later(grace, self.abort)
         self._changed.set()
@@ -126,7 +128,9 @@ class Engine:
 
     @property
     def in_flight(self) -> int:
-        return self.inflight.count
+        """Requests on the server without a result yet (not the submit workers that hold an
+        in-flight slot while they wait for the rate limiter)."""
+        return self.on_server
 
     # ---- the run -------------------------------------------------------------------------
 
@@ -176,7 +180,7 @@ class Engine:
 
     def _show_progress(self) -> None:
         self.progress.update_postfix(
-            in_flight=self.inflight.count,
+            in_flight=self.on_server,
             quota=self.limiter.used() if self.limiter else None,
             rate_limited=self.stats.rate_limited,
         )
@@ -232,7 +236,7 @@ class Engine:
         )
         track.deadline = track.submitted_mono + self.cfg.retention_s
         self.inflight.force()
-        track.holds_slot = True
+        self.hold(track)
         self.active += 1
         self.stats.repolled += 1
         self.scheduler.add(track, now)
@@ -252,9 +256,15 @@ class Engine:
 
     # ---- outcomes ------------------------------------------------------------------------
 
+    def hold(self, track: Track) -> None:
+        """The track's request is on the server and holds an in-flight slot until released."""
+        track.holds_slot = True
+        self.on_server += 1
+
     def release(self, track: Track) -> None:
         if track.holds_slot:
             track.holds_slot = False
+            self.on_server -= 1
             self.inflight.release()
 
     def finish(self, track: Track) -> None:
@@ -277,7 +287,8 @@ class Engine:
         log.warning("%s failed (%s): %s", job.id, cause, error)
 
     def fatal(self, exc: Fatal) -> None:
-        log.error("stopping: %s", exc)
+        if not self._aborted:  # concurrent calls all hear it; say it once
+            log.error("stopping: %s", exc)
         self.abort(exc.kind, str(exc))
 
     def rate_limited(self, exc: RateLimited, attempt: int) -> None:

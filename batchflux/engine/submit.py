@@ -173,8 +173,8 @@ class SubmitStage:
             submitted_mono=now,
             submitted_unix=wall,
             deadline=now + e.cfg.retention_s,
-            holds_slot=True,
         )
+        e.hold(track)
         e.active += 1
         e.scheduler.add(track, now + e.latency.first_delay())
         return None

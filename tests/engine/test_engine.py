@@ -152,3 +152,17 @@ async def test_bad_key_stops_the_run_with_exit_3(tmp_path: Path) -> None:
     assert "\n" not in result.message
     assert stats["submits"] == 0
     assert "SG_0000000000000bad" not in (out / "ledger.jsonl").read_text()
+
+
+async def test_partial_downloads_of_a_killed_run_are_removed(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "m", plain_jobs(2))
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    leftovers = [out / ".job0000.png.k3j2.part", out / "sub" / ".x.jpg.99.part"]
+    for part in leftovers:
+        part.write_bytes(b"\x89PNG half an image")
+    async with Emulator(EmulatorConfig(latency_mean=0.05)) as emu:
+        result = await run_against(emu, manifest, out)
+    assert result.exit_code == ExitCode.OK, result.message
+    assert not any(p.exists() for p in leftovers)
+    assert sorted(p.name for p in out.glob("*.png")) == ["job0000.png", "job0001.png"]

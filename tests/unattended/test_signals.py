@@ -114,12 +114,6 @@ async def test_stopping_at_once_leaves_in_flight_requests_to_the_next_run(
         assert emu.stats()["submits"] == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the first signal's message counts submit workers waiting on the rate limiter as requests in "
-    "flight: Run.request_stop reports engine.in_flight (InFlight.count), whose slot a submit worker "
-    "takes before pacing, not the requests on the server",
-)
 async def test_the_stop_message_counts_only_requests_on_the_server(tmp_path: Path, clis: Clis) -> None:
     manifest = write_manifest(tmp_path / "m", plain_jobs(40))
     out = tmp_path / "out"
