@@ -9,7 +9,7 @@
    the same command with ``--retry-failed`` again, as the user would (counted).
 2. **kill -9 chaos** (the resume issue's): ``batchflux run`` of 300 jobs as a subprocess, SIGKILLed five
    times, each after a random (seeded) number of new ledger lines so kills land in every phase whatever
-   the machine's speed; then the same command until it exits 0. Latency N(1.0 s, 0.3 s), submits paced
+   the machine's speed; then the same command until it exits 0. Latency N(0.3 s, 0.1 s), submits paced
    at ``--rate 100/1s``, 5 % of submit connections dropped after the request was created (a real
    ambiguous submit) and 5 % of media bodies truncated.
 
@@ -167,7 +167,7 @@ def _wait_lines_or_exit(proc: subprocess.Popen[bytes], out: Path, lines: int, wi
 
 def chaos(jobs: int, kills: int, seed: int) -> h.Row:
     rng = random.Random(seed)
-    emu_args = h.emulator_args(latency="1.0,0.3", latency_min=0.02, seed=seed,
+    emu_args = h.emulator_args(latency="0.3,0.1", latency_min=0.02, seed=seed,
                                faults={"drop": 0.05, "truncate": 0.05})  # fmt: skip
     emu_args += ["--fault-endpoints", "submit,media"]
     with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp_name:
@@ -179,8 +179,9 @@ def chaos(jobs: int, kills: int, seed: int) -> h.Row:
         with h.emulator(*emu_args) as emu:
             argv = h.batchflux_cmd(manifest, out, emu.url, "--rate", "100/1s")
             for n in range(kills):
-                # 4 lines per finished job at least: a kill after ≤ 0.6 × that many new lines hits a live run.
-                target = e2ekit.ledger_lines(out) + rng.randint(20, max(21, int(jobs * 4 * 0.6 / kills)))
+                # Each job needs ≥ 4 lines (intent, submitted, result, downloaded): with at most 200 new lines
+                # a run, five runs cannot finish 300 jobs before their kills.
+                target = e2ekit.ledger_lines(out) + rng.randint(30, 200)
                 h.say(f"chaos: run {n + 1}, SIGKILL after ledger line {target}")
                 log = (tmp / f"run{n}.log").open("wb")
                 proc = subprocess.Popen(_cli(argv), stdout=log, stderr=log, cwd=h.ROOT, env=_env())
@@ -208,7 +209,7 @@ def chaos(jobs: int, kills: int, seed: int) -> h.Row:
     resumes = ", ".join(f"exit {c}" for c in finals)
     return h.Row(
         f"5. faults: kill -9 × {kills} then resume",
-        f"batchflux run m.csv --no-report --rate 100/1s; {jobs} jobs, emulator --latency 1.0,0.3 "
+        f"batchflux run m.csv --no-report --rate 100/1s; {jobs} jobs, emulator --latency 0.3,0.1 "
         f"--fault drop=0.05 --fault truncate=0.05 --fault-endpoints submit,media; seed {seed}",
         f"{len(killed)} SIGKILLs ({interrupted}); resumes: {resumes}; {result.text()}",
         "0 lost, 0 corrupt, extra paid ≤ ambiguous, 0 abandoned",

@@ -36,6 +36,7 @@ class QuotaSetup:
     latency: float = 2.4
     latency_sd: float = 0.5
     sdk_interval: float = 0.1
+    threads: int | None = None  # the SDK's pool; default ⌈R/W × (latency + interval)⌉
 
     @property
     def bound(self) -> float:
@@ -47,6 +48,8 @@ class QuotaSetup:
 
     @property
     def sdk_threads(self) -> int:
+        if self.threads is not None:
+            return self.threads
         return math.ceil(self.limit / self.window * (self.latency + self.sdk_interval))
 
     def emulator(self) -> list[str]:
@@ -67,6 +70,7 @@ class QuotaSetup:
 
 @dataclass(frozen=True, slots=True)
 class QuotaRun:
+    role: str  # "rate": batchflux told the quota; "adaptive": batchflux not told; "sdk"
     client: str
     command: str
     makespan: float
@@ -94,6 +98,7 @@ def _batchflux(setup: QuotaSetup, tmp: Path, manifest: Path, with_rate: bool) ->
     times = stats["submit_times"]
     makespan = max(downloads) - min(times) if downloads and times else float("nan")
     return QuotaRun(
+        role="rate" if with_rate else "adaptive",
         client="batchflux" + (f" --rate {setup.rate}" if with_rate else " (no rate given)"),
         command=h.show_cmd(argv, "m.csv") + f"  [exit {report['exit_code']}]",
         makespan=makespan,
@@ -115,6 +120,7 @@ def _sdk(setup: QuotaSetup, tmp: Path, manifest: Path) -> QuotaRun:
     last = report["last_done_unix"]
     failures = report["failures"]
     return QuotaRun(
+        role="sdk",
         client=f"official SDK, {setup.sdk_threads} threads",
         command=f"segmind SDK submit_async().wait(interval={setup.sdk_interval:g}) "
         f"× {setup.sdk_threads} threads",
@@ -146,19 +152,19 @@ def rows(setup: QuotaSetup, runs: list[QuotaRun]) -> list[h.Row]:
         f"limit {bound:.1f} s = ⌊{setup.jobs - 1}/{setup.limit}⌋×{setup.window:g} s + {setup.latency:g} s"
     )
     out = []
-    for i, run in enumerate(runs):
+    for run in runs:
         use = f"quota use {run.use(bound):.1%}" if run.done == setup.jobs else "quota use n/a (jobs lost)"
         figure = (
             f"makespan {run.makespan:.1f} s, {use}, {run.rate_limited} 429s, "
             f"{run.done}/{setup.jobs} done, failed {run.failed}, max {run.max_in_window} submits in any "
             f"{setup.window:g} s, {run.status_calls / setup.jobs:.2f} status calls/job"
         )
-        if i == 0:
+        if run.role == "rate":
             ok = run.use(bound) >= 0.95 and run.rate_limited == 0 and run.done == setup.jobs
             miss = f"{run.use(bound):.1%} of quota, {run.rate_limited} 429s, {run.done} done"
             judged = h.verdict(ok, miss)
             target = f"{limit_text}; target ≥ 95 % use, 0 429s"
-        elif i == 1:
+        elif run.role == "adaptive":
             ok = run.done == setup.jobs
             judged = h.verdict(ok, f"{setup.jobs - run.done} jobs not done")
             target = f"{limit_text}; target: every job completes"
@@ -181,9 +187,17 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=60, help="submits per window")
     ap.add_argument("--window", type=float, default=6.0, help="window, seconds")
     ap.add_argument("--latency", default="2.4,0.5", help="MEAN,SD seconds")
+    ap.add_argument("--sdk-threads", type=int, help="default: ⌈R/W × (latency + 0.1 s)⌉")
+    ap.add_argument("--sdk-only", action="store_true", help="only the SDK run")
     args = ap.parse_args()
     mean, sd = (float(x) for x in args.latency.split(","))
-    setup = QuotaSetup(args.jobs, args.limit, args.window, mean, sd)
+    setup = QuotaSetup(args.jobs, args.limit, args.window, mean, sd, threads=args.sdk_threads)
+    if args.sdk_only:
+        with tempfile.TemporaryDirectory(prefix="bench-quota-") as tmp_name:
+            tmp = Path(tmp_name)
+            sdk = _sdk(setup, tmp, h.write_manifest(tmp / "m.csv", setup.jobs))
+        print(h.render_table(rows(setup, [sdk])))
+        return
     print(h.render_table(rows(setup, measure(setup))))
 
 

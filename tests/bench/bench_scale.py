@@ -103,7 +103,9 @@ def run_row(jobs: int) -> h.Row:
         with h.emulator(*h.emulator_args(latency="0,0", image_size=16)) as emu:
             argv = h.batchflux_cmd(manifest, tmp / "out", emu.url)
             report = h.run_client("batchflux", ["--rss-samples", "--", *argv], timeout=900)
-        done_ts = sorted(e["ts"] for e in h.ledger_events(tmp / "out") if e["event"] == "downloaded")
+        ledger = tmp / "out" / "ledger.jsonl"
+        events = h.ledger_events(tmp / "out") if ledger.exists() else []
+        done_ts = sorted(e["ts"] for e in events if e["event"] == "downloaded")
     samples = [(float(t), float(r)) for t, r in report["rss_samples"]]
     marks = sorted({m for m in (jobs // 4, jobs // 2, jobs) if 0 < m <= len(done_ts)})
     at = {m: rss_at(samples, done_ts[m - 1]) for m in marks}

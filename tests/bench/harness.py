@@ -79,6 +79,15 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    try:
+        mhz = next(
+            float(line.split(":", 1)[1])
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("cpu MHz")
+        )
+        model += f" @ {mhz / 1000:.1f} GHz"
+    except (OSError, ValueError, StopIteration):
+        pass
     mem = ""
     try:
         kib = int(Path("/proc/meminfo").read_text().split()[1])
@@ -212,10 +221,11 @@ def emulator_args(
     seed: int = 1,
     image_size: int = 64,
     retention: float | None = None,
+    credits: float = 1e9,
 ) -> list[str]:
     """Flags for ``python -m batchflux.emulator``; the latency floor defaults to 0 (the emulator's: 20 ms)."""
     args = ["--latency", latency, "--latency-min", str(latency_min), "--workers", str(workers)]
-    args += ["--seed", str(seed), "--image-size", str(image_size)]
+    args += ["--seed", str(seed), "--image-size", str(image_size), "--credits", f"{credits:g}"]
     if rpm is not None:
         args += ["--rpm", str(rpm)]
     if window is not None:
