@@ -114,9 +114,12 @@ def render(spec: RenderSpec, source: InputImage | None) -> bytes:
     if spec.label:
         font = _font(max(8, min(spec.size) // 12))
         draw = ImageDraw.Draw(img)
-        left, top, right, bottom = draw.textbbox((4, 4), spec.label, font=font)
+        # Bottom left, where galleries rarely put their own badges.
+        _, top, _, bottom = draw.textbbox((0, 0), spec.label, font=font)
+        origin = (4, spec.size[1] - (bottom - top) - 6 - top)
+        left, top, right, bottom = draw.textbbox(origin, spec.label, font=font)
         draw.rectangle((left - 2, top - 2, right + 2, bottom + 2), fill=(0, 0, 0))
-        draw.text((4, 4), spec.label, fill=(255, 255, 255), font=font)
+        draw.text(origin, spec.label, fill=(255, 255, 255), font=font)
     out = io.BytesIO()
     if spec.ext == "jpg":
         img.save(out, format="JPEG", quality=85)
