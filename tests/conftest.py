@@ -11,9 +11,11 @@ Point clients at ``emu.base_url`` with the key ``batchflux.emulator.DEFAULT_API_
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from runkit import Clis
 
 from batchflux.emulator import Emulator, EmulatorConfig
 
@@ -36,3 +38,13 @@ async def make_emulator() -> AsyncIterator[Callable[..., Emulator]]:
     yield factory
     for emu in made:
         await emu.stop()
+
+
+@pytest.fixture
+async def clis(tmp_path: Path) -> AsyncIterator[Clis]:
+    """CLI children started in the test's tmp_path, killed at teardown if still running."""
+    pool = Clis(tmp_path)
+    try:
+        yield pool
+    finally:
+        await pool.close()

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from enginekit import (
+from runkit import (
     assert_images_match_emulator,
     files_containing,
-    ledger_events,
     plain_jobs,
+    read_events,
     run_against,
     write_manifest,
 )
@@ -74,7 +74,7 @@ async def test_every_job_survives_faults_and_a_429ing_quota(tmp_path: Path) -> N
         stats = emu.stats()
         assert result.exit_code == ExitCode.OK, result.message
         assert_images_match_emulator(emu, out, [j["id"] for j in jobs])
-    events = ledger_events(out)
+    events = read_events(out)
     intents = Counter(e["job"] for e in events if e["event"] == "submit_intent")
     submitted = Counter(e["job"] for e in events if e["event"] == "submitted")
     ambiguous = sum(intents[j] - submitted[j] for j in intents)

@@ -16,7 +16,7 @@ import random
 import signal
 from pathlib import Path
 
-from e2ekit import (
+from runkit import (
     Clis,
     Phases,
     abandoned_requests,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from e2ekit import (
+from runkit import (
     Clis,
     abandoned_requests,
     assert_images_match_emulator,

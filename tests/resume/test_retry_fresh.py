@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from e2ekit import (
+from runkit import (
     Clis,
     assert_images_match_emulator,
     jobs_with,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from cronkit import Clis, count, plain_jobs, read_events, since_last_start, wait_until, write_manifest
+from runkit import Clis, count, plain_jobs, read_events, since_last_start, wait_until, write_manifest
 
 from batchflux.emulator import Emulator, EmulatorConfig
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cronkit import (
+from runkit import (
     Clis,
     assert_images_match_emulator,
     jobs_with,

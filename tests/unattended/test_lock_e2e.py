@@ -7,7 +7,7 @@ import json
 import signal
 from pathlib import Path
 
-from cronkit import (
+from runkit import (
     Cli,
     Clis,
     assert_images_match_emulator,

@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-from cronkit import Clis, files_containing, plain_jobs, summary, write_manifest
+from runkit import Clis, files_containing, plain_jobs, summary, write_manifest
 
 from batchflux.emulator import Emulator, EmulatorConfig
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cronkit import Clis, files_containing, image_files, plain_jobs, read_events, summary, write_manifest
+from runkit import Clis, files_containing, image_files, plain_jobs, read_events, summary, write_manifest
 
 from batchflux.emulator import DEFAULT_API_KEY, Emulator, EmulatorConfig
 

@@ -14,7 +14,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from cronkit import (
+from runkit import (
     Clis,
     ambiguous_count,
     assert_images_match_emulator,

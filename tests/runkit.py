@@ -1,4 +1,5 @@
-"""End-to-end helpers: the real ``batchflux`` CLI in a subprocess against an in-process emulator.
+"""Helpers for tests that run batches: manifests, the real ``batchflux`` CLI in a subprocess or a
+:class:`~batchflux.runner.Run` in-process, against an in-process emulator; ledger readers and checks.
 
 The emulator serves in the test's event loop, so everything here that waits is async (a blocking
 wait would starve the server the child is talking to). Children write stdout/stderr to files
@@ -6,7 +7,7 @@ wait would starve the server the child is talking to). Children write stdout/std
 failing test left behind.
 
 Ledger readers tolerate a torn last line: a child killed with SIGKILL may have been mid-write.
-Imported by name (pytest puts this directory on sys.path).
+Imported by name: pytest puts ``tests/`` on sys.path for its conftest.py.
 """
 
 from __future__ import annotations
@@ -27,15 +28,23 @@ from typing import Any, TypeVar
 import yaml
 
 from batchflux.emulator import DEFAULT_API_KEY, Emulator
+from batchflux.engine.config import EngineConfig
+from batchflux.runner import Run, RunOptions, RunResult
 
-IMAGES = Path(__file__).resolve().parents[2] / "sample_manifests" / "images"
+IMAGES = Path(__file__).resolve().parents[1] / "sample_manifests" / "images"
 T = TypeVar("T")
 
 
 # ---- manifests -------------------------------------------------------------------------------
 
 
-def write_manifest(directory: Path, jobs: Sequence[dict[str, Any]], *, name: str = "batch.yaml") -> Path:
+def write_manifest(
+    directory: Path,
+    jobs: Sequence[dict[str, Any]],
+    *,
+    name: str = "batch.yaml",
+    defaults: dict[str, Any] | None = None,
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for job in jobs:
         image = job.get("input_image")
@@ -43,7 +52,7 @@ def write_manifest(directory: Path, jobs: Sequence[dict[str, Any]], *, name: str
             (directory / image).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(IMAGES / Path(image).name, directory / image)
     path = directory / name
-    body = {"model": "flux-kontext-max", "defaults": {"aspect_ratio": "1:1"}, "jobs": list(jobs)}
+    body = {"model": "flux-kontext-max", "defaults": defaults or {"aspect_ratio": "1:1"}, "jobs": list(jobs)}
     path.write_text(yaml.safe_dump(body, sort_keys=False))
     return path
 
@@ -51,6 +60,20 @@ def write_manifest(directory: Path, jobs: Sequence[dict[str, Any]], *, name: str
 def plain_jobs(n: int, prefix: str = "job", start: int = 0) -> list[dict[str, Any]]:
     ids = range(start, start + n)
     return [{"id": f"{prefix}{i:04d}", "prompt": f"edit number {i}", "seed": i} for i in ids]
+
+
+# ---- a run in this process -------------------------------------------------------------------
+
+
+async def run_against(
+    emu: Emulator, manifest: Path, out: Path, *, api_key: str = DEFAULT_API_KEY, **options: Any
+) -> RunResult:
+    """A :class:`Run` of ``manifest`` into ``out`` against ``emu``; ``options`` are RunOptions fields."""
+    engine = options.pop("engine", EngineConfig())
+    opts = RunOptions(
+        manifest=manifest, api_key=api_key, out_dir=out, base_url=emu.base_url, engine=engine, **options
+    )
+    return await Run(opts).execute()
 
 
 # ---- the CLI in a subprocess -----------------------------------------------------------------
