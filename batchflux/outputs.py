@@ -33,6 +33,7 @@ import aiohttp
 from yarl import URL
 
 from batchflux.api.errors import DownloadError
+from batchflux.durable import fsync_dir
 
 __all__ = ["MAGIC", "DownloadError", "Downloaded", "check_image_bytes", "download_image", "file_digest"]
 
@@ -227,23 +228,9 @@ class _Spool:
         self._close()
         os.replace(self._tmp, self._dest)
         self._tmp = None
-        _fsync_dir(self._dest.parent)
+        fsync_dir(self._dest.parent)
 
     def _close(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the rename itself durable. Best effort: not every platform can open a directory."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

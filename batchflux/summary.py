@@ -13,10 +13,7 @@ see ``failed_jobs``), ``in_flight`` (submitted, no outcome yet: a later run poll
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -24,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from batchflux import __version__
+from batchflux.durable import atomic_write_text
 
 SUMMARY_FILENAME = "summary.json"
 SUMMARY_SCHEMA = 1
@@ -133,35 +131,6 @@ class RunSummary:
         if not isinstance(data, dict):
             raise ValueError("not a batchflux summary: not a JSON object")
         return cls.from_dict(data)
-
-
-def atomic_write_text(path: Path, text: str, *, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never a mix:
-    a hidden temp file in the same directory (same filesystem), fsync, ``os.replace``.
-
-    The temp name starts with ``.`` and ends in ``.tmp``, so node_exporter's textfile collector
-    (which reads ``*.prom``) never picks it up. ``mode`` is set explicitly because the temp file
-    is created private (0600) and a collector usually runs as another user.
-    """
-    directory = path.parent
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable; not every filesystem allows it
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def write_summary(out_dir: Path, summary: RunSummary) -> Path:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
+from batchflux.durable import fsync_dir
 from batchflux.ledger.events import Event, UnknownEvent
 from batchflux.ledger.replay import parse_line
 
@@ -116,20 +117,6 @@ class LedgerWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a directory's entries (a created or renamed file) durable; a no-op where unsupported."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _fsync_dup(fd: int) -> None:

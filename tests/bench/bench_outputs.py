@@ -32,6 +32,7 @@ import aiohttp
 from aiohttp import web
 
 from batchflux import outputs
+from batchflux.durable import fsync_dir
 from batchflux.outputs import download_image
 
 CHUNK = 64 * 1024
@@ -63,7 +64,7 @@ async def aiofiles_writer(chunks: list[bytes], dest: Path) -> None:
         await f.flush()
         await asyncio.to_thread(os.fsync, f.fileno())
     await aiofiles.os.replace(tmp, dest)
-    await asyncio.to_thread(outputs._fsync_dir, dest.parent)
+    await asyncio.to_thread(fsync_dir, dest.parent)
 
 
 async def thread_per_chunk_writer(chunks: list[bytes], dest: Path) -> None:
@@ -76,7 +77,7 @@ async def thread_per_chunk_writer(chunks: list[bytes], dest: Path) -> None:
     finally:
         os.close(fd)
     await asyncio.to_thread(os.replace, tmp, dest)
-    await asyncio.to_thread(outputs._fsync_dir, dest.parent)
+    await asyncio.to_thread(fsync_dir, dest.parent)
 
 
 async def no_fsync_writer(chunks: list[bytes], dest: Path) -> None:
