@@ -51,13 +51,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         h.say(f"=== {name}")
         t0 = time.perf_counter()
-        run: Callable[..., list[h.Row]] = importlib.import_module(module).run
         try:
-            rows.extend(run(quick=args.quick))
+            run: Callable[..., list[h.Row]] = importlib.import_module(module).run
+            got = run(quick=args.quick)
         except Exception as exc:  # one broken benchmark must not hide the others' figures
             failures += 1
-            rows.append(h.Row(name, module, f"benchmark crashed: {type(exc).__name__}: {exc}", "", "ERROR"))
-        h.say(f"=== {name} took {time.perf_counter() - t0:.0f} s")
+            got = [h.Row(name, module, f"benchmark crashed: {type(exc).__name__}: {exc}", "", "ERROR")]
+        rows.extend(got)
+        h.say(f"=== {name} took {time.perf_counter() - t0:.0f} s:\n{h.render_table(got)}")
     total = time.perf_counter() - started
     table = h.render_table(rows)
     footer = (

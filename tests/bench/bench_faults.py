@@ -35,10 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests import runkit  # shared ledger helpers: read_events, ambiguous_count, abandoned_requests
 from tests.bench import harness as h
-
-sys.path.insert(0, str(h.ROOT / "tests" / "resume"))
-import e2ekit  # the resume tests' ledger helpers: ambiguous_count, abandoned_requests, phases
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +78,7 @@ class Integrity:
 
 
 def check(emu: h.EmulatorProc, out: Path, job_ids: list[str]) -> Integrity:
-    events = e2ekit.read_events(out)
+    events = runkit.read_events(out)
     stats = emu.stats()
     last_download = {e["job"]: e for e in events if e["event"] == "downloaded"}
     downloaded_jobs = set(last_download)
@@ -110,8 +108,8 @@ def check(emu: h.EmulatorProc, out: Path, job_ids: list[str]) -> Integrity:
         corrupt=corrupt,
         extra_submits=int(stats["submits"]) - len(job_ids),
         duplicate_bodies=int(stats["duplicate_submits"]),
-        ambiguous=e2ekit.ambiguous_count(events),
-        abandoned=len(e2ekit.abandoned_requests(events)),
+        ambiguous=runkit.ambiguous_count(events),
+        abandoned=len(runkit.abandoned_requests(events)),
         media_with_key=int(stats["media_with_key"]),
         rate_limited=int(stats["rate_limited"]),
         faults={k: int(v) for k, v in stats["faults"].items()},
@@ -159,7 +157,7 @@ def fault_mix(jobs: int, seed: int) -> h.Row:
 
 def _wait_lines_or_exit(proc: subprocess.Popen[bytes], out: Path, lines: int, within: float) -> None:
     deadline = time.monotonic() + within
-    while proc.poll() is None and e2ekit.ledger_lines(out) < lines:
+    while proc.poll() is None and runkit.ledger_lines(out) < lines:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the ledger did not reach {lines} lines within {within:g} s")
         time.sleep(0.005)
@@ -181,7 +179,7 @@ def chaos(jobs: int, kills: int, seed: int) -> h.Row:
             for n in range(kills):
                 # Each job needs ≥ 4 lines (intent, submitted, result, downloaded): with at most 200 new lines
                 # a run, five runs cannot finish 300 jobs before their kills.
-                target = e2ekit.ledger_lines(out) + rng.randint(30, 200)
+                target = runkit.ledger_lines(out) + rng.randint(30, 200)
                 h.say(f"chaos: run {n + 1}, SIGKILL after ledger line {target}")
                 log = (tmp / f"run{n}.log").open("wb")
                 proc = subprocess.Popen(_cli(argv), stdout=log, stderr=log, cwd=h.ROOT, env=_env())
@@ -193,7 +191,7 @@ def chaos(jobs: int, kills: int, seed: int) -> h.Row:
                 finally:
                     log.close()
                 at_kill.append(
-                    e2ekit.phases(e2ekit.read_events(out)) if code == -signal.SIGKILL else f"exit {code}"
+                    runkit.phases(runkit.read_events(out)) if code == -signal.SIGKILL else f"exit {code}"
                 )
             for _ in range(6):
                 h.say("chaos: resuming")
