@@ -90,11 +90,11 @@ def compose(data: bytes | str, where: Located) -> YNode | None:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = exc.problem or exc.context or "not valid YAML"
-        line = _last_line(data, mark.line + 1) if mark else None
+        at = _last_line(data, mark.line + 1) if mark else None
         if "nesting depth" in what:  # libyaml >= 0.2.5 (PyYAML 6.0.4 wheels) stops deep nesting itself
-            where.at(line, "", f"nested deeper than {MAX_DEPTH} levels")
+            where.at(at, "", f"nested deeper than {MAX_DEPTH} levels")
         else:
-            where.at(line, "", f"YAML syntax error: {what}")
+            where.at(at, "", f"YAML syntax error: {what}")
         raise StopReading from None
     except yaml.YAMLError as exc:
         where.at(None, "", f"not readable as YAML: {exc}")
