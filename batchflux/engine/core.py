@@ -79,6 +79,8 @@ class Engine:
         self.latency = LatencyModel(config.poll)
         self.inflight = InFlight(config.max_in_flight)
         self.on_server = 0  # requests submitted, no result yet
+        self.scouting: set[Track] = set()  # polled while the latency model is still learning
+        self.held: list[Track] = []  # submitted, first poll waiting for the model
         self.inputs = InputResolver(client.upload, inline=config.inline_inputs)
         self.scheduler = PollScheduler(self.clock)
         self.upload_q: asyncio.Queue[Job] = asyncio.Queue(maxsize=64)
@@ -256,6 +258,24 @@ class Engine:
 
     # ---- outcomes ------------------------------------------------------------------------
 
+    def schedule_first_poll(self, track: Track) -> None:
+        """A new request's first status call: from the latency model once it knows enough; until
+        then only a few scout requests are polled and the rest are held for the model."""
+        if self.latency.ready:
+            self.scheduler.add(track, max(self.clock(), track.submitted_mono + self.latency.first_delay()))
+        elif self.latency.admits_scout(len(self.scouting)):
+            self.scouting.add(track)
+            self.scheduler.add(track, track.submitted_mono + self.latency.first_delay())
+        else:
+            self.held.append(track)
+
+    def release_held(self) -> None:
+        """The scouts taught the model enough: give every held request its first poll."""
+        held, self.held = self.held, []
+        self.scouting.clear()
+        for track in held:
+            self.schedule_first_poll(track)
+
     def hold(self, track: Track) -> None:
         """The track's request is on the server and holds an in-flight slot until released."""
         track.holds_slot = True
@@ -266,6 +286,10 @@ class Engine:
             track.holds_slot = False
             self.on_server -= 1
             self.inflight.release()
+        if track in self.scouting:  # a scout that failed or expired: another request takes its place
+            self.scouting.discard(track)
+            if self.held and not self.latency.ready:
+                self.schedule_first_poll(self.held.pop(0))
 
     def finish(self, track: Track) -> None:
         self.active -= 1

@@ -45,15 +45,16 @@ class FetchStage:
                 track.last_status = st.status
                 e.event(EventType.STATE, track.job, request_id=track.request_id, status=st.status)
             track.last_unfinished_age = age
-            step = e.latency.next_delay(age, track.last_step)
-            track.last_step = step
-            e.scheduler.add(track, e.clock() + step)
+            e.scheduler.add(track, e.clock() + e.latency.next_delay(age))
 
     def observe_latency(self, track: Track, age: float) -> None:
         e = self.e
         estimate = (track.last_unfinished_age + age) / 2 if track.last_unfinished_age else age
+        ready = e.latency.ready
         e.latency.observe(estimate)
         e.stats.latencies.append(estimate)
+        if not ready and e.latency.ready:
+            e.release_held()
 
     async def result_worker(self) -> None:
         e = self.e
@@ -69,7 +70,8 @@ class FetchStage:
                 await self.request_error(track, exc)
                 continue
             if not res.output:  # not terminal after all: back to polling
-                e.scheduler.add(track, e.clock() + e.latency.next_delay(0.0, track.last_step))
+                age = e.clock() - track.submitted_mono
+                e.scheduler.add(track, e.clock() + e.latency.next_delay(age))
                 continue
             track.output_url = res.output
             e.event(

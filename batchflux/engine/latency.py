@@ -4,12 +4,16 @@ The status endpoint only says QUEUED / PROCESSING / COMPLETED, so every status c
 at whether the job is done yet. The model keeps the latencies of recent completions (each the
 midpoint between the last poll that saw the job unfinished and the first that saw it done) and:
 
-- schedules the first poll at the ``first_quantile`` of those latencies;
+- schedules a job's first poll at the ``first_quantile`` of those latencies;
 - after a miss at age ``t``, polls next where ``step_mass`` of the probability mass still left
-  beyond ``t`` has completed — late jobs get tighter polls only when completions bunch up there.
+  beyond ``t`` has completed; a job older than every latency seen steps out by ``probe_fraction``
+  of its age.
 
-Before ``min_samples`` completions it probes on a doubling ladder (0.5 s, 1 s, 2 s, … capped),
-so a fast emulator and a 24-second model both converge after the first few jobs.
+Until ``min_samples`` completions are known it knows nothing, and polling every job to find out
+would cost each of them several calls. So only ``scouts`` jobs are polled meanwhile, on a fine
+ladder (every ``probe_fraction`` of their age, at least ``probe_start``); the others wait
+(:meth:`admits_scout`) and get their first poll once the scouts have taught the model. A batch of
+300 jobs then costs ~1.5 status calls each instead of ~4 (see ``tests/bench/bench_polling.py``).
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ class PollTuning:
     first_quantile: float = 0.6
     step_mass: float = 0.6
     min_step: float = 0.05
-    max_step: float = 10.0
-    probe_start: float = 0.5
-    probe_cap: float = 5.0
+    max_step: float = 60.0
+    probe_start: float = 0.5  # a scout's first poll, and its smallest step
+    probe_fraction: float = 0.2  # a scout's (or an unusually slow job's) step, as a share of its age
     min_samples: int = 3
+    scouts: int = 5  # jobs polled before the model knows anything; the rest wait for them
     memory: int = 256  # recent completions remembered
 
 
@@ -50,6 +55,15 @@ class LatencyModel:
     def samples(self) -> int:
         return len(self._sorted)
 
+    @property
+    def ready(self) -> bool:
+        """Enough completions seen to schedule polls from the data."""
+        return self.samples >= self.t.min_samples
+
+    def admits_scout(self, scouting: int) -> bool:
+        """Whether a new job is polled now (as a scout) rather than held until :attr:`ready`."""
+        return self.ready or scouting < self.t.scouts
+
     def quantile(self, q: float) -> float:
         s = self._sorted
         if not s:
@@ -65,20 +79,16 @@ class LatencyModel:
 
     def first_delay(self) -> float:
         """Seconds after submission for the first status call."""
-        if self.samples < self.t.min_samples:
+        if not self.ready:
             return self.t.probe_start
         return max(self.t.min_step, self.quantile(self.t.first_quantile))
 
-    def next_delay(self, age: float, previous_step: float) -> float:
+    def next_delay(self, age: float) -> float:
         """Seconds from now for the next status call of a job that was unfinished at ``age``."""
         t = self.t
-        if self.samples < t.min_samples:
-            return min(t.probe_cap, max(t.probe_start, previous_step * 2))
-        done = self.cdf(age)
-        if done >= 1.0:
-            # Slower than every job seen: step out by a fraction of the typical latency.
-            step = max(t.min_step, self.quantile(0.5) * 0.25, previous_step * 1.5)
+        done = self.cdf(age) if self.ready else 1.0
+        if done >= 1.0:  # nothing known about jobs this old: step out with the job's age
+            step = max(t.probe_start if not self.ready else t.min_step, t.probe_fraction * age)
         else:
-            target = self.quantile(done + t.step_mass * (1.0 - done))
-            step = target - age
+            step = self.quantile(done + t.step_mass * (1.0 - done)) - age
         return min(t.max_step, max(t.min_step, step))

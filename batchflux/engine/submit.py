@@ -176,7 +176,7 @@ class SubmitStage:
         )
         e.hold(track)
         e.active += 1
-        e.scheduler.add(track, now + e.latency.first_delay())
+        e.schedule_first_poll(track)
         return None
 
     def intent(self, job: Job) -> None:

@@ -24,7 +24,6 @@ class Track:
     submitted_unix: float = 0.0  # wall clock, as in the ledger
     deadline: float = 0.0  # loop clock: submitted + retention
     last_unfinished_age: float = 0.0  # age at the last poll that saw it unfinished
-    last_step: float = 0.0
     polls: int = 0
     last_status: str = "QUEUED"
     output_url: str = ""
