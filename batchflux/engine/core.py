@@ -65,6 +65,7 @@ class Engine:
         self.client = client
         self.ledger = ledger
         self.out_dir = out_dir
+        self.out_root = out_dir.resolve()
         self.progress = progress
         self.rng = rng or random.Random()
         self.wall = wall

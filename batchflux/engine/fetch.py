@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchflux.api import ApiError, DownloadError, Expired, Fatal, JobFailed, RateLimited, Transient
@@ -94,8 +96,10 @@ class FetchStage:
     async def download(self, track: Track) -> None:
         e = self.e
         job = track.job
-        dest = (e.out_dir / job.output).resolve()
-        if not dest.is_relative_to(e.out_dir.resolve()):
+        # The manifest already refused absolute paths and '..'; this is the last line of defence,
+        # lexical so that it costs no syscalls per image (the run directory is resolved once).
+        dest = Path(os.path.normpath(e.out_root / job.output))  # noqa: ASYNC240 - string only
+        if not dest.is_relative_to(e.out_root):
             why = f"output path {job.output!r} leaves the run directory"
             return e.finish_failed(track, "invalid", why)
         for attempt in range(1, e.cfg.download_attempts + 1):
