@@ -237,6 +237,7 @@ class Run:
                     id=str(f["job"]),
                     cause=str(f["cause"]),
                     error=str(f["error"]),
+                    http_status=f["http_status"] if isinstance(f["http_status"], int) else None,
                     request_id=f["request_id"] if isinstance(f["request_id"], str) else None,
                 )
                 for f in stats.failures

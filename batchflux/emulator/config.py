@@ -40,6 +40,9 @@ class EmulatorConfig:
     fault_endpoints: frozenset[str] = ENDPOINTS
     moderation_words: tuple[str, ...] = ("nsfw",)
     invalid_params_at: str = "submit"  # or "run": accepted, then FAILED (422) when a worker runs it
+    # A server-side rule the client's schema does not know (the real limit is undocumented):
+    # a longer prompt is rejected at submit with 400. None = no limit.
+    max_prompt_chars: int | None = None
     retention_s: float = 3600.0  # status/result 404 this long after submission
     credits: float = 1000.0
     price: float = 0.10  # charged at submit, refunded when the job FAILs
@@ -92,6 +95,10 @@ def config_problems(cfg: EmulatorConfig) -> list[str]:
         problems.append(f"unknown fault endpoints {sorted(unknown)} (known: {', '.join(sorted(ENDPOINTS))})")
     if not all(isinstance(w, str) for w in cfg.moderation_words):
         problems.append("moderation_words must be strings")
+    if cfg.max_prompt_chars is not None and (
+        not isinstance(cfg.max_prompt_chars, int) or cfg.max_prompt_chars < 1
+    ):
+        problems.append("max_prompt_chars must be a positive integer or None")
     if cfg.invalid_params_at not in INVALID_PARAMS_AT:
         problems.append(f"invalid_params_at must be 'submit' or 'run', not {cfg.invalid_params_at!r}")
     if not isinstance(cfg.image_long_side, int) or not 8 <= cfg.image_long_side <= 4096:

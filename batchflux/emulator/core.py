@@ -119,6 +119,10 @@ class EmulatorCore:
         if not isinstance(body, dict):
             return Rejection(400, "Request body must be a JSON object of model parameters")
         error: str | None = None
+        prompt = body.get("prompt")
+        limit = cfg.max_prompt_chars
+        if limit is not None and isinstance(prompt, str) and len(prompt) > limit:
+            return Rejection(400, f"prompt is too long ({len(prompt)} characters; at most {limit})")
         if slug == FLUX_KONTEXT_MAX.slug:
             problems = check_params(FLUX_KONTEXT_MAX, body)
             if problems:

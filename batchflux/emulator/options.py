@@ -87,6 +87,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="reject bad flux-kontext-max params with 400 at submit, or FAILED/422 at run",
     )
     jobs.add_argument(
+        "--max-prompt-chars",
+        type=int,
+        metavar="N",
+        default=d.max_prompt_chars,
+        help="reject a longer prompt with 400 at submit (default: no limit)",
+    )
+    jobs.add_argument(
         "--retention", type=float, metavar="SECONDS", default=d.retention_s, help="seconds status/result live"
     )
     jobs.add_argument(
@@ -162,6 +169,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         fault_endpoints=args.fault_endpoints if args.fault_endpoints is not None else d.fault_endpoints,
         moderation_words=words,
         invalid_params_at=args.invalid_params_at,
+        max_prompt_chars=args.max_prompt_chars,
         retention_s=args.retention,
         credits=args.credits,
         price=args.price,

@@ -302,12 +302,22 @@ class Engine:
             EventType.FAILED, track.job, request_id=track.request_id or None,
             cause=cause, error=error, http_status=http_status,
         )  # fmt: skip
-        self.record_failure(track.job, cause, error, track.request_id)
+        self.record_failure(track.job, cause, error, track.request_id, http_status)
         self.finish(track)
 
-    def record_failure(self, job: Job, cause: str, error: str, request_id: str | None) -> None:
+    def record_failure(
+        self, job: Job, cause: str, error: str, request_id: str | None, http_status: int | None = None
+    ) -> None:
         self.stats.failed[cause] += 1
-        self.stats.failures.append({"job": job.id, "cause": cause, "error": error, "request_id": request_id})
+        self.stats.failures.append(
+            {
+                "job": job.id,
+                "cause": cause,
+                "error": error,
+                "request_id": request_id,
+                "http_status": http_status,
+            }
+        )
         self.progress.failed()
         log.warning("%s failed (%s): %s", job.id, cause, error)
 

@@ -195,7 +195,7 @@ class SubmitStage:
     def fail_submit(self, job: Job, cause: str, error: str, http_status: int | None = None) -> None:
         e = self.e
         e.event(EventType.FAILED, job, request_id=None, cause=cause, error=error, http_status=http_status)
-        e.record_failure(job, cause, error, None)
+        e.record_failure(job, cause, error, None, http_status)
         e.pending -= 1
         e.inflight.release()
         e.touch()

@@ -110,17 +110,23 @@ async def test_rpm_is_respected_and_a_window_goes_out_at_once(tmp_path: Path) ->
 async def test_failures_are_recorded_and_the_rest_completes(tmp_path: Path) -> None:
     jobs = plain_jobs(10)
     jobs[3]["prompt"] = "make it nsfw please"
+    jobs[6]["prompt"] = "a prompt the server finds too long " * 4
     manifest = write_manifest(tmp_path / "m", jobs)
     out = tmp_path / "out"
-    async with Emulator(EmulatorConfig(latency_mean=0.05)) as emu:
+    async with Emulator(EmulatorConfig(latency_mean=0.05, max_prompt_chars=100)) as emu:
         result = await run_against(emu, manifest, out)
+        stats = emu.stats()
     assert result.exit_code == ExitCode.JOBS_FAILED
     assert result.summary is not None
     failed = {f.id: f for f in result.summary.failed_jobs}
-    assert set(failed) == {"job0003"}
+    assert set(failed) == {"job0003", "job0006"}
     assert failed["job0003"].cause == "moderation"
     assert "blocked" in failed["job0003"].error
-    assert result.summary.counts["done"] == 9
+    assert failed["job0006"].cause == "invalid"
+    assert failed["job0006"].http_status == 400
+    assert "too long" in failed["job0006"].error
+    assert result.summary.counts["done"] == 8
+    assert stats["submits"] == 9  # the 400 created nothing, and was not retried
 
 
 async def test_expired_requests_end_failed_with_the_reason(tmp_path: Path) -> None:
