@@ -20,8 +20,8 @@ from pathlib import Path
 
 import aiohttp
 
-from batchflux import __version__
-from batchflux.api import ApiClient, ApiError, Fatal
+from batchflux import __version__, policy
+from batchflux.api import ApiClient, ApiError, Fatal, RateLimited, Transient
 from batchflux.engine.config import EngineConfig
 from batchflux.engine.core import Engine
 from batchflux.engine.stats import EngineStats
@@ -305,13 +305,27 @@ def _closing_line(code: int, stats: EngineStats, engine: Engine, out_dir: Path) 
     return f"{head}. Output: {out_dir}"
 
 
-async def _credit_preflight(client: ApiClient, jobs: int, price: float) -> str | None:
-    try:
-        balance = await client.credits()
-    except Fatal as exc:  # a bad key or a wrong base URL: skipping the check would not help
-        return f"the API refused the credit check: {exc}"
-    except ApiError as exc:
-        return f"could not read the account's credits ({exc}); use --no-credit-check to skip this check"
+async def _credit_preflight(client: ApiClient, jobs: int, price: float, attempts: int = 6) -> str | None:
+    rng = random.Random()
+    for attempt in range(1, attempts + 1):
+        try:
+            balance = await client.credits()
+            break
+        except Fatal as exc:  # a bad key or a wrong base URL: skipping the check would not help
+            return f"the API refused the credit check: {exc}"
+        except (Transient, RateLimited) as exc:  # a passing fault must not cancel a nightly run
+            if attempt == attempts:
+                return (
+                    f"could not read the account's credits ({exc}); use --no-credit-check to skip this check"
+                )
+            delay = (
+                policy.rate_limit_delay(exc, attempt, rng)
+                if isinstance(exc, RateLimited)
+                else (policy.backoff_delay(attempt, rng=rng))
+            )
+            await asyncio.sleep(delay)
+        except ApiError as exc:
+            return f"could not read the account's credits ({exc}); use --no-credit-check to skip this check"
     need = jobs * price
     if balance + 1e-9 < need:
         return (

@@ -172,3 +172,15 @@ async def test_partial_downloads_of_a_killed_run_are_removed(tmp_path: Path) -> 
     assert result.exit_code == ExitCode.OK, result.message
     assert not any(p.exists() for p in leftovers)
     assert sorted(p.name for p in out.glob("*.png")) == ["job0000.png", "job0001.png"]
+
+
+async def test_credit_check_rides_out_a_passing_fault(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "m", plain_jobs(2))
+    config = EmulatorConfig(
+        latency_mean=0.05, faults={"502": 0.5}, fault_endpoints=frozenset({"credits"}), seed=1
+    )
+    async with Emulator(config) as emu:
+        result = await run_against(emu, manifest, tmp_path / "out")
+        stats = emu.stats()
+    assert stats["faults"].get("502", 0) >= 1, "the seed should make the first credit check fail"
+    assert result.exit_code == ExitCode.OK, result.message
