@@ -16,7 +16,6 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from batchflux.emulator.core import EmulatorCore, Rejection
-from batchflux.emulator.images import mime_type
 from batchflux.emulator.media import mime_for_ext, parse_data_url
 from batchflux.emulator.wire import (
     drop_connection,
@@ -245,7 +244,7 @@ async def media_output(request: web.Request) -> web.StreamResponse:
         record = core.completed_output(request.match_info["request_id"], request.match_info["ext"])
         if record is None:
             return None
-        return await core.output_bytes(record), mime_type(record.ext)
+        return await core.output_bytes(record), mime_for_ext(record.ext)
 
     return await _serve_media(request, fetch)
 

@@ -18,7 +18,6 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 DEFAULT_RATIO = (16, 9)
 _RATIO = re.compile(r"^\s*(\d{1,4})\s*:\s*(\d{1,4})\s*$")
 _INPUT_MAX_SIDE = 512  # inputs are reduced to this before use; outputs are small anyway
-_MIME = {"png": "image/png", "jpg": "image/jpeg"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +39,6 @@ class RenderSpec:
 def output_ext(output_format: Any) -> str:
     """The file extension for a requested ``output_format`` (png unless jpg/jpeg is asked for)."""
     return "jpg" if isinstance(output_format, str) and output_format.lower() in ("jpg", "jpeg") else "png"
-
-
-def mime_type(ext: str) -> str:
-    return _MIME.get(ext, "application/octet-stream")
 
 
 def parse_ratio(value: Any) -> tuple[int, int] | None:
