@@ -13,12 +13,13 @@ import functools
 import hashlib
 import os
 import re
-import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
+
+from batchflux.manifest.textfile import Unreadable, check_regular_file
 
 MAX_INPUT_BYTES = 64 * 1024 * 1024
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")  # what FLUX.1 Kontext takes as input_image
@@ -71,15 +72,9 @@ def _sha256(path: str, dev: int, ino: int, size: int, mtime_ns: int) -> str:
 def probe_image(path: Path) -> LocalImage:
     """Check that ``path`` is an acceptable image file; raises :class:`BadInput` saying why not."""
     try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise BadInput("file not found") from None
-    except OSError as exc:
-        raise BadInput(f"cannot read: {exc.strerror or exc}") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise BadInput("is a directory, not an image file")
-    if not stat.S_ISREG(info.st_mode):
-        raise BadInput("is not a regular file")
+        info = check_regular_file(path, "an image file")
+    except Unreadable as exc:
+        raise BadInput(str(exc)) from None
     if info.st_size > MAX_INPUT_BYTES:
         raise BadInput(f"is {info.st_size:,} bytes; the most accepted is {MAX_INPUT_BYTES:,}")
     return _probe(os.fspath(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)

@@ -26,8 +26,11 @@ class Unreadable(Exception):
     """The file cannot be read as a manifest; ``str()`` says why, in the user's terms."""
 
 
-def check_regular_file(path: Path) -> int:
-    """The file's size; raises :class:`Unreadable` for a missing file, a directory or a device."""
+def check_regular_file(path: Path, kind: str = "a manifest file") -> os.stat_result:
+    """The file's ``stat``; raises :class:`Unreadable` for a missing file, a directory or a device.
+
+    ``kind`` names what the file should be, for the directory message ("is a directory, not <kind>").
+    """
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -35,10 +38,10 @@ def check_regular_file(path: Path) -> int:
     except OSError as exc:
         raise Unreadable(f"cannot read: {exc.strerror or exc}") from None
     if stat.S_ISDIR(info.st_mode):
-        raise Unreadable("is a directory, not a manifest file")
+        raise Unreadable(f"is a directory, not {kind}")
     if not stat.S_ISREG(info.st_mode):
         raise Unreadable("is not a regular file")
-    return info.st_size
+    return info
 
 
 def read_capped(path: Path, cap: int = MAX_YAML_BYTES) -> bytes:
