@@ -11,7 +11,6 @@ behaviour under failure is tested with plain tables and Hypothesis properties.
   back, as seconds from now, never negative, ``None`` when unreadable (they never raise).
 - :func:`rate_limit_delay` — the header's delay plus a small cushion, else backoff.
 - :func:`classify_failure_text` — the cause of a FAILED job from the server's error text.
-- :class:`RetryBudget` — how many attempts each kind of call gets before the job gives up.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from __future__ import annotations
 import math
 import random
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
@@ -153,31 +151,3 @@ def classify_failure_text(error: str) -> str:
     if _INVALID.search(error):
         return "invalid"
     return "server"
-
-
-@dataclass(frozen=True, slots=True)
-class RetryBudget:
-    """Attempts (first try included) each kind of call gets before the job gives up, and the backoff curve.
-
-    - ``get_attempts`` — status/result/credits/upload on 5xx, transport errors and timeouts. 8 attempts with
-      base 0.5 s and cap 30 s wait at most ~64 s in total: a restart-length outage, well inside the
-      one-hour life of a request, after which the request is polled again at the next scheduled turn.
-    - ``download_attempts`` — a media download (the file lives 7 days, so giving up only ends this run's try;
-      a resumed run downloads again, never resubmits).
-    - ``submit_attempts`` — a submit on 5xx or a connection that never carried the request. A submit that
-      may have reached the server (:class:`~batchflux.api.errors.Ambiguous`) is never retried blindly.
-    - 429s are not counted against any budget: they say "later", not "broken".
-    """
-
-    get_attempts: int = 8
-    download_attempts: int = 6
-    submit_attempts: int = 5
-    base_s: float = 0.5
-    cap_s: float = 30.0
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """:func:`backoff_delay` on this budget's curve."""
-        return backoff_delay(attempt, base=self.base_s, cap=self.cap_s, rng=rng)
-
-
-DEFAULT_BUDGET = RetryBudget()

@@ -14,11 +14,9 @@ from hypothesis import strategies as st
 from batchflux import policy
 from batchflux.api import RateLimited
 from batchflux.policy import (
-    DEFAULT_BUDGET,
     RATE_LIMIT_CUSHION_S,
     RATE_LIMIT_JITTER_S,
     RATE_LIMIT_MAX_WAIT_S,
-    RetryBudget,
     backoff_delay,
     classify_failure_text,
     parse_reset_header,
@@ -206,23 +204,6 @@ def test_classify_failure_text(text: str, cause: str) -> None:
 @given(st.text(max_size=200))
 def test_classify_failure_text_is_total(text: str) -> None:
     assert classify_failure_text(text) in {"moderation", "invalid", "server"}
-
-
-# -- budgets -------------------------------------------------------------------------------------
-
-
-def test_default_budget_bounds_the_time_spent_retrying() -> None:
-    budget = DEFAULT_BUDGET
-    assert (budget.get_attempts, budget.download_attempts, budget.submit_attempts) == (8, 6, 5)
-
-    class Top(random.Random):
-        def uniform(self, a: float, b: float) -> float:
-            return b
-
-    # The worst case for a GET: the waits between 8 attempts, well inside a request's 1-hour life.
-    worst = sum(budget.delay(n, Top()) for n in range(budget.get_attempts - 1))
-    assert worst == pytest.approx(0.5 + 1 + 2 + 4 + 8 + 16 + 30)
-    assert RetryBudget(base_s=0.01, cap_s=0.02).delay(10, Top()) == 0.02
 
 
 def test_policy_is_pure() -> None:
