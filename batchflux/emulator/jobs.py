@@ -16,7 +16,6 @@ from batchflux.emulator.schedule import Slot
 
 QUEUED, PROCESSING, COMPLETED, FAILED = "QUEUED", "PROCESSING", "COMPLETED", "FAILED"
 STATES: tuple[str, ...] = (QUEUED, PROCESSING, COMPLETED, FAILED)
-TERMINAL: frozenset[str] = frozenset({COMPLETED, FAILED})
 
 
 def canonical_json(value: Any) -> str:

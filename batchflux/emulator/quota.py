@@ -28,9 +28,6 @@ class FixedWindowQuota:
     def window_index(self, now: float) -> int:
         return max(0, math.floor((now - self.origin) / self.window))
 
-    def window_end(self, now: float) -> float:
-        return self.origin + (self.window_index(now) + 1) * self.window
-
     def acquire(self, key: str, now: float) -> QuotaDecision:
         index = self.window_index(now)
         reset_at = self.origin + (index + 1) * self.window
