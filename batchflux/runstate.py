@@ -13,8 +13,7 @@ from typing import Any
 
 from batchflux.ledger.events import LEDGER_FILENAME
 from batchflux.ledger.replay import JobRecord, JobState, Replay, replay_file
-
-RETENTION_S = 3600.0
+from batchflux.resume import RETENTION_S
 
 
 class NoLedger(Exception):

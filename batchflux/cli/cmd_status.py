@@ -11,7 +11,8 @@ from typing import Any
 
 from batchflux.exitcodes import ExitCode
 from batchflux.ledger import LedgerCorrupt
-from batchflux.runstate import RETENTION_S, LastRun, NoLedger, RunStatus, load_status
+from batchflux.resume import RETENTION_S
+from batchflux.runstate import LastRun, NoLedger, RunStatus, load_status
 
 # How the states read in text; --json uses the JobState values themselves.
 STATE_LABELS = {
