@@ -13,8 +13,6 @@ import pytest
 
 from batchflux.emulator import DEFAULT_API_KEY, Emulator
 
-KEY_HEADERS = {"x-api-key": DEFAULT_API_KEY}
-
 
 @dataclass
 class Reply:
