@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from batchflux.durable import atomic_write_text
 from batchflux.ledger import LEDGER_FILENAME, LedgerCorrupt, replay_file
 from batchflux.report.model import JobRow, RunDir, build_model
 from batchflux.report.render import Links, card_data, render_page
 from batchflux.report.thumbs import THUMB_DIRNAME, ensure_thumbs
 from batchflux.report.timeline import timeline_svg
+from batchflux.summary import SUMMARY_FILENAME
 
 REPORT_FILENAME = "report.html"
-SUMMARY_FILENAME = "summary.json"
 API_KEY_ENV = "SEGMIND_API_KEY"
 REDACTED = "SG_***"
 
@@ -64,7 +65,8 @@ def write_report(
         generated=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
     )
     page = redact(page, [*secrets_to_hide, os.environ.get(API_KEY_ENV, "")])
-    _write_atomic(dest, page)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(dest, page)
     made = sum(1 for t in thumbs.values() if t is not None)
     log.info("report: %d jobs, %d thumbnails, written to %s", len(model.rows), made, dest)
     return dest
@@ -131,13 +133,3 @@ def _read_summary(path: Path) -> Mapping[str, Any] | None:
         log.warning("report: ignoring unreadable %s (%s)", path, exc)
         return None
     return data if isinstance(data, dict) else None
-
-
-def _write_atomic(dest: Path, text: str) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
