@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from batchflux.ledger.events import Event, EventType
+from batchflux.ledger.events import EventType
 
 
 class JobState(StrEnum):
@@ -68,9 +68,6 @@ class JobRecord:
     first_ts: float = 0.0
     last_ts: float = 0.0
     downloaded_at: float | None = None  # ts of the 'downloaded' event (the file was in place before it)
-
-    def apply(self, ev: Event) -> None:
-        self.apply_fields(ev.event, ev.ts, ev.data)
 
     def apply_fields(self, kind: EventType, ts: float, d: dict[str, Any]) -> None:
         """Fold one event given as its parts; ``d`` may also hold the envelope keys (ignored)."""
