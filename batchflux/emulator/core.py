@@ -222,22 +222,11 @@ class EmulatorCore:
         by_state = dict.fromkeys(STATES, 0)
         for record in self.jobs.values():
             by_state[record.state(now)] += 1
-        c = self.counters
         return {
-            "submits": c.submits,
-            "duplicate_submits": c.duplicate_submits,
-            "status_calls": c.status_calls,
-            "result_calls": c.result_calls,
-            "upload_calls": c.upload_calls,
-            "media_calls": c.media_calls,
-            "credits_calls": c.credits_calls,
-            "rate_limited": c.rate_limited,
-            "faults": dict(c.faults),
-            "media_with_key": c.media_with_key,
+            **dataclasses.asdict(self.counters),  # copies, faults included
             "peak_active": max((a.peak for a in self._active.values()), default=0),
             "jobs_by_state": by_state,
             "credits_left": self.credits_left(),
-            "unauthorized": c.unauthorized,
             "submit_times": list(self.submit_times),
         }
 
