@@ -134,7 +134,7 @@ class EmulatorCore:
         if not self.account.can_pay(cfg.price, now):
             return Rejection(406, "Insufficient credits", plain=True)
         if error is None:
-            error = self._moderation(body.get("prompt"))
+            error = self._moderation(prompt)
         latency = max(cfg.latency_min, self._rng.gauss(cfg.latency_mean, cfg.latency_sd))
         slot = self._pool(key).assign(now, latency)
         self._active.setdefault(key, ActiveCounter()).add(now, slot.finished)
