@@ -14,7 +14,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from batchflux.engine.config import EngineConfig
 from batchflux.engine.core import Engine
 from batchflux.engine.stats import EngineStats
 from batchflux.exitcodes import ExitCode
+from batchflux.job import Job
 from batchflux.ledger import LEDGER_FILENAME, Event, EventType, LedgerCorrupt, LedgerWriter, replay_file
 from batchflux.lock import LockHeld, RunLock
 from batchflux.manifest import Manifest, ManifestError, load_manifest
@@ -33,7 +34,7 @@ from batchflux.progress import NullProgress, Progress
 from batchflux.resume import Action, ResumePlan, check_file, move_ledger_aside, plan_resume
 from batchflux.schema import price_for
 from batchflux.shard import Shard
-from batchflux.summary import FailedJob, RunSummary, iso_utc, write_summary
+from batchflux.summary import RunSummary, iso_utc, write_summary
 
 log = logging.getLogger("batchflux.run")
 
@@ -120,7 +121,7 @@ class Run:
         with lock:
             return await self._locked(manifest, jobs, out_dir)
 
-    async def _locked(self, manifest: Manifest, jobs: list, out_dir: Path) -> RunResult:  # type: ignore[type-arg]
+    async def _locked(self, manifest: Manifest, jobs: Sequence[Job], out_dir: Path) -> RunResult:
         opt = self.opt
         ledger_path = out_dir / LEDGER_FILENAME
         if opt.fresh and not opt.dry_run:
@@ -146,11 +147,12 @@ class Run:
         if replay.jobs:
             self.say(plan.summary_line())
         price = price_for(manifest.model, opt.price)
-        to_submit = sum(1 for d in plan.decisions if d.action is Action.SUBMIT)
+        counts = plan.counts()
+        to_submit = counts[Action.SUBMIT]
         if opt.engine.max_new_submits is not None:
             to_submit = min(to_submit, opt.engine.max_new_submits)
         if opt.dry_run:
-            return RunResult(ExitCode.OK, out_dir, message=_dry_run_text(plan, to_submit, price), plan=plan)
+            return RunResult(ExitCode.OK, out_dir, message=_dry_run_text(counts, to_submit, price), plan=plan)
 
         engine_cfg = replace(opt.engine, price_usd=price)
         started = time.time()
@@ -190,9 +192,9 @@ class Run:
                 self.engine = engine
                 if self._pending_stop is not None:
                     engine.request_stop("interrupted", "signal", grace=self._pending_stop)
-                done_before = sum(1 for d in plan.decisions if d.action is Action.SKIP)
-                failed_before = sum(1 for d in plan.decisions if d.action is Action.FAILED)
-                self.progress.start(len(plan.decisions), done=done_before, failed=failed_before)
+                self.progress.start(
+                    len(plan.decisions), done=counts[Action.SKIP], failed=counts[Action.FAILED]
+                )
                 try:
                     stats = await engine.run(plan.decisions)
                 finally:
@@ -232,16 +234,7 @@ class Run:
             possible_duplicates=plan.possible_duplicates + stats.ambiguous,
             expired_resubmits=stats.resubmitted_expired,
             estimated_spend_usd=round((stats.submitted - stats.server_failed) * engine.cfg.price_usd, 4),
-            failed_jobs=tuple(
-                FailedJob(
-                    id=str(f["job"]),
-                    cause=str(f["cause"]),
-                    error=str(f["error"]),
-                    http_status=f["http_status"] if isinstance(f["http_status"], int) else None,
-                    request_id=f["request_id"] if isinstance(f["request_id"], str) else None,
-                )
-                for f in stats.failures
-            ),
+            failed_jobs=tuple(stats.failures),
             interrupted=engine.stop_reason == "interrupted",
             stop_reason=engine.stop_reason,
             shard=str(self.opt.shard) if self.opt.shard else None,
@@ -335,8 +328,7 @@ async def _credit_preflight(client: ApiClient, jobs: int, price: float, attempts
     return None
 
 
-def _dry_run_text(plan: ResumePlan, to_submit: int, price: float) -> str:
-    c = plan.counts()
+def _dry_run_text(c: dict[str, int], to_submit: int, price: float) -> str:
     return (
         f"dry run: would submit {to_submit}, re-poll {c.get('poll', 0)}, download {c.get('download', 0)}, "
         f"skip {c.get('skip', 0)} done, keep {c.get('failed', 0)} failed; "

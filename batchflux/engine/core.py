@@ -43,6 +43,7 @@ from batchflux.ledger import Event, EventType, JobState, LedgerWriter
 from batchflux.pacing import AdaptiveRate, PauseGate, SlidingWindowLimiter
 from batchflux.progress import Progress
 from batchflux.resume import Action, Decision
+from batchflux.summary import FailedJob
 
 log = logging.getLogger("batchflux.engine")
 T = TypeVar("T")
@@ -64,7 +65,6 @@ class Engine:
         self.cfg = config
         self.client = client
         self.ledger = ledger
-        self.out_dir = out_dir
         self.out_root = out_dir.resolve()
         self.progress = progress
         self.rng = rng or random.Random()
@@ -87,7 +87,7 @@ class Engine:
         self.upload_q: asyncio.Queue[Job] = asyncio.Queue(maxsize=64)
         # Unbounded so a poll worker can hand back an expired job without blocking; the feeder is
         # held to ``_feed_room`` queued jobs instead.
-        self.submit_q: asyncio.Queue[tuple[Job, dict[str, Any] | None, bool]] = asyncio.Queue()
+        self.submit_q: asyncio.Queue[tuple[Job, bool]] = asyncio.Queue()  # (job, came from the feeder)
         self.feed_room = asyncio.Semaphore(64)
         self._fed = False
         self.poll_q: asyncio.Queue[Track] = asyncio.Queue(maxsize=config.poll_workers * 2)
@@ -215,13 +215,11 @@ class Engine:
                 self.event(EventType.EXPIRED, d.job, request_id=rec.request_id)
             if d.reason == "expired":
                 self.stats.resubmitted_expired += 1
-            elif d.reason == "ambiguous":
-                self.stats.resubmitted_ambiguous += 1
             if d.job.local_input is not None:
                 await self.upload_q.put(d.job)
             else:
                 await self.feed_room.acquire()
-                self.submit_q.put_nowait((d.job, None, True))
+                self.submit_q.put_nowait((d.job, True))
 
     def _resume_poll(self, d: Decision) -> None:
         rec = d.record
@@ -234,14 +232,12 @@ class Engine:
             request_id=rec.request_id,
             status_url=rec.status_url or "",
             response_url=rec.response_url or "",
-            submitted_unix=rec.submitted_at,
             submitted_mono=now - (wall - rec.submitted_at),
         )
         track.deadline = track.submitted_mono + self.cfg.retention_s
         self.inflight.force()
         self.hold(track)
         self.active += 1
-        self.stats.repolled += 1
         self.scheduler.add(track, now)
 
     def _resume_download(self, d: Decision) -> None:
@@ -250,14 +246,9 @@ class Engine:
         assert rec.output_url
         track = Track(job=d.job, request_id=rec.request_id or "", output_url=rec.output_url)
         self.active += 1
-        self.stats.redownloaded += 1
         self.download_q.put(0.0, track)
 
-    # ---- upload and submit ---------------------------------------------------------------
-
-    # ---- poll, result, download ----------------------------------------------------------
-
-    # ---- outcomes ------------------------------------------------------------------------
+    # ---- shared by the stages ------------------------------------------------------------
 
     def schedule_first_poll(self, track: Track) -> None:
         """A new request's first status call: from the latency model once it knows enough; until
@@ -293,6 +284,7 @@ class Engine:
                 self.schedule_first_poll(self.held.pop(0))
 
     def finish(self, track: Track) -> None:
+        self.release(track)
         self.active -= 1
         self.pending -= 1
         self.touch()
@@ -309,15 +301,7 @@ class Engine:
         self, job: Job, cause: str, error: str, request_id: str | None, http_status: int | None = None
     ) -> None:
         self.stats.failed[cause] += 1
-        self.stats.failures.append(
-            {
-                "job": job.id,
-                "cause": cause,
-                "error": error,
-                "request_id": request_id,
-                "http_status": http_status,
-            }
-        )
+        self.stats.failures.append(FailedJob(job.id, cause, error, http_status, request_id))
         self.progress.failed()
         log.warning("%s failed (%s): %s", job.id, cause, error)
 

@@ -7,11 +7,10 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from batchflux.api import ApiError, DownloadError, Expired, Fatal, JobFailed, RateLimited, Transient
 from batchflux.engine.tracks import Track
-from batchflux.job import Job
 from batchflux.ledger import EventType
 
 if TYPE_CHECKING:
@@ -34,10 +33,8 @@ class FetchStage:
                 e.scheduler.add(track, e.clock() + e.cfg.backoff_cap_s)
                 continue
             except ApiError as exc:
-                await self.request_error(track, exc)
+                self.request_error(track, exc)
                 continue
-            e.stats.status_calls += 1
-            track.polls += 1
             age = e.clock() - track.submitted_mono
             if st.status == "COMPLETED":
                 self.observe_latency(track, age)
@@ -54,7 +51,6 @@ class FetchStage:
         estimate = (track.last_unfinished_age + age) / 2 if track.last_unfinished_age else age
         ready = e.latency.ready
         e.latency.observe(estimate)
-        e.stats.latencies.append(estimate)
         if not ready and e.latency.ready:
             e.release_held()
 
@@ -69,7 +65,7 @@ class FetchStage:
                 await asyncio.sleep(e.backoff(2))
                 continue
             except ApiError as exc:
-                await self.request_error(track, exc)
+                self.request_error(track, exc)
                 continue
             if not res.output:  # not terminal after all: back to polling
                 age = e.clock() - track.submitted_mono
@@ -124,17 +120,14 @@ class FetchStage:
             e.progress.done()
             e.finish(track)
             return None
-        return None
 
-    async def request_error(self, track: Track, exc: ApiError) -> None:
+    def request_error(self, track: Track, exc: ApiError) -> None:
         e = self.e
         if isinstance(exc, JobFailed):
             e.stats.server_failed += 1
-            e.release(track)
             e.finish_failed(track, exc.cause, exc.error, http_status=exc.http_status)
         elif isinstance(exc, Expired):
             job = track.job
-            e.stats.expired += 1
             e.event(EventType.EXPIRED, job, request_id=track.request_id)
             e.release(track)
             n = e.expirations[job.id] = e.expirations.get(job.id, 0) + 1
@@ -143,19 +136,11 @@ class FetchStage:
                             job.id, track.request_id)  # fmt: skip
                 e.active -= 1
                 e.stats.resubmitted_expired += 1
-                e.submit_q.put_nowait((job, await self.params_for(job), False))
+                e.submit_q.put_nowait((job, False))
             else:
                 why = f"request {track.request_id} expired before its result was fetched ({exc})"
                 e.finish_failed(track, "expired", why)
         elif isinstance(exc, Fatal):
             e.fatal(exc)
         else:
-            e.release(track)
             e.finish_failed(track, "server", str(exc))
-
-    async def params_for(self, job: Job) -> dict[str, Any]:
-        e = self.e
-        params = dict(job.params)
-        if job.local_input is not None:
-            params["input_image"] = await e.inputs.resolve(job.local_input)
-        return params

@@ -34,23 +34,21 @@ class SubmitStage:
             job = await e.upload_q.get()
             path = job.local_input
             assert path is not None
-            try:
-                url = await e.call("upload", e.inputs.resolve, path)
+            try:  # upload ahead of the submit worker; params_for then finds the URL cached
+                await e.call("upload", e.inputs.resolve, path)
             except (OSError, ApiError) as exc:
                 if isinstance(exc, Fatal):
                     e.fatal(exc)
                     return
                 self.fail_unsubmitted(job, "input", f"input image {job.local_input}: {exc}")
                 continue
-            params = dict(job.params)
-            params["input_image"] = url
             await e.feed_room.acquire()
-            e.submit_q.put_nowait((job, params, True))
+            e.submit_q.put_nowait((job, True))
 
     async def submit_worker(self) -> None:
         e = self.e
         while not e.stopping:
-            job, params, fed = await e.submit_q.get()
+            job, fed = await e.submit_q.get()
             if fed:
                 e.feed_room.release()
             await e.inflight.acquire()
@@ -62,8 +60,7 @@ class SubmitStage:
             if e.stopping or not self.within_budget():
                 e.inflight.release()
                 return
-            if params is None:
-                params = dict(job.params)
+            params = await self.params_for(job)
             me = asyncio.current_task()
             assert me is not None
             e.critical.add(me)
@@ -72,6 +69,13 @@ class SubmitStage:
             finally:
                 e.critical.discard(me)
                 e.touch()
+
+    async def params_for(self, job: Job) -> dict[str, Any]:
+        """The body to POST: the job's parameters, a local input replaced by its (cached) URL."""
+        params = dict(job.params)
+        if job.local_input is not None:
+            params["input_image"] = await self.e.inputs.resolve(job.local_input)
+        return params
 
     def within_budget(self) -> bool:
         e = self.e
@@ -171,7 +175,6 @@ class SubmitStage:
             status_url=sub.status_url,
             response_url=sub.response_url,
             submitted_mono=now,
-            submitted_unix=wall,
             deadline=now + e.cfg.retention_s,
         )
         e.hold(track)
@@ -213,7 +216,6 @@ class SubmitStage:
         e.event(EventType.STATE, job, request_id=None, status="NOT_SUBMITTED", reason=why)
         e.new_submits -= 1
         e.pending -= 1
-        e.stats.unsubmitted += 1
         e.inflight.release()
         e.touch()
 
@@ -221,6 +223,5 @@ class SubmitStage:
         """Gave up re-sending a submit that got no answer: the intent stays open for resume."""
         e = self.e
         e.pending -= 1
-        e.stats.unresolved += 1
         e.inflight.release()
         e.touch()

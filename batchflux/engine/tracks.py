@@ -21,10 +21,8 @@ class Track:
     status_url: str = ""
     response_url: str = ""
     submitted_mono: float = 0.0  # loop clock
-    submitted_unix: float = 0.0  # wall clock, as in the ledger
     deadline: float = 0.0  # loop clock: submitted + retention
     last_unfinished_age: float = 0.0  # age at the last poll that saw it unfinished
-    polls: int = 0
     last_status: str = "QUEUED"
     output_url: str = ""
     holds_slot: bool = False  # counts toward --max-in-flight
