@@ -27,6 +27,7 @@ STATUS_LABELS: dict[JobState, str] = {
     JobState.COMPLETED: "not downloaded",
     JobState.SUBMITTED: "in flight",
     JobState.INTENT: "unconfirmed",
+    JobState.PENDING: "not submitted",  # an intent closed as NOT_SUBMITTED: the next run submits it
 }
 STATUS_ORDER: tuple[str, ...] = tuple(STATUS_LABELS.values())
 

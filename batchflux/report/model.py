@@ -115,7 +115,7 @@ def _row(rec: JobRecord, rd: RunDir, merged: bool, origin: float, manifest_dir: 
         job_id=rec.job_id,
         shard=shard,
         out_dir=rd.path,
-        status=STATUS_LABELS.get(rec.state, str(rec.state)),
+        status=STATUS_LABELS[rec.state],
         prompt=_cut(prompt, MAX_TEXT) if isinstance(prompt, str) else "",
         params=tuple((k, display_value(v)) for k, v in rec.params.items() if k != "prompt"),
         input_path=input_path,

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from batchflux.ledger import LEDGER_FILENAME, Event, EventType, LedgerWriter
+from batchflux.ledger.records import NOT_SUBMITTED
 
 T0 = 1_760_000_000.0
 
@@ -27,7 +28,7 @@ T0 = 1_760_000_000.0
 class Spec:
     job_id: str
     prompt: str = "make it blue"
-    outcome: str = "done"  # done | failed | expired | in_flight | intent | completed
+    outcome: str = "done"  # done | failed | expired | in_flight | intent | not_submitted | completed
     cause: str = "moderation"
     error: str = "content blocked: nsfw"
     http_status: int | None = 422
@@ -78,6 +79,9 @@ def fabricate_run(
                 )
             )  # fmt: skip
             if spec.outcome == "intent":
+                continue
+            if spec.outcome == "not_submitted":  # the submit certainly created nothing
+                w.append(Event(EventType.STATE, spec.job_id, {"status": NOT_SUBMITTED}, ts=t + 0.05))
                 continue
             w.append(
                 Event(

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from batchflux.ledger import LEDGER_FILENAME, Event, EventType, LedgerWriter
 from batchflux.report import write_report
 from batchflux.report.build import read_run_dir
-from batchflux.report.figures import peak_in_window
+from batchflux.report.figures import STATUS_ORDER, peak_in_window
 from batchflux.report.model import build_model
 
 T0 = 1_760_000_000.0
@@ -32,6 +32,16 @@ def mixed(spec: Any) -> list[Any]:
         spec("h", outcome="completed"),
         spec("i", outcome="intent"),
     ]
+
+
+def test_every_ledger_state_has_a_status_the_header_and_filters_list(
+    tmp_path: Path, fabricate: Callable[..., Path], spec: Any
+) -> None:
+    out = fabricate(tmp_path / "out", [*mixed(spec), spec("j", outcome="not_submitted")])
+    model = build_model([read_run_dir(out)])
+    assert {r.status for r in model.rows} <= set(STATUS_ORDER)
+    assert sum(n for _, n in model.figures.counts) == model.figures.total == 10
+    assert dict(model.figures.counts)["not submitted"] == 1
 
 
 def test_counts_causes_spend_and_duplicates(
