@@ -30,10 +30,6 @@ class Rate:
     limit: int
     period: float
 
-    def split(self, shards: int) -> Rate:
-        """One shard's share of an account-wide quota (at least one per period)."""
-        return Rate(max(1, self.limit // shards), self.period)
-
     def __str__(self) -> str:
         return f"{self.limit}/{self.period:g}s"
 

@@ -18,7 +18,7 @@ log = logging.getLogger("batchflux.progress")
 
 
 class Progress(Protocol):
-    def start(self, total: int, *, done: int = 0, failed: int = 0) -> None: ...
+    def start(self, total: int) -> None: ...
     def submitted(self) -> None: ...
     def done(self, *, skipped: bool = False) -> None: ...
     def failed(self, *, kept: bool = False) -> None: ...
@@ -27,7 +27,7 @@ class Progress(Protocol):
 
 
 class NullProgress:
-    def start(self, total: int, *, done: int = 0, failed: int = 0) -> None:
+    def start(self, total: int) -> None:
         pass
 
     def submitted(self) -> None:
@@ -52,7 +52,7 @@ class _Counts:
         self.in_flight = self.rate_limited = 0
         self.quota: int | None = None
 
-    def start(self, total: int, *, done: int = 0, failed: int = 0) -> None:
+    def start(self, total: int) -> None:
         self.total = total
 
     def submitted(self) -> None:
@@ -97,17 +97,15 @@ class BarProgress(_Counts):
         super().__init__()
         self._bars: list[tqdm[NoReturn]] = []
 
-    def start(self, total: int, *, done: int = 0, failed: int = 0) -> None:
+    def start(self, total: int) -> None:
         super().start(total)
         fmt = "{desc:>10} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
         self._sub = tqdm(total=total, desc="submitted", position=0, bar_format=fmt, dynamic_ncols=True)
         self._done = tqdm(total=total, desc="done", position=1, bar_format=fmt, dynamic_ncols=True)
         self._fail = tqdm(total=total, desc="failed", position=2, bar_format=fmt, dynamic_ncols=True)
         self._bars = [self._sub, self._done, self._fail]
-        # Jobs finished in an earlier run count as done and submitted from the start.
-        self._sub.update(done + failed)
-        self._done.update(done)
-        self._fail.update(failed)
+        # Jobs finished in an earlier run arrive at once from the engine's feeder as done(skipped=True)
+        # and failed(kept=True): they fill the bars before the first submit.
 
     def submitted(self) -> None:
         super().submitted()

@@ -192,9 +192,7 @@ class Run:
                 self.engine = engine
                 if self._pending_stop is not None:
                     engine.request_stop("interrupted", "signal", grace=self._pending_stop)
-                self.progress.start(
-                    len(plan.decisions), done=counts[Action.SKIP], failed=counts[Action.FAILED]
-                )
+                self.progress.start(len(plan.decisions))
                 try:
                     stats = await engine.run(plan.decisions)
                 finally:

@@ -31,11 +31,6 @@ def test_parse_rate_rejects(text: str) -> None:
         parse_rate(text)
 
 
-def test_rate_split_between_shards() -> None:
-    assert Rate(50, 60).split(4) == Rate(12, 60)
-    assert Rate(3, 60).split(4) == Rate(1, 60)
-
-
 async def test_sliding_window_never_exceeds_limit_in_any_window() -> None:
     loop = asyncio.get_running_loop()
     limiter = SlidingWindowLimiter(Rate(5, 0.2), loop.time)
