@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from batchflux.cli.runopts import _set_pair
 from batchflux.exitcodes import ExitCode
 from batchflux.manifest import ManifestError, load_manifest
 from batchflux.manifest.problems import SHOWN_IN_MESSAGE
@@ -101,13 +102,6 @@ def _text(path: Path, s: ManifestSummary) -> str:
 def _usd(amount: float) -> str:
     cents = f"{amount:,.2f}"
     return f"${cents}" if float(cents.replace(",", "")) == amount else f"${amount:,.4f}".rstrip("0")
-
-
-def _set_pair(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), value
 
 
 def _price(text: str) -> float:
