@@ -69,7 +69,7 @@ class RunMetrics:
             last_success = None
         return cls(
             manifest=manifest,
-            jobs={**dict.fromkeys(OUTCOMES, 0), **summary.counts},
+            jobs=dict(summary.counts),  # RunSummary already holds every outcome, zeros included
             duration_s=summary.wall_s,
             rate_limited=summary.rate_limited,
             estimated_spend_usd=summary.estimated_spend_usd,
