@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from batchflux.durable import atomic_write_text
 from batchflux.ledger import LEDGER_FILENAME, LedgerCorrupt, replay_file
+from batchflux.logsetup import Redactor
 from batchflux.report.model import JobRow, RunDir, build_model
 from batchflux.report.render import Links, card_data, render_page
 from batchflux.report.thumbs import THUMB_DIRNAME, ensure_thumbs
@@ -25,7 +26,6 @@ from batchflux.summary import SUMMARY_FILENAME
 
 REPORT_FILENAME = "report.html"
 API_KEY_ENV = "SEGMIND_API_KEY"
-REDACTED = "SG_***"
 
 log = logging.getLogger("batchflux.report")
 
@@ -100,10 +100,8 @@ def relative_href(target: Path, base_dir: Path) -> str | None:
 
 
 def redact(text: str, secrets_: Sequence[str]) -> str:
-    for secret in secrets_:
-        if len(secret) >= 8:  # a short string would blank unrelated text; keys are 19 characters
-            text = text.replace(secret, REDACTED)
-    return text
+    # A short string would blank unrelated text; keys are 19 characters.
+    return Redactor(s for s in secrets_ if len(s) >= 8)(text)
 
 
 def _links(row: JobRow, thumbs: Mapping[tuple[Path, Path], Path | None], dest_dir: Path) -> Links:
