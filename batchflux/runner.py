@@ -60,6 +60,11 @@ class RunOptions:
     metrics_file: Path | None = None
     timeout_s: float = 30.0
 
+    @property
+    def run_dir(self) -> Path:
+        """``--out``, or ``out/<manifest stem>/``."""
+        return self.out_dir or Path("out") / self.manifest.stem
+
 
 @dataclass(slots=True)
 class RunResult:
@@ -112,7 +117,7 @@ class Run:
             return RunResult(ExitCode.USAGE, message=str(exc))
         for warning in manifest.warnings:
             self.say(f"warning: {warning}")
-        out_dir = (opt.out_dir or Path("out") / manifest.stem).resolve()
+        out_dir = opt.run_dir.resolve()
         jobs = [j for j in manifest.jobs if opt.shard is None or opt.shard.owns(j.id)]
         try:
             lock = RunLock.acquire(out_dir)

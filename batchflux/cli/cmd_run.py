@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from batchflux.cli.runopts import EXIT_CODES_HELP, UsageError, add_run_options, run_options
@@ -41,12 +40,10 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
-    log_dir = None if args.dry_run else (args.out or Path("out") / Path(args.manifest).stem)
     return execute_run(
         options,
         grace=args.grace,
         no_progress=args.no_progress,
         log_format=args.log_format,
         verbose=args.verbose,
-        log_dir=log_dir,
     )

@@ -168,7 +168,7 @@ def _retry_failed(value: str | None) -> frozenset[str] | None:
     return causes
 
 
-def run_options(args: argparse.Namespace, *, api_key: str, base_url: str | None = None) -> RunOptions:
+def run_options(args: argparse.Namespace, *, api_key: str) -> RunOptions:
     rate = _rate(args)
     shard = None
     if args.shard:
@@ -196,7 +196,7 @@ def run_options(args: argparse.Namespace, *, api_key: str, base_url: str | None 
         api_key=api_key,
         out_dir=args.out,
         overrides=dict(args.set),
-        base_url=base_url or args.base_url or os.environ.get("BATCHFLUX_BASE_URL") or DEFAULT_BASE_URL,
+        base_url=args.base_url or os.environ.get("BATCHFLUX_BASE_URL") or DEFAULT_BASE_URL,
         upload_url=args.upload_url,
         engine=engine,
         shard=shard,

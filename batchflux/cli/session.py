@@ -8,7 +8,6 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -48,11 +47,12 @@ def _console(bars: bool) -> Iterator[None]:
         yield
 
 
-def execute_run(options: RunOptions, *, grace: float, no_progress: bool, log_format: str, verbose: bool,
-                log_dir: Path | None) -> int:  # fmt: skip
+def execute_run(
+    options: RunOptions, *, grace: float, no_progress: bool, log_format: str, verbose: bool
+) -> int:
     progress = pick_progress(no_progress or options.dry_run)
     teardown = configure_logging(
-        log_dir,
+        None if options.dry_run else options.run_dir,
         level=logging.DEBUG if verbose else logging.INFO,
         fmt=log_format,
         secrets=[options.api_key],
