@@ -104,7 +104,7 @@ def peak_in_window(times: Sequence[float], window_s: float) -> int:
     """Most events in any half-open window [t, t + window_s) of sorted ``times``."""
     best = lo = 0
     for hi, t in enumerate(times):
-        while times[lo] <= t - window_s:
+        while times[lo] + window_s <= t:  # not t - window_s: the subtraction rounds (60.3 - 60 < 0.3)
             lo += 1
         best = max(best, hi - lo + 1)
     return best
