@@ -56,3 +56,14 @@ def test_run_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -
 def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "usage: batchflux" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "ten"])
+@pytest.mark.parametrize(
+    ("command", "option"), [("run", "--max-cost"), ("run", "--price"), ("validate", "--price")]
+)
+def test_money_options_refuse_what_is_not_an_amount(
+    command: str, option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, "m.yaml", option, value]) == 2
+    assert f"argument {option}:" in capsys.readouterr().err

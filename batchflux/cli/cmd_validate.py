@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
-from batchflux.cli.runopts import _set_pair
+from batchflux.cli.runopts import add_set_option, usd
 from batchflux.exitcodes import ExitCode
 from batchflux.manifest import ManifestError, load_manifest
 from batchflux.manifest.problems import SHOWN_IN_MESSAGE
@@ -32,17 +31,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         ),
     )
     parser.add_argument("manifest", type=Path, metavar="MANIFEST", help="a .yaml/.yml or .csv/.tsv manifest")
-    parser.add_argument(
-        "--set",
-        metavar="KEY=VALUE",
-        type=_set_pair,
-        action="append",
-        default=[],
-        help="a default parameter for every job, e.g. --set output_format=jpg (repeatable)",
-    )
+    add_set_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument(
-        "--price", type=_price, metavar="USD", help="price per image for the estimate (default: the model's)"
+        "--price", type=usd, metavar="USD", help="price per image for the estimate (default: the model's)"
     )
     parser.set_defaults(handler=run)
 
@@ -102,13 +94,3 @@ def _text(path: Path, s: ManifestSummary) -> str:
 def _usd(amount: float) -> str:
     cents = f"{amount:,.2f}"
     return f"${cents}" if float(cents.replace(",", "")) == amount else f"${amount:,.4f}".rstrip("0")
-
-
-def _price(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a price of 0 or more, got {text!r}")
-    return value

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 
 from batchflux.engine.config import EngineConfig
 from batchflux.ledger.events import FAILURE_CAUSES
 from batchflux.pacing import Rate, parse_rate
+from batchflux.resume import RETENTION_S
 from batchflux.runner import DEFAULT_BASE_URL, RunOptions
 from batchflux.shard import parse_shard
 
@@ -34,8 +36,19 @@ def _set_pair(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", metavar="DIR", type=Path, help="run directory (default: out/<manifest stem>/)")
+def usd(text: str) -> float:
+    """An argparse type for an amount of money: a finite number, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be an amount of 0 or more, got {text!r}")
+    return value
+
+
+def add_set_option(p: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable): defaults for every job, shared by run and validate."""
     p.add_argument(
         "--set",
         metavar="KEY=VALUE",
@@ -44,6 +57,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         default=[],
         help="a default parameter for every job, e.g. --set output_format=jpg (repeatable)",
     )
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", metavar="DIR", type=Path, help="run directory (default: out/<manifest stem>/)")
+    add_set_option(p)
     pace = p.add_argument_group("pacing")
     pace.add_argument(
         "--rpm",
@@ -71,8 +89,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
     caps = p.add_argument_group("spending")
     caps.add_argument("--max-jobs", type=int, metavar="N", help="submit at most N new requests this run")
-    caps.add_argument("--max-cost", type=float, metavar="USD", help="stop submitting before spending more")
-    caps.add_argument("--price", type=float, metavar="USD", help="price per image (default: the model's)")
+    caps.add_argument("--max-cost", type=usd, metavar="USD", help="stop submitting before spending more")
+    caps.add_argument("--price", type=usd, metavar="USD", help="price per image (default: the model's)")
     caps.add_argument(
         "--no-credit-check",
         action="store_true",
@@ -114,9 +132,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     api.add_argument(
         "--retention",
         type=float,
-        default=3600.0,
+        default=RETENTION_S,
         metavar="SECONDS",
-        help="how long the API keeps a request (3600); change only for an emulator",
+        help=f"how long the API keeps a request ({RETENTION_S:g}); change only for an emulator",
     )
     out = p.add_argument_group("output")
     out.add_argument(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from batchflux.engine.latency import PollTuning
 from batchflux.pacing import Rate
+from batchflux.resume import RETENTION_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +18,7 @@ class EngineConfig:
     result_workers: int = 16
     download_workers: int = 16
     upload_workers: int = 4
-    retention_s: float = 3600.0  # a request's status and result expire this long after submission
+    retention_s: float = RETENTION_S  # a request's status and result expire this long after submission
     get_attempts: int = 8  # bounded retries of 5xx/transport errors on status/result/upload
     submit_attempts: int = 6  # 5xx answers and connection failures before the POST was sent
     ambiguous_resubmits: int = 3  # submits re-sent after no answer, each counted as a possible duplicate
