@@ -212,6 +212,17 @@ async def until_ledger_has(out: Path, lines: int, cli: Cli, *, within: float = 3
     )
 
 
+def max_in_window(times: Sequence[float], window: float) -> int:
+    """The most events inside any half-open window of this length (sliding, two pointers)."""
+    ordered = sorted(times)
+    best = lo = 0
+    for hi, t in enumerate(ordered):
+        while ordered[lo] <= t - window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
 def read_events(out: Path) -> list[dict[str, Any]]:
     """The ledger's events in order; a torn last line (a write cut by SIGKILL) is left out."""
     path = out / "ledger.jsonl"

@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests import runkit
 from tests.bench import harness as h
 
 
@@ -90,7 +91,7 @@ def measure(jobs: int, latency: str, sdk_threads: int, interval: float = 0.1) ->
             argv = h.batchflux_cmd(manifest, tmp / "bf", emu.url)
             report = h.run_client("batchflux", ["--", *argv])
             stats = emu.stats()
-            events = h.ledger_events(tmp / "bf")
+            events = runkit.read_events(tmp / "bf")
             got = {e["request_id"]: e["ts"] for e in events if e["event"] == "result"}
             done = len({e["job"] for e in events if e["event"] == "downloaded"})
             runs.append(

@@ -25,6 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests import runkit
 from tests.bench import harness as h
 
 
@@ -102,7 +103,7 @@ def _batchflux(setup: QuotaSetup, tmp: Path, manifest: Path, with_rate: bool) ->
         argv = h.batchflux_cmd(manifest, out, emu.url, *extra)
         report = h.run_client("batchflux", ["--", *argv])
         stats = emu.stats()
-    events = h.ledger_events(out)
+    events = runkit.read_events(out)
     downloads = [e["ts"] for e in events if e["event"] == "downloaded"]
     failed = sum(1 for e in events if e["event"] == "failed")
     times = stats["submit_times"]
@@ -115,7 +116,7 @@ def _batchflux(setup: QuotaSetup, tmp: Path, manifest: Path, with_rate: bool) ->
         rate_limited=int(stats["rate_limited"]),
         done=len(set(e["job"] for e in events if e["event"] == "downloaded")),
         failed=str(failed),
-        max_in_window=h.max_in_window(times, setup.window),
+        max_in_window=runkit.max_in_window(times, setup.window),
         status_calls=int(stats["status_calls"]),
     )
 
@@ -137,7 +138,7 @@ def _sdk(setup: QuotaSetup, tmp: Path, manifest: Path, threads: int) -> QuotaRun
         rate_limited=int(stats["rate_limited"]),
         done=int(report["done"]),
         failed=(", ".join(f"{n} {why}" for why, n in failures.items()) or "0"),
-        max_in_window=h.max_in_window(times, setup.window),
+        max_in_window=runkit.max_in_window(times, setup.window),
         status_calls=int(stats["status_calls"]),
     )
 

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests import runkit
 from tests.bench import harness as h
 
 RSS_BUDGET_MIB = 1024.0
@@ -104,7 +105,7 @@ def run_row(jobs: int) -> h.Row:
             argv = h.batchflux_cmd(manifest, tmp / "out", emu.url)
             report = h.run_client("batchflux", ["--rss-samples", "--", *argv], timeout=900)
         ledger = tmp / "out" / "ledger.jsonl"
-        events = h.ledger_events(tmp / "out") if ledger.exists() else []
+        events = runkit.read_events(tmp / "out") if ledger.exists() else []
         done_ts = sorted(e["ts"] for e in events if e["event"] == "downloaded")
     samples = [(float(t), float(r)) for t, r in report["rss_samples"]]
     marks = sorted({m for m in (jobs // 4, jobs // 2, jobs) if 0 < m <= len(done_ts)})

@@ -116,17 +116,6 @@ def spread(values: Sequence[float], fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(median(values))} ({', '.join(fmt.format(v) for v in values)})"
 
 
-def max_in_window(times: Sequence[float], window: float) -> int:
-    """The most events inside any half-open window of this length (sliding, two pointers)."""
-    ordered = sorted(times)
-    best = lo = 0
-    for hi, t in enumerate(ordered):
-        while ordered[lo] <= t - window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
-
-
 # --- manifests --------------------------------------------------------------------------------------
 
 
@@ -320,19 +309,6 @@ def run_measured(cmd: Sequence[str], *, env: dict[str, str] | None = None, timeo
 
 
 # --- ledgers ----------------------------------------------------------------------------------------
-
-
-def ledger_events(out: Path) -> list[dict[str, Any]]:
-    events = []
-    with open(out / "ledger.jsonl", encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                try:
-                    events.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a torn last line after kill -9; replay sets it aside too
-    return events
 
 
 def rmtree_quiet(path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from runkit import (
     assert_images_match_emulator,
     files_containing,
+    max_in_window,
     plain_jobs,
     read_events,
     run_against,
@@ -18,16 +19,6 @@ from batchflux.emulator import DEFAULT_API_KEY, Emulator, EmulatorConfig
 from batchflux.engine.config import EngineConfig
 from batchflux.exitcodes import ExitCode
 from batchflux.pacing import Rate
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 async def test_happy_path_with_local_inputs(tmp_path: Path) -> None:
