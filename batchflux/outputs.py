@@ -7,8 +7,10 @@ stays bounded whatever the size. The temp file lives next to ``dest`` (same file
 final ``os.replace`` is atomic), is fsynced before the rename, the directory after it, and is
 removed on any failure or cancellation: ``dest`` is either absent or a whole, verified image.
 
-Typical outputs are 4 KB–1 MB, so most downloads make exactly one trip to a worker thread (write,
-fsync, rename together); see tests/bench/bench_outputs.py for the comparison with aiofiles.
+Typical outputs are 4 KB–1 MB, so most downloads never touch the disk until they are verified, and
+then make one trip to a worker thread (write, fsync, rename together) — or, given a
+:class:`~batchflux.filecommit.FileCommitter`, share one with every image that finished meanwhile;
+see tests/bench/bench_outputs.py for the comparison with aiofiles.
 
 Verification: HTTP 200, ``Content-Length`` equal to the bytes received (truncation is retryable),
 the size cap, the format's magic bytes (PNG ``\\x89PNG\\r\\n\\x1a\\n``, JPEG ``\\xff\\xd8\\xff``)
@@ -34,6 +36,7 @@ from yarl import URL
 
 from batchflux.api.errors import DownloadError
 from batchflux.durable import fsync_dir
+from batchflux.filecommit import FileCommitter
 
 __all__ = ["MAGIC", "DownloadError", "Downloaded", "check_image_bytes", "download_image", "file_digest"]
 
@@ -63,8 +66,12 @@ async def download_image(
     output_format: str,
     max_bytes: int = 50 * 2**20,
     timeout_s: float = 120.0,
+    committer: FileCommitter | None = None,
 ) -> Downloaded:
     """Download ``url`` to ``dest`` (parents created), verified as an ``output_format`` image.
+
+    With a ``committer``, an image that fit in memory is written in its next batch (one thread trip
+    for all the images that finish together) instead of a thread trip of its own.
 
     Raises :class:`DownloadError` (``retryable`` says whether the same URL may work next time);
     on any failure ``dest`` is untouched and no temp file remains.
@@ -75,7 +82,7 @@ async def download_image(
     if "x-api-key" in session.headers:
         raise ValueError("the session must not carry a default x-api-key header")
     where = _describe(url)
-    spool = _Spool(dest)
+    spool = _Spool(dest, committer)
     try:
         digest = hashlib.sha256()
         head = b""
@@ -174,8 +181,9 @@ class _Spool:
     beside ``dest``. File work runs in a worker thread; a lock keeps :meth:`discard` (run on
     failure or cancellation, possibly while that thread is mid-write) from racing it."""
 
-    def __init__(self, dest: Path) -> None:
+    def __init__(self, dest: Path, committer: FileCommitter | None = None) -> None:
         self._dest = dest
+        self._committer = committer
         self._buffer = bytearray()
         self._fd: int | None = None
         self._tmp: str | None = None
@@ -191,6 +199,12 @@ class _Spool:
     async def commit(self) -> None:
         data = bytes(self._buffer)
         self._buffer.clear()
+        if self._committer is not None and self._fd is None:  # never spilled: all of it is in ``data``
+            try:
+                await self._committer.write(self._dest, data)
+            except OSError as exc:
+                raise _LocalWriteError(str(exc)) from exc
+            return
         await asyncio.to_thread(self._locked, self._commit, data)
 
     def discard(self) -> None:

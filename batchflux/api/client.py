@@ -47,6 +47,7 @@ from batchflux.api.replies import (
     submission_from,
     uploaded_url,
 )
+from batchflux.filecommit import FileCommitter
 
 if TYPE_CHECKING:
     from batchflux.outputs import Downloaded
@@ -113,6 +114,7 @@ class ApiClient:
         self._media_max_bytes = media_max_bytes
         self._wall_clock = wall_clock
         self.calls: Counter[str] = Counter()
+        self._files = FileCommitter()  # images finished together are written in one thread trip
 
     @property
     def base_url(self) -> str:
@@ -174,6 +176,7 @@ class ApiClient:
                 output_format=output_format,
                 max_bytes=self._media_max_bytes,
                 timeout_s=timeout_s,
+                committer=self._files,
             )
 
     # -- plumbing --------------------------------------------------------------------------------

@@ -1,0 +1,76 @@
+"""Group commit of whole files: batched, each file whole or absent, one file's failure its own."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from batchflux.filecommit import FileCommitter
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.rglob(".*.part"))
+
+
+async def test_files_that_arrive_together_share_a_thread_trip(tmp_path: Path) -> None:
+    committer = FileCommitter()
+    files = {tmp_path / "out" / f"sub{i % 3}" / f"{i}.png": os.urandom(100 + i) for i in range(60)}
+    await asyncio.gather(*(committer.write(dest, data) for dest, data in files.items()))
+    for dest, data in files.items():
+        assert dest.read_bytes() == data
+    assert committer.batches < len(files) / 4  # the first file goes alone; the rest wait and go together
+    assert leftovers(tmp_path) == []
+
+
+async def test_a_file_replaces_an_existing_one(tmp_path: Path) -> None:
+    dest = tmp_path / "a.png"
+    dest.write_bytes(b"old")
+    await FileCommitter().write(dest, b"new bytes")
+    assert dest.read_bytes() == b"new bytes"
+
+
+async def test_one_failure_does_not_fail_its_batch(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_bytes(b"a file where a directory should be")
+    committer = FileCommitter()
+    good = [tmp_path / f"ok{i}.png" for i in range(5)]
+    bad = tmp_path / "blocker" / "x.png"
+    results = await asyncio.gather(
+        *(committer.write(p, b"fine") for p in good[:2]),
+        committer.write(bad, b"doomed"),
+        *(committer.write(p, b"fine") for p in good[2:]),
+        return_exceptions=True,
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 1
+    assert isinstance(errors[0], OSError)
+    assert all(p.read_bytes() == b"fine" for p in good)
+    assert not bad.exists()
+    assert leftovers(tmp_path) == []
+
+
+async def test_a_cancelled_writer_withdraws_a_file_not_yet_taken(tmp_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+    gate = threading.Event()
+    blocker = loop.run_in_executor(None, gate.wait)  # holds the only worker thread
+    committer = FileCommitter()
+    first = asyncio.ensure_future(committer.write(tmp_path / "first.png", b"1"))
+    await asyncio.sleep(0)  # the first batch is sent (and queued behind the blocker)
+    withdrawn = asyncio.ensure_future(committer.write(tmp_path / "withdrawn.png", b"2"))
+    kept = asyncio.ensure_future(committer.write(tmp_path / "kept.png", b"3"))
+    await asyncio.sleep(0)  # both wait for the next batch
+    withdrawn.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await withdrawn
+    gate.set()
+    await asyncio.gather(blocker, first, kept)
+    assert (tmp_path / "first.png").read_bytes() == b"1"
+    assert (tmp_path / "kept.png").read_bytes() == b"3"
+    assert not (tmp_path / "withdrawn.png").exists()
+    assert committer.batches == 2
+    assert leftovers(tmp_path) == []
