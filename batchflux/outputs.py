@@ -81,7 +81,7 @@ async def download_image(
         raise ValueError(f"unknown output format {output_format!r}")
     if "x-api-key" in session.headers:
         raise ValueError("the session must not carry a default x-api-key header")
-    where = _describe(url)
+    where = _Where(url)  # worked out only if an error message needs it
     spool = _Spool(dest, committer)
     try:
         digest = hashlib.sha256()
@@ -135,7 +135,7 @@ async def download_image(
     return Downloaded(path=dest, size=size, sha256=digest.hexdigest())
 
 
-def check_image_bytes(head: bytes, tail: bytes, output_format: str, *, where: str = "media") -> None:
+def check_image_bytes(head: bytes, tail: bytes, output_format: str, *, where: object = "media") -> None:
     """Raise :class:`DownloadError` unless ``head``/``tail`` (first/last bytes) look like a whole image.
 
     A wrong magic is not retryable (the server made something else); a missing trailer after the
@@ -161,6 +161,18 @@ def file_digest(path: Path) -> tuple[int, str]:
     with open(path, "rb") as f:
         digest = hashlib.file_digest(f, "sha256")
         return f.tell(), digest.hexdigest()
+
+
+class _Where:
+    """A media URL as error messages show it (see :func:`_describe`), computed when formatted."""
+
+    __slots__ = ("url",)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __str__(self) -> str:
+        return _describe(self.url)
 
 
 def _describe(url: str) -> str:

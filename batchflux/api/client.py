@@ -283,5 +283,8 @@ def _api_base(base_url: str) -> URL:
     return URL(text)
 
 
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _encode(params: Mapping[str, Any]) -> bytes:
-    return json.dumps(dict(params), ensure_ascii=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(dict(params)).encode()

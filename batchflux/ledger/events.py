@@ -55,6 +55,8 @@ class EventType(StrEnum):
 
 
 _KNOWN = frozenset(e.value for e in EventType)
+# One encoder for every line: json.dumps with options builds a new encoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _ENVELOPE = frozenset({"v", "ts", "event", "job"})
 
 
@@ -83,7 +85,7 @@ class Event:
             "job": self.job,
         }
         record.update(self.data)
-        return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+        return _ENCODER.encode(record)
 
     @classmethod
     def decode(cls, line: str) -> Event:
