@@ -101,6 +101,36 @@ async def test_commit_is_a_shared_durability_barrier(tmp_path: Path) -> None:
     assert len(replay_file(tmp_path / "ledger.jsonl").jobs) == 50
 
 
+async def test_commits_that_arrive_apart_share_the_spaced_fsync(tmp_path: Path) -> None:
+    w = LedgerWriter(tmp_path / "ledger.jsonl", min_sync_interval=0.3)
+    w.append(intent("first"))
+    await w.commit()  # a lone commit goes at once
+    assert w.syncs == 1
+    committers = []
+    for i in range(10):  # submitters arriving one by one, each with its own intent
+        w.append(intent(f"j{i}"))
+        committers.append(asyncio.ensure_future(w.commit()))
+        await asyncio.sleep(0.005)
+    await asyncio.gather(*committers)
+    assert w.syncs == 2  # all ten waited for the next fsync the spacing allowed, and shared it
+    assert not w.unsynced
+    w.close()
+
+
+async def test_close_during_a_spaced_wait_leaves_everything_synced(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    w = LedgerWriter(path, min_sync_interval=30.0)
+    w.append(intent("a"))
+    await w.commit()
+    w.append(intent("b"))
+    waiting = asyncio.ensure_future(w.commit())
+    await asyncio.sleep(0)  # it is now waiting out the spacing
+    w.close()  # fsyncs on the way out; the waiting commit has nothing left to do
+    await asyncio.wait_for(waiting, 5)
+    assert not w.unsynced
+    assert replay_file(path).jobs.keys() == {"a", "b"}
+
+
 async def test_a_cancelled_commit_strands_no_other(tmp_path: Path) -> None:
     w = LedgerWriter(tmp_path / "ledger.jsonl")
     w.append(intent("a"))
