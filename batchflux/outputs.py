@@ -67,11 +67,13 @@ async def download_image(
     max_bytes: int = 50 * 2**20,
     timeout_s: float = 120.0,
     committer: FileCommitter | None = None,
+    slots: asyncio.Semaphore | None = None,
 ) -> Downloaded:
     """Download ``url`` to ``dest`` (parents created), verified as an ``output_format`` image.
 
     With a ``committer``, an image that fit in memory is written in its next batch (one thread trip
-    for all the images that finish together) instead of a thread trip of its own.
+    for all the images that finish together) instead of a thread trip of its own. ``slots`` bounds
+    the GETs under way; an image waiting for its write holds none.
 
     Raises :class:`DownloadError` (``retryable`` says whether the same URL may work next time);
     on any failure ``dest`` is untouched and no temp file remains.
@@ -90,11 +92,14 @@ async def download_image(
         size = 0
         declared: int | None = None
         try:
-            async with session.get(
-                url,
-                headers={"Accept": "image/*", "Accept-Encoding": "identity"},
-                timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, 30.0)),
-            ) as resp:
+            async with (
+                slots or contextlib.nullcontext(),
+                session.get(
+                    url,
+                    headers={"Accept": "image/*", "Accept-Encoding": "identity"},
+                    timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, 30.0)),
+                ) as resp,
+            ):
                 if resp.status != 200:
                     retryable = resp.status >= 500 or resp.status in _RETRYABLE_STATUS
                     raise DownloadError(f"media {where}: HTTP {resp.status}", retryable=retryable)

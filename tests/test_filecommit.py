@@ -27,6 +27,34 @@ async def test_files_that_arrive_together_share_a_thread_trip(tmp_path: Path) ->
     assert leftovers(tmp_path) == []
 
 
+async def test_files_that_arrive_apart_share_the_spaced_batch(tmp_path: Path) -> None:
+    committer = FileCommitter(min_interval=0.3)
+    await committer.write(tmp_path / "lone.png", b"lone")  # a lone file goes at once
+    assert committer.batches == 1
+    writers = []
+    for i in range(20):  # downloads finishing one by one
+        writers.append(asyncio.ensure_future(committer.write(tmp_path / f"{i}.png", bytes([i]) * 10)))
+        await asyncio.sleep(0.005)
+    await asyncio.gather(*writers)
+    assert committer.batches == 2  # all twenty waited for the next batch the spacing allowed
+    assert all((tmp_path / f"{i}.png").read_bytes() == bytes([i]) * 10 for i in range(20))
+    assert leftovers(tmp_path) == []
+
+
+async def test_a_timed_batch_whose_files_were_all_withdrawn_sends_nothing(tmp_path: Path) -> None:
+    committer = FileCommitter(min_interval=0.2)
+    await committer.write(tmp_path / "first.png", b"1")
+    withdrawn = asyncio.ensure_future(committer.write(tmp_path / "gone.png", b"2"))
+    await asyncio.sleep(0)  # timed to go 0.2 s after the first batch
+    withdrawn.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await withdrawn
+    await committer.write(tmp_path / "later.png", b"3")  # the committer still works afterwards
+    assert committer.batches == 2
+    assert not (tmp_path / "gone.png").exists()
+    assert (tmp_path / "later.png").read_bytes() == b"3"
+
+
 async def test_a_file_replaces_an_existing_one(tmp_path: Path) -> None:
     dest = tmp_path / "a.png"
     dest.write_bytes(b"old")

@@ -20,6 +20,7 @@ have reached the server without a usable answer is ``Ambiguous``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -87,6 +88,7 @@ class ApiClient:
         upload_url: str | None = None,
         timeout_s: float = 30.0,
         media_max_bytes: int = 50 * 2**20,
+        media_concurrency: int = 16,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if _KEY_HEADER in session.headers:
@@ -115,6 +117,7 @@ class ApiClient:
         self._wall_clock = wall_clock
         self.calls: Counter[str] = Counter()
         self._files = FileCommitter()  # images finished together are written in one thread trip
+        self._media_slots = asyncio.Semaphore(media_concurrency)  # media GETs under way
 
     @property
     def base_url(self) -> str:
@@ -177,6 +180,7 @@ class ApiClient:
                 max_bytes=self._media_max_bytes,
                 timeout_s=timeout_s,
                 committer=self._files,
+                slots=self._media_slots,
             )
 
     # -- plumbing --------------------------------------------------------------------------------

@@ -16,7 +16,9 @@ class EngineConfig:
     submit_workers: int = 16
     poll_workers: int = 32
     result_workers: int = 16
-    download_workers: int = 16
+    # Images being fetched or waiting for their batched write; the client runs at most 16 GETs at
+    # once, so the rest are images waiting a few ms to share a worker-thread trip with others.
+    download_workers: int = 64
     upload_workers: int = 4
     retention_s: float = RETENTION_S  # a request's status and result expire this long after submission
     get_attempts: int = 8  # bounded retries of 5xx/transport errors on status/result/upload
