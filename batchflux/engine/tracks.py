@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 from collections.abc import Awaitable, Callable
@@ -55,15 +54,22 @@ class PollScheduler:
             self._wake.set()
 
     async def run(self, sink: Callable[[Track], Awaitable[None]]) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            self._wake.clear()
             if not self._heap:
+                self._wake.clear()
                 await self._wake.wait()
                 continue
             delay = self._heap[0].at - self._clock()
             if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                # A timer sets the same event an earlier add() sets (no wait_for: it wraps the
+                # wait in a task of its own, every time).
+                self._wake.clear()
+                timer = loop.call_later(delay, self._wake.set)
+                try:
+                    await self._wake.wait()
+                finally:
+                    timer.cancel()
                 continue
             due = heapq.heappop(self._heap)
             await sink(due.track)
