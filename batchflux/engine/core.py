@@ -164,17 +164,22 @@ class Engine:
         self._show_progress()
         return self.stats
 
-    async def _until_finished(self) -> None:
-        while not (
+    def _finished(self) -> bool:
+        return (
             self._aborted
             or (self.pending <= 0 and self._fed)
             or (self.stopping and self.active == 0 and not self.critical)
-        ):
+        )
+
+    async def _until_finished(self) -> None:
+        while not self._finished():
             self._changed.clear()
             await self._changed.wait()
 
     def touch(self) -> None:
-        self._changed.set()
+        """The counts changed: wake the run's end only when it has come (not once per job)."""
+        if self._finished():
+            self._changed.set()
 
     async def _report_progress(self) -> None:
         while True:

@@ -47,6 +47,8 @@ class SubmitStage:
 
     async def submit_worker(self) -> None:
         e = self.e
+        me = asyncio.current_task()
+        assert me is not None
         while not e.stopping:
             job, fed = await e.submit_q.get()
             if fed:
@@ -61,8 +63,6 @@ class SubmitStage:
                 e.inflight.release()
                 return
             params = await self.params_for(job)
-            me = asyncio.current_task()
-            assert me is not None
             e.critical.add(me)
             try:
                 await self.submit(job, params, slot)
