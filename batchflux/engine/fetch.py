@@ -22,6 +22,9 @@ log = logging.getLogger("batchflux.engine")
 class FetchStage:
     def __init__(self, engine: Engine) -> None:
         self.e = engine
+        root = str(engine.out_root)
+        self._root = root
+        self._root_prefix = root if root.endswith(os.sep) else root + os.sep
 
     async def poll_worker(self) -> None:
         e = self.e
@@ -94,10 +97,11 @@ class FetchStage:
         job = track.job
         # The manifest already refused absolute paths and '..'; this is the last line of defence,
         # lexical so that it costs no syscalls per image (the run directory is resolved once).
-        dest = Path(os.path.normpath(e.out_root / job.output))  # noqa: ASYNC240 - string only
-        if not dest.is_relative_to(e.out_root):
+        target = os.path.normpath(os.path.join(self._root, job.output))  # noqa: ASYNC240 - string only
+        if target != self._root and not target.startswith(self._root_prefix):
             why = f"output path {job.output!r} leaves the run directory"
             return e.finish_failed(track, "invalid", why)
+        dest = Path(target)
         for attempt in range(1, e.cfg.download_attempts + 1):
             await e.gate.wait()
             try:

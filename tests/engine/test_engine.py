@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import aiohttp
 from runkit import (
     assert_images_match_emulator,
     files_containing,
@@ -15,10 +16,16 @@ from runkit import (
     write_manifest,
 )
 
+from batchflux.api import ApiClient
 from batchflux.emulator import DEFAULT_API_KEY, Emulator, EmulatorConfig
 from batchflux.engine.config import EngineConfig
+from batchflux.engine.core import Engine
 from batchflux.exitcodes import ExitCode
+from batchflux.job import Job
+from batchflux.ledger import LedgerWriter
 from batchflux.pacing import Rate
+from batchflux.progress import NullProgress
+from batchflux.resume import Action, Decision
 
 
 async def test_happy_path_with_local_inputs(tmp_path: Path) -> None:
@@ -175,3 +182,28 @@ async def test_credit_check_rides_out_a_passing_fault(tmp_path: Path) -> None:
         stats = emu.stats()
     assert stats["faults"].get("502", 0) >= 1, "the seed should make the first credit check fail"
     assert result.exit_code == ExitCode.OK, result.message
+
+
+async def test_an_output_path_that_leaves_the_run_directory_fails_that_job_only(tmp_path: Path) -> None:
+    """The manifest refuses such paths; the download stage checks again, lexically, as a last line."""
+
+    def job(job_id: str, output: str) -> Job:
+        params = {"prompt": f"edit {job_id}", "aspect_ratio": "1:1", "output_format": "png", "seed": 1}
+        return Job(job_id, 0, "flux-kontext-max", params, output, fingerprint=job_id)
+
+    out = tmp_path / "out"
+    jobs = [job("inside", "sub/inside.png"), job("escape", "../escape.png"), job("deep", "a/../../deep.png")]
+    async with (
+        Emulator(EmulatorConfig(latency_mean=0.05, latency_sd=0.0)) as emu,
+        aiohttp.ClientSession() as session,
+    ):
+        client = ApiClient(session, api_key=DEFAULT_API_KEY, base_url=emu.base_url)
+        with LedgerWriter(out / "ledger.jsonl") as ledger:
+            engine = Engine(
+                config=EngineConfig(), client=client, ledger=ledger, out_dir=out, progress=NullProgress()
+            )
+            stats = await engine.run([Decision(j, Action.SUBMIT, "new", None) for j in jobs])
+    assert (out / "sub" / "inside.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted((f.id, f.cause) for f in stats.failures) == [("deep", "invalid"), ("escape", "invalid")]
+    assert not (tmp_path / "escape.png").exists()
+    assert not (tmp_path / "deep.png").exists()
