@@ -21,12 +21,12 @@ have reached the server without a usable answer is ``Ambiguous``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -99,6 +99,7 @@ class ApiClient:
             raise ValueError("an API key is required")
         self._session = session
         self._key = api_key
+        self._scrubbing = _Scrubbing(api_key)
         self._base = _api_base(base_url)
         if upload_url is None:
             upload_url = (
@@ -118,6 +119,7 @@ class ApiClient:
         self.calls: Counter[str] = Counter()
         self._files = FileCommitter()  # images finished together are written in one thread trip
         self._media_slots = asyncio.Semaphore(media_concurrency)  # media GETs under way
+        self._submit_urls: dict[str, URL] = {}  # model slug → its submit URL
 
     @property
     def base_url(self) -> str:
@@ -134,32 +136,34 @@ class ApiClient:
 
     async def submit(self, model: str, params: Mapping[str, Any]) -> Submission:
         """POST ``{base}/v2/{model}`` with ``params`` flat in a JSON object."""
-        with self._scrubbing():
-            url = self._base.joinpath("v2", *model.strip("/").split("/"))
+        with self._scrubbing:
+            url = self._submit_urls.get(model)
+            if url is None:
+                url = self._submit_urls[model] = self._base.joinpath("v2", *model.strip("/").split("/"))
             reply = await self._call("submit", "POST", url, _encode(params))
             return submission_from(reply, self._base)
 
     async def status(self, status_url: str) -> JobStatus:
         """GET the status URL the submit returned."""
-        with self._scrubbing():
+        with self._scrubbing:
             reply = await self._call("status", "GET", self._api_url(status_url, "status"))
             return job_status_from(reply)
 
     async def result(self, response_url: str) -> JobResult:
         """GET the response URL the submit returned."""
-        with self._scrubbing():
+        with self._scrubbing:
             reply = await self._call("result", "GET", self._api_url(response_url, "result"))
             return job_result_from(reply)
 
     async def upload(self, data_url: str) -> str:
         """Upload one ``data:`` URI to Segmind storage; returns the hosted file's URL."""
-        with self._scrubbing():
+        with self._scrubbing:
             reply = await self._call("upload", "POST", self._upload, _encode({"data_urls": [data_url]}))
             return uploaded_url(reply)
 
     async def credits(self) -> float:
         """The account's credits (paid plus free)."""
-        with self._scrubbing():
+        with self._scrubbing:
             reply = await self._call("credits", "GET", self._base.joinpath("v1", "get-user-credits"))
             return credits_from(reply)
 
@@ -171,7 +175,7 @@ class ApiClient:
         from batchflux.outputs import download_image  # imported here: batchflux.outputs imports this package
 
         self.calls["media"] += 1
-        with self._scrubbing():
+        with self._scrubbing:
             return await download_image(
                 self._session,
                 url,
@@ -187,7 +191,7 @@ class ApiClient:
 
     def _api_url(self, raw: str, op: str) -> URL:
         try:
-            url = URL(raw)
+            url = _parse_url(raw)
         except (TypeError, ValueError) as exc:
             raise Fatal(f"{op}: unusable URL from the API: {raw!r}", kind="config", op=op) from exc
         if origin_of(url) != self._base_origin:
@@ -242,14 +246,23 @@ class ApiClient:
             return Ambiguous(f"submit: {what}; the request may have been accepted", op=op)
         return Transient(f"{op}: {what}", op=op)
 
-    @contextmanager
-    def _scrubbing(self) -> Iterator[None]:
-        """Whatever error leaves a public call, its message holds no trace of the key."""
-        try:
-            yield
-        except ApiError as exc:
+
+
+class _Scrubbing:
+    """``with`` block: whatever ApiError leaves it, its message holds no trace of the key.
+    A class rather than a generator-based context manager: it wraps every call."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, ApiError):
             _scrub(exc, self._key)
-            raise
 
 
 class _TooLarge(Exception):
@@ -276,6 +289,13 @@ def _scrub(exc: ApiError, key: str) -> None:
     exc.args = tuple(redact(a, key) if isinstance(a, str) else a for a in exc.args)
     if isinstance(exc, JobFailed):
         exc.error = redact(exc.error, key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_url(raw: str) -> URL:
+    """A status or response URL, parsed once: each is polled once or twice and fetched once, and a
+    yarl parse costs more than the rest of a call's bookkeeping. URLs are immutable values."""
+    return URL(raw)
 
 
 def _api_base(base_url: str) -> URL:

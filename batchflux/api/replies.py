@@ -174,9 +174,12 @@ def submission_from(reply: Reply, base: URL) -> Submission:
     request_id = data.get("request_id")
     if not isinstance(request_id, str) or not request_id:
         raise Ambiguous("submit: 2xx answer without a request_id; the request may have been accepted")
-    request = base.joinpath("v2", "requests", request_id)
-    status_url = _text(data.get("status_url")) or _text(data.get("poll_url")) or str(request / "status")
-    response_url = _text(data.get("response_url")) or str(request)
+    status_url = _text(data.get("status_url")) or _text(data.get("poll_url"))
+    response_url = _text(data.get("response_url"))
+    if status_url is None or response_url is None:
+        request = base.joinpath("v2", "requests", request_id)
+        status_url = status_url or str(request / "status")
+        response_url = response_url or str(request)
     return Submission(request_id=request_id, status_url=status_url, response_url=response_url)
 
 
