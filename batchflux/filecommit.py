@@ -63,12 +63,11 @@ class FileCommitter:
         if not self._busy:
             self._schedule(loop)
         try:
-            await asyncio.shield(file.outcome)
+            await file.outcome  # a cancel cancels this file's own future, nobody else's
         except asyncio.CancelledError:
             if file in self._waiting:  # not taken yet: withdraw it
                 self._waiting.remove(file)
-            else:  # taken: it lands anyway; nobody will read its outcome
-                file.outcome.add_done_callback(_consume)
+            # else taken: it lands anyway, and _settle skips the cancelled outcome
             raise
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -148,8 +147,3 @@ def _write_one(dest: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-def _consume(outcome: asyncio.Future[None]) -> None:
-    if not outcome.cancelled():
-        outcome.exception()

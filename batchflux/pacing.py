@@ -162,6 +162,9 @@ class AdaptiveRate:
     async def wait(self) -> None:
         """Wait until one spacing interval, at the rate in force now, has passed since the
         last submit; waiters go one at a time and pick up rate changes while they wait."""
+        if self.rate is None and not self._lock.locked():  # no spacing in force: nothing to wait for
+            self._last = self._clock()
+            return
         async with self._lock:
             while self.rate is not None:
                 due = self._last + 1.0 / self.rate
