@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -39,6 +40,19 @@ async def _execute(run: Run, grace: float) -> RunResult:
 
 
 @contextlib.contextmanager
+def _fewer_gc_passes(gen0: int = 10_000) -> Iterator[None]:
+    """A run allocates a few hundred short-lived objects per job (futures, handles, replies);
+    at the default threshold (700) the cyclic collector ran ~80 times per 1 000 jobs and took
+    ~3 % of the run's CPU. A higher first threshold does the same work in a few passes."""
+    old = gc.get_threshold()
+    gc.set_threshold(gen0, *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
+@contextlib.contextmanager
 def _console(bars: bool) -> Iterator[None]:
     if bars:
         with logging_redirect_tqdm(loggers=[logging.getLogger("batchflux")]):
@@ -60,7 +74,7 @@ def execute_run(
     )
     try:
         run = Run(options, progress=progress, say=_say)
-        with _console(isinstance(progress, BarProgress)):
+        with _console(isinstance(progress, BarProgress)), _fewer_gc_passes():
             result = asyncio.run(_execute(run, grace))
     finally:
         teardown()
