@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 
-def fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
     """Make a directory's entries (a created or renamed file) durable; a no-op where unsupported."""
     try:
         fd = os.open(directory, os.O_RDONLY)

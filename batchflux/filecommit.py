@@ -24,7 +24,6 @@ import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from batchflux.durable import fsync_dir
 
@@ -35,7 +34,7 @@ MIN_INTERVAL_S = 0.05
 
 @dataclass(eq=False, slots=True)
 class _File:
-    dest: Path
+    dest: str  # a string, not a Path: pathlib costs more here than the rest of the bookkeeping
     data: bytes
     outcome: asyncio.Future[None]
 
@@ -54,11 +53,11 @@ class FileCommitter:
         self._last_send = float("-inf")  # loop clock
         self.batches = 0  # thread trips made: what the batching saves is files written / batches
 
-    async def write(self, dest: Path, data: bytes) -> None:
+    async def write(self, dest: str | os.PathLike[str], data: bytes) -> None:
         """Return once ``data`` is the whole content of ``dest``, on disk (fsynced, renamed, and the
         directory fsynced). Parent directories are created as needed."""
         loop = asyncio.get_running_loop()
-        file = _File(dest, data, loop.create_future())
+        file = _File(os.fspath(dest), data, loop.create_future())
         self._waiting.append(file)
         if not self._busy:
             self._schedule(loop)
@@ -114,26 +113,28 @@ def _write_batch(batch: list[_File]) -> list[OSError | None]:
     """In the worker thread: every file written and renamed into place, then each directory fsynced
     once. Returns each file's error (``None`` when it is in place)."""
     errors: list[OSError | None] = []
-    directories: dict[Path, None] = {}
+    directories: dict[str, None] = {}
     for file in batch:
+        directory, name = os.path.split(file.dest)
+        directory = directory or os.curdir
         try:
-            _write_one(file.dest, file.data)
+            _write_one(file.dest, directory, name, file.data)
         except OSError as exc:
             errors.append(exc)
         else:
             errors.append(None)
-            directories[file.dest.parent] = None
+            directories[directory] = None
     for directory in directories:
         fsync_dir(directory)
     return errors
 
 
-def _write_one(dest: Path, data: bytes) -> None:
+def _write_one(dest: str, directory: str, name: str, data: bytes) -> None:
     try:
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
     except FileNotFoundError:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
     try:
         try:
             view = memoryview(data)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import os
 import tempfile
@@ -47,13 +48,14 @@ _TAIL = 16  # bytes kept from the end of the stream for the trailer check
 SPILL_BYTES: Final = 1 << 20  # keep up to this much in memory before writing to the temp file
 # Worth another try on the same URL: the file lives 7 days, a CDN may lag right after completion.
 _RETRYABLE_STATUS: Final = frozenset({403, 404, 408, 425, 429})
+_MEDIA_HEADERS: Final = {"Accept": "image/*", "Accept-Encoding": "identity"}
 
 
 @dataclass(frozen=True, slots=True)
 class Downloaded:
-    """A verified image in place: its path, size in bytes and sha256 (hex)."""
+    """A verified image in place: its path (as the caller gave it), size in bytes and sha256 (hex)."""
 
-    path: Path
+    path: str | os.PathLike[str]
     size: int
     sha256: str
 
@@ -61,7 +63,7 @@ class Downloaded:
 async def download_image(
     session: aiohttp.ClientSession,
     url: str,
-    dest: Path,
+    dest: str | os.PathLike[str],
     *,
     output_format: str,
     max_bytes: int = 50 * 2**20,
@@ -94,11 +96,7 @@ async def download_image(
         try:
             async with (
                 slots or contextlib.nullcontext(),
-                session.get(
-                    url,
-                    headers={"Accept": "image/*", "Accept-Encoding": "identity"},
-                    timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, 30.0)),
-                ) as resp,
+                session.get(url, headers=_MEDIA_HEADERS, timeout=_media_timeout(timeout_s)) as resp,
             ):
                 if resp.status != 200:
                     retryable = resp.status >= 500 or resp.status in _RETRYABLE_STATUS
@@ -138,6 +136,11 @@ async def download_image(
         spool.discard()
         raise
     return Downloaded(path=dest, size=size, sha256=digest.hexdigest())
+
+
+@functools.lru_cache(maxsize=8)
+def _media_timeout(total_s: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=total_s, sock_connect=min(total_s, 30.0))
 
 
 def check_image_bytes(head: bytes, tail: bytes, output_format: str, *, where: object = "media") -> None:
@@ -198,7 +201,7 @@ class _Spool:
     beside ``dest``. File work runs in a worker thread; a lock keeps :meth:`discard` (run on
     failure or cancellation, possibly while that thread is mid-write) from racing it."""
 
-    def __init__(self, dest: Path, committer: FileCommitter | None = None) -> None:
+    def __init__(self, dest: str | os.PathLike[str], committer: FileCommitter | None = None) -> None:
         self._dest = dest
         self._committer = committer
         self._buffer = bytearray()
@@ -241,10 +244,9 @@ class _Spool:
 
     def _write_all(self, data: bytes) -> None:
         if self._fd is None:
-            self._dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, self._tmp = tempfile.mkstemp(
-                dir=self._dest.parent, prefix=f".{self._dest.name}.", suffix=".part"
-            )
+            dest = Path(self._dest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, self._tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
             self._fd = fd
         view = memoryview(data)
         while view:
@@ -259,7 +261,7 @@ class _Spool:
         self._close()
         os.replace(self._tmp, self._dest)
         self._tmp = None
-        fsync_dir(self._dest.parent)
+        fsync_dir(Path(self._dest).parent)
 
     def _close(self) -> None:
         if self._fd is not None:

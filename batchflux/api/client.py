@@ -24,10 +24,10 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
@@ -168,7 +168,7 @@ class ApiClient:
             return credits_from(reply)
 
     async def download(
-        self, url: str, dest: Path, *, output_format: str, timeout_s: float = 120.0
+        self, url: str, dest: str | os.PathLike[str], *, output_format: str, timeout_s: float = 120.0
     ) -> Downloaded:
         """Download a result's media to ``dest`` (see :func:`batchflux.outputs.download_image`); never
         sends the key. Counted as ``media``."""
@@ -245,7 +245,6 @@ class ApiClient:
         if op == "submit":
             return Ambiguous(f"submit: {what}; the request may have been accepted", op=op)
         return Transient(f"{op}: {what}", op=op)
-
 
 
 class _Scrubbing:

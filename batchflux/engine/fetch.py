@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from batchflux.api import ApiError, DownloadError, Expired, Fatal, JobFailed, RateLimited, Transient
@@ -101,11 +100,10 @@ class FetchStage:
         if target != self._root and not target.startswith(self._root_prefix):
             why = f"output path {job.output!r} leaves the run directory"
             return e.finish_failed(track, "invalid", why)
-        dest = Path(target)
         for attempt in range(1, e.cfg.download_attempts + 1):
             await e.gate.wait()
             try:
-                got = await e.client.download(track.output_url, dest, output_format=job.output_format)
+                got = await e.client.download(track.output_url, target, output_format=job.output_format)
             except DownloadError as exc:
                 if not exc.retryable or attempt == e.cfg.download_attempts:
                     return e.finish_failed(track, "download", f"download failed: {exc}")

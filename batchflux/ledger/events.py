@@ -80,8 +80,8 @@ class Event:
             )
         record: dict[str, Any] = {
             "v": self.v,
-            "ts": round(self.ts or time.time(), 6),
-            "event": self.event.value,
+            "ts": self.ts or time.time(),  # shortest repr: exact, and no costlier than rounding
+            "event": self.event,  # a StrEnum member is its value to the encoder
             "job": self.job,
         }
         record.update(self.data)
