@@ -25,7 +25,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-from batchflux.durable import fsync_dir
+from batchflux.durable import fsync_dir, syncfs
 
 __all__ = ["FileCommitter"]
 
@@ -110,41 +110,96 @@ class FileCommitter:
 
 
 def _write_batch(batch: list[_File]) -> list[OSError | None]:
-    """In the worker thread: every file written and renamed into place, then each directory fsynced
-    once. Returns each file's error (``None`` when it is in place)."""
-    errors: list[OSError | None] = []
-    directories: dict[str, None] = {}
-    for file in batch:
+    """In the worker thread: each file written to a temp file beside it; all of them made durable
+    (one ``syncfs`` per filesystem where the OS has it, else an fsync each); then renamed into
+    place, and each directory fsynced once. Returns each file's error (``None`` when in place)."""
+    errors: dict[int, OSError] = {}
+    temps: list[tuple[int, _Temp]] = []
+    try:
+        for i, file in enumerate(batch):
+            try:
+                temps.append((i, _Temp.write(file)))
+            except OSError as exc:
+                errors[i] = exc
+        _make_durable(temps, errors)
+        directories: dict[str, None] = {}
+        for i, temp in temps:
+            if i not in errors:
+                try:
+                    temp.rename()
+                except OSError as exc:
+                    errors[i] = exc
+                else:
+                    directories[temp.directory] = None
+        for directory in directories:
+            fsync_dir(directory)
+    finally:
+        for _, temp in temps:
+            temp.discard()
+    return [errors.get(i) for i in range(len(batch))]
+
+
+def _make_durable(temps: list[tuple[int, _Temp]], errors: dict[int, OSError]) -> None:
+    by_device: dict[int, list[tuple[int, _Temp]]] = {}
+    for i, temp in temps:
+        try:
+            by_device.setdefault(os.fstat(temp.fd).st_dev, []).append((i, temp))
+        except OSError as exc:
+            errors[i] = exc
+    for group in by_device.values():
+        if syncfs(group[0][1].fd):
+            continue
+        for i, temp in group:
+            try:
+                os.fsync(temp.fd)
+            except OSError as exc:
+                errors[i] = exc
+
+
+@dataclass(slots=True)
+class _Temp:
+    """A file's bytes in a temp file beside its destination, not yet durable or in place."""
+
+    dest: str
+    directory: str
+    path: str | None  # None once renamed into place
+    fd: int
+    closed: bool = False
+
+    @classmethod
+    def write(cls, file: _File) -> _Temp:
         directory, name = os.path.split(file.dest)
         directory = directory or os.curdir
         try:
-            _write_one(file.dest, directory, name, file.data)
-        except OSError as exc:
-            errors.append(exc)
-        else:
-            errors.append(None)
-            directories[directory] = None
-    for directory in directories:
-        fsync_dir(directory)
-    return errors
-
-
-def _write_one(dest: str, directory: str, name: str, data: bytes) -> None:
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
-    except FileNotFoundError:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
-    try:
+            fd, path = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
+        except FileNotFoundError:
+            os.makedirs(directory, exist_ok=True)
+            fd, path = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
+        temp = cls(file.dest, directory, path, fd)
         try:
-            view = memoryview(data)
+            view = memoryview(file.data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        except BaseException:
+            temp.discard()
+            raise
+        return temp
+
+    def rename(self) -> None:
+        assert self.path is not None
+        self._close()
+        os.replace(self.path, self.dest)
+        self.path = None
+
+    def discard(self) -> None:
+        """Close it, and remove it unless it was renamed into place."""
+        self._close()
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            self.path = None
+
+    def _close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self.fd)

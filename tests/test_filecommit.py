@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from batchflux import filecommit
 from batchflux.filecommit import FileCommitter
 
 
@@ -78,6 +79,36 @@ async def test_one_failure_does_not_fail_its_batch(tmp_path: Path) -> None:
     assert isinstance(errors[0], OSError)
     assert all(p.read_bytes() == b"fine" for p in good)
     assert not bad.exists()
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("filesystem_sync", ["syncfs", "fsync each"])
+async def test_a_batch_lands_whole_with_or_without_syncfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, filesystem_sync: str
+) -> None:
+    if filesystem_sync == "fsync each":  # a platform without syncfs(2), or a syncfs that failed
+        monkeypatch.setattr(filecommit, "syncfs", lambda fd: False)
+    committer = FileCommitter()
+    files = {tmp_path / f"d{i % 2}" / f"{i}.png": os.urandom(50 + i) for i in range(12)}
+    await asyncio.gather(*(committer.write(dest, data) for dest, data in files.items()))
+    assert all(dest.read_bytes() == data for dest, data in files.items())
+    assert leftovers(tmp_path) == []
+
+
+async def test_a_file_that_cannot_be_renamed_into_place_fails_alone(tmp_path: Path) -> None:
+    (tmp_path / "taken.png").mkdir()  # a directory where the image should go
+    committer = FileCommitter()
+    results = await asyncio.gather(
+        committer.write(tmp_path / "a.png", b"a"),
+        committer.write(tmp_path / "taken.png", b"b"),
+        committer.write(tmp_path / "c.png", b"c"),
+        return_exceptions=True,
+    )
+    assert results[0] is None
+    assert isinstance(results[1], OSError)
+    assert results[2] is None
+    assert (tmp_path / "a.png").read_bytes() == b"a"
+    assert (tmp_path / "c.png").read_bytes() == b"c"
     assert leftovers(tmp_path) == []
 
 
