@@ -1,14 +1,19 @@
 """Group commit for whole files: many small files made durable in one worker-thread trip.
 
 A downloaded image is verified in memory; what is left is to put it at ``dest`` so that a crash or
-a power cut leaves either nothing or the whole file: a temp file beside ``dest``, write, fsync,
-rename, and an fsync of the directory so the rename survives too. The disk work is cheap; one
-worker-thread trip per file is not. At a few hundred images a second the trips (thread wake-ups,
-futures crossing threads, the GIL changing hands: ~130 µs of CPU each on a 2-core VM) cost more
-than the writes. So batches start at least ``min_interval`` apart (50 ms): a lone file goes at
-once, and files that arrive while a batch is pending or being written wait for the next one, which
-takes them all in one trip and fsyncs each directory once: the ledger's group commit, applied to
-images. At full speed that is at most 20 trips a second, whatever the image rate.
+a power cut leaves either nothing or the whole file: a temp file beside ``dest``, written, made
+durable, renamed, and the directory fsynced so the rename survives too. One worker-thread trip per
+file costs more than the disk work: at a few hundred images a second the trips (thread wake-ups,
+futures crossing threads, the GIL changing hands: ~130 µs of CPU each on a 2-core VM) dominate.
+So batches start at least ``min_interval`` apart (50 ms): a lone file goes at once, and files that
+arrive while a batch is pending or being written wait for the next one, which takes them all in
+one trip — the ledger's group commit, applied to images. At full speed that is at most 20 trips a
+second, whatever the image rate.
+
+Within a batch, every temp file is written first; then one ``syncfs`` per filesystem makes them all
+durable with one device flush (Linux; elsewhere, or if it fails, each file is fsynced); then each
+is renamed into place and each directory fsynced once. On this VM's virtio disk that is ~44 µs of
+CPU per small image instead of ~122 µs with an fsync each.
 
 No task runs in the background. A caller that finds no batch under way sends one to the worker
 thread, or sets a timer for when the spacing allows; when a batch is done, a loop callback hands
@@ -16,7 +21,6 @@ every file its outcome and sends (or times) the next if files are waiting. A cal
 before its file was taken withdraws it; once taken, the file is written anyway (it is whole and
 verified, merely not yet recorded).
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -30,6 +34,7 @@ from batchflux.durable import fsync_dir, syncfs
 __all__ = ["FileCommitter"]
 
 MIN_INTERVAL_S = 0.05
+MAX_BATCH = 256
 
 
 @dataclass(eq=False, slots=True)
@@ -79,7 +84,8 @@ class FileCommitter:
             self._send(loop)
 
     def _send(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch, self._waiting = self._waiting, []
+        # Every file of a batch holds a descriptor open until the batch is synced.
+        batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
         if not batch:  # every file withdrawn while the batch was timed
             self._busy = False
             return
@@ -193,7 +199,8 @@ class _Temp:
 
     def discard(self) -> None:
         """Close it, and remove it unless it was renamed into place."""
-        self._close()
+        with contextlib.suppress(OSError):
+            self._close()
         if self.path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)

@@ -7,10 +7,12 @@ stays bounded whatever the size. The temp file lives next to ``dest`` (same file
 final ``os.replace`` is atomic), is fsynced before the rename, the directory after it, and is
 removed on any failure or cancellation: ``dest`` is either absent or a whole, verified image.
 
-Typical outputs are 4 KB–1 MB, so most downloads never touch the disk until they are verified, and
-then make one trip to a worker thread (write, fsync, rename together) — or, given a
-:class:`~batchflux.filecommit.FileCommitter`, share one with every image that finished meanwhile;
-see tests/bench/bench_outputs.py for the comparison with aiofiles.
+An image under :data:`SPILL_BYTES` (a JPEG, a small PNG) never touches the disk until it is
+verified, and then makes one trip to a worker thread (write, fsync, rename together) — or, given a
+:class:`~batchflux.filecommit.FileCommitter` (as the engine does), shares one with every image that
+finished meanwhile, made durable together. A larger one (a full-size PNG is often 1–2 MB) spills
+as it streams and is committed in a trip of its own. tests/bench/bench_outputs.py compares the
+ways of writing, aiofiles included.
 
 Verification: HTTP 200, ``Content-Length`` equal to the bytes received (truncation is retryable),
 the size cap, the format's magic bytes (PNG ``\\x89PNG\\r\\n\\x1a\\n``, JPEG ``\\xff\\xd8\\xff``)

@@ -42,6 +42,15 @@ async def test_files_that_arrive_apart_share_the_spaced_batch(tmp_path: Path) ->
     assert leftovers(tmp_path) == []
 
 
+async def test_a_batch_takes_at_most_max_batch_files(tmp_path: Path) -> None:
+    committer = FileCommitter(min_interval=0.0)
+    count = filecommit.MAX_BATCH + 50
+    await asyncio.gather(*(committer.write(tmp_path / f"{i}.png", b"x") for i in range(count)))
+    assert committer.batches == 3  # the first alone, then MAX_BATCH, then the other 49
+    assert len(list(tmp_path.glob("*.png"))) == count
+    assert leftovers(tmp_path) == []
+
+
 async def test_a_timed_batch_whose_files_were_all_withdrawn_sends_nothing(tmp_path: Path) -> None:
     committer = FileCommitter(min_interval=0.2)
     await committer.write(tmp_path / "first.png", b"1")
