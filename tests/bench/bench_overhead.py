@@ -1,35 +1,52 @@
 """Benchmark: what a job costs the client — jobs/s, CPU per job, peak memory — against the floor.
 
     python -m tests.bench.bench_overhead [--jobs 5000] [--repeat 3] [--sdk-threads 32] [--concurrency 64]
+                                         [--dir DIR] [--ram-dir /dev/shm]
 
 The emulator (its own process) answers at once: zero latency, no quota, 16 px images, so the client's
-own cost is what is left. Three clients, each in its own child process, ``--repeat`` times (medians shown):
+own cost is what is left. The clients, each in its own child process, ``--repeat`` times, interleaved
+(medians shown):
 
-- ``batchflux run`` (the CLI, ``--no-report``): submit, poll, result, download with fsync and rename,
-  the ledger;
-- the official SDK in a 32-thread pool (the best of 16/32/64 on this 2-core machine), writing each image;
+- ``batchflux run`` (the CLI, ``--no-report``): submit, poll, result, download, each image made durable
+  (synced and renamed into place), the ledger — with the run directory on disk (``--dir``);
+- the same with the run directory in RAM (``--ram-dir``, a tmpfs): the client without the disk's cost;
+- the official SDK in a 32-thread pool (the best of 16/32/64 on this 2-core machine), writing each
+  image (no fsync);
 - the floor: a bare aiohttp loop doing the same four requests per job with 64 jobs in flight, reading
-  and parsing every body and nothing else.
+  and parsing every body and nothing else — no files, no ledger.
 
 CPU is the client process's user+system time during the run (``time.process_time``), not its
 interpreter start-up and imports; peak RSS is the child's ``ru_maxrss``. Jobs/s on this machine is
 bounded by the emulator, which shares the two cores (its CPU per job is shown too). Target
 (DESIGN.md): ≤ 1 ms of client CPU per job.
 
-A second figure isolates what a durable image write costs (``bench_outputs``' writers, 4 KiB images).
+A last row, measured first, prices the files alone in the same directory: a 4 KiB image created,
+written and renamed with no sync (what the SDK client does), and written through batchflux's file
+committer in batches (one ``syncfs`` per batch where Linux has it, else an fsync per file). It shows
+the state of the filesystem too: ext4 without a journal scans recently deleted inodes when it creates
+a file, so for a few minutes after thousands of files were deleted nearby, each creation costs ~10×
+more CPU. So the benchmark keeps every run directory until it ends instead of deleting between runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.bench import harness as h
 
-KINDS = ("batchflux", "sdk", "bare")
+KINDS = ("batchflux", "batchflux-ram", "sdk", "bare")
+LABELS = {
+    "batchflux": "3. overhead: batchflux",
+    "batchflux-ram": "3. overhead: batchflux, run dir in RAM",
+    "sdk": "3. overhead: official SDK, {threads} threads",
+    "bare": "3. overhead: floor, bare aiohttp",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +64,23 @@ class OverheadRun:
     note: str
 
 
-def _one(kind: str, jobs: int, tmp: Path, manifest: Path, sdk_threads: int, concurrency: int) -> OverheadRun:
+def ram_dir() -> Path | None:
+    """A tmpfs to run in, if the machine has one at /dev/shm."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    for line in mounts:
+        fields = line.split()
+        if len(fields) > 2 and fields[1] == "/dev/shm" and fields[2] == "tmpfs":
+            return Path("/dev/shm")
+    return None
+
+
+def _one(kind: str, jobs: int, manifest: Path, out: Path, sdk_threads: int, concurrency: int) -> OverheadRun:
     with h.emulator(*h.emulator_args(latency="0,0", image_size=16)) as emu:
         server0 = emu.cpu_seconds()
-        out = tmp / f"out-{kind}"
-        if kind == "batchflux":
+        if kind.startswith("batchflux"):
             report = h.run_client("batchflux", ["--", *h.batchflux_cmd(manifest, out, emu.url)])
             ok, note = report["exit_code"] == 0, f"exit {report['exit_code']}"
         elif kind == "sdk":
@@ -71,32 +100,88 @@ def _one(kind: str, jobs: int, tmp: Path, manifest: Path, sdk_threads: int, conc
     )  # fmt: skip
 
 
-def measure(jobs: int, repeat: int, sdk_threads: int, concurrency: int) -> dict[str, list[OverheadRun]]:
-    runs: dict[str, list[OverheadRun]] = {k: [] for k in KINDS}
-    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp_name:
-        tmp = Path(tmp_name)
-        manifest = h.write_manifest(tmp / "m.csv", jobs)
+def measure(
+    jobs: int, repeat: int, sdk_threads: int, concurrency: int, disk: Path, ram: Path | None
+) -> dict[str, list[OverheadRun]]:
+    """Every client ``repeat`` times, interleaved (a slow spell of the machine hits each alike). Run
+    directories are kept until the end: deleting thousands of files slows the next creations."""
+    kinds = [k for k in KINDS if k != "batchflux-ram" or ram is not None]
+    runs: dict[str, list[OverheadRun]] = {k: [] for k in kinds}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-overhead-", dir=disk) as disk_tmp,
+        tempfile.TemporaryDirectory(prefix="bench-overhead-", dir=ram or disk) as ram_tmp,
+    ):
+        manifest = h.write_manifest(Path(disk_tmp) / "m.csv", jobs)
         for i in range(repeat):
-            for kind in KINDS:  # interleaved, so a slow spell of the machine hits every client alike
+            for kind in kinds:
                 h.say(f"overhead: {kind}, {jobs} jobs, repetition {i + 1}/{repeat}")
-                runs[kind].append(_one(kind, jobs, tmp, manifest, sdk_threads, concurrency))
-                h.rmtree_quiet(tmp / f"out-{kind}")
+                base = Path(ram_tmp if kind == "batchflux-ram" else disk_tmp)
+                out = base / f"out-{kind}-{i}"
+                runs[kind].append(_one(kind, jobs, manifest, out, sdk_threads, concurrency))
     return runs
 
 
-def durable_write_cost(n: int = 400) -> tuple[float, float]:
-    """CPU ms per 4 KiB image: batchflux's writer (fsync file and directory) and the same without fsync."""
+# --- the files alone --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FileCosts:
+    """CPU µs per 4 KiB image (all threads), medians of 3."""
+
+    plain: float  # create, write, close, rename; no sync
+    committer: float  # batchflux's batches, syncfs where available
+    committer_fsync: float  # the same with an fsync per file
+    syncfs: bool  # whether this platform has syncfs at all
+
+
+def file_costs(directory: Path, n: int = 400) -> FileCosts:
+    from batchflux import durable, filecommit
     from tests.bench import bench_outputs as bo
 
     data = bo.png_like(4 * 1024)
 
-    async def both(directory: Path) -> tuple[float, float]:
-        spool = [(await bo.run_writes(bo.spool_writer, data, n, 16, directory))[1] for _ in range(3)]
-        plain = [(await bo.run_writes(bo.no_fsync_writer, data, n, 16, directory))[1] for _ in range(3)]
-        return h.median(spool) * 1e3, h.median(plain) * 1e3
+    def plain(d: Path) -> float:
+        d.mkdir()
+        c0 = time.process_time()
+        for i in range(n):
+            tmp, dest = d / f".{i}.part", d / f"{i}.png"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, dest)
+        return (time.process_time() - c0) / n
 
-    with tempfile.TemporaryDirectory(prefix="bench-writes-") as tmp:
-        return asyncio.run(both(Path(tmp)))
+    async def committed(d: Path) -> float:
+        committer = filecommit.FileCommitter()
+        c0 = time.process_time()
+        async with asyncio.TaskGroup() as tg:  # all at once: batches as full as the engine's get
+            for i in range(n):
+                tg.create_task(committer.write(d / f"{i}.png", data))
+        return (time.process_time() - c0) / n
+
+    def with_fsync_each(d: Path) -> float:
+        saved = filecommit.syncfs
+        filecommit.syncfs = lambda fd: False  # as where syncfs(2) is missing
+        try:
+            return asyncio.run(committed(d))
+        finally:
+            filecommit.syncfs = saved
+
+    with tempfile.TemporaryDirectory(prefix="bench-files-", dir=directory) as tmp:
+        root = Path(tmp)
+        cells: dict[str, list[float]] = {"plain": [], "committer": [], "fsync": []}
+        for r in range(3):
+            cells["plain"].append(plain(root / f"plain{r}"))
+            cells["committer"].append(asyncio.run(committed(root / f"committer{r}")))
+            cells["fsync"].append(with_fsync_each(root / f"fsync{r}"))
+    return FileCosts(
+        plain=h.median(cells["plain"]) * 1e6,
+        committer=h.median(cells["committer"]) * 1e6,
+        committer_fsync=h.median(cells["fsync"]) * 1e6,
+        syncfs=durable._SYNCFS is not None,
+    )
+
+
+# --- the table --------------------------------------------------------------------------------------
 
 
 def _figure(runs: list[OverheadRun]) -> str:
@@ -115,35 +200,52 @@ def _figure(runs: list[OverheadRun]) -> str:
     )
 
 
-def rows(runs: dict[str, list[OverheadRun]], sdk_threads: int, concurrency: int,
-         writes: tuple[float, float] | None) -> list[h.Row]:  # fmt: skip
+def rows(
+    runs: dict[str, list[OverheadRun]], sdk_threads: int, concurrency: int, files: FileCosts | None,
+    disk: Path, ram: Path | None,
+) -> list[h.Row]:  # fmt: skip
     jobs = runs["batchflux"][0].jobs
     base = (
         f"{jobs} jobs, emulator --latency 0,0 --latency-min 0 --image-size 16, no quota; "
-        f"median of {len(runs['batchflux'])}"
+        f"median of {len(runs['batchflux'])}, interleaved"
     )
     floor = h.median(r.cpu / jobs * 1e3 for r in runs["bare"])
-    bf = h.median(r.cpu / jobs * 1e3 for r in runs["batchflux"])
-    all_ok = all(r.ok for r in runs["batchflux"])
+
+    def cpu(kind: str) -> float:
+        return h.median(r.cpu / jobs * 1e3 for r in runs[kind])
+
+    def judged(kind: str) -> str:
+        ms, ok = cpu(kind), all(r.ok for r in runs[kind])
+        return h.verdict(ms <= 1.0 and ok, f"{ms:.2f} ms/job, {ms / floor:.2f}× the floor")
+
+    target = f"≤ 1 ms CPU/job; floor {floor:.2f} ms (bare aiohttp)"
     out = [
-        h.Row("3. overhead: batchflux", f"batchflux run m.csv --no-report; {base}",
-              _figure(runs["batchflux"]),
-              f"≤ 1 ms CPU/job; floor {floor:.2f} ms (bare aiohttp)",
-              h.verdict(bf <= 1.0 and all_ok, f"{bf:.2f} ms/job, {bf / floor:.1f}× the floor")),
-        h.Row(f"3. overhead: official SDK, {sdk_threads} threads",
-              f"segmind SDK submit_async().wait(interval=0.1) × {sdk_threads} threads + httpx download; "
-              f"{base}",
+        h.Row(LABELS["batchflux"], f"batchflux run m.csv --no-report, run dir in {disk}; {base}",
+              _figure(runs["batchflux"]), target, judged("batchflux")),
+    ]  # fmt: skip
+    if "batchflux-ram" in runs:
+        out.append(
+            h.Row(LABELS["batchflux-ram"], f"the same, run dir in {ram} (tmpfs); {base}",
+                  _figure(runs["batchflux-ram"]), target, judged("batchflux-ram"))
+        )  # fmt: skip
+    out += [
+        h.Row(LABELS["sdk"].format(threads=sdk_threads),
+              f"segmind SDK submit_async().wait(interval=0.1) × {sdk_threads} threads + httpx download, "
+              f"images written (no fsync) to {disk}; {base}",
               _figure(runs["sdk"]), "", "info (baseline)"),
-        h.Row("3. overhead: floor, bare aiohttp",
-              f"4 requests/job (submit, status, result, media), {concurrency} jobs in flight; {base}",
+        h.Row(LABELS["bare"],
+              f"4 requests/job (submit, status, result, media), {concurrency} jobs in flight, "
+              f"no files; {base}",
               _figure(runs["bare"]), "", "info (floor)"),
     ]  # fmt: skip
-    if writes is not None:
-        durable, plain = writes
+    if files is not None:
+        how = "one syncfs per batch" if files.syncfs else "no syncfs on this platform: an fsync per file"
         out.append(
-            h.Row("3. overhead: durable image write",
-                  "bench_outputs writers, 4 KiB images, 16 at once, median of 3",
-                  f"{durable:.2f} ms CPU/image with fsync of file and directory, {plain:.2f} ms without",
+            h.Row("3. overhead: the files alone",
+                  f"4 KiB images in {disk}, 400 at once, median of 3",
+                  f"CPU per image: {files.plain:.0f} µs created, written and renamed with no sync; "
+                  f"{files.committer:.0f} µs through batchflux's file committer ({how}); "
+                  f"{files.committer_fsync:.0f} µs with an fsync per file",
                   "", "info")
         )  # fmt: skip
     return out
@@ -151,9 +253,12 @@ def rows(runs: dict[str, list[OverheadRun]], sdk_threads: int, concurrency: int,
 
 def run(quick: bool = False) -> list[h.Row]:
     jobs, repeat = (500, 1) if quick else (5000, 3)
-    runs = measure(jobs, repeat, sdk_threads=32, concurrency=64)
-    h.say("overhead: durable write cost")
-    return rows(runs, 32, 64, durable_write_cost(100 if quick else 400))
+    disk = Path(tempfile.gettempdir())
+    ram = ram_dir()
+    h.say("overhead: the files alone")  # first: the filesystem as the clients will find it
+    files = file_costs(disk, 100 if quick else 400)
+    runs = measure(jobs, repeat, sdk_threads=32, concurrency=64, disk=disk, ram=ram)
+    return rows(runs, 32, 64, files, disk, ram)
 
 
 def main() -> None:
@@ -162,9 +267,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sdk-threads", type=int, default=32)
     ap.add_argument("--concurrency", type=int, default=64, help="jobs in flight in the bare loop")
+    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="the disk to run in")
+    ap.add_argument("--ram-dir", type=Path, default=ram_dir(), help="a tmpfs to run in as well")
     args = ap.parse_args()
-    runs = measure(args.jobs, args.repeat, args.sdk_threads, args.concurrency)
-    print(h.render_table(rows(runs, args.sdk_threads, args.concurrency, durable_write_cost())))
+    files = file_costs(args.dir)
+    runs = measure(args.jobs, args.repeat, args.sdk_threads, args.concurrency, args.dir, args.ram_dir)
+    print(h.render_table(rows(runs, args.sdk_threads, args.concurrency, files, args.dir, args.ram_dir)))
 
 
 if __name__ == "__main__":
