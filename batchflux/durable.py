@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import os
 import sys
 import tempfile
@@ -35,6 +36,23 @@ def syncfs(fd: int) -> bool:
     Before Linux 5.8 it reported no writeback errors: a file it "synced" may still be lost to a
     power cut, and resume's size and sha256 check finds it and downloads it again."""
     return _SYNCFS is not None and _SYNCFS(fd) == 0
+
+
+_TEMP_SEQ = itertools.count()
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
+def create_temp(directory: str, name: str) -> tuple[int, str]:
+    """A new, empty hidden file ``.NAME.<pid>-<n>.part`` in ``directory``, open for writing: the temp
+    file a download is written to before its rename to ``NAME``. Created exclusively, with mode 0666
+    less the umask: the mode the image keeps after the rename, like any file the user creates
+    (mkstemp's 0600 made every image private to its owner). Returns (descriptor, path)."""
+    while True:
+        path = os.path.join(directory, f".{name}.{os.getpid()}-{next(_TEMP_SEQ)}.part")
+        try:
+            return os.open(path, _TEMP_FLAGS, 0o666), path
+        except FileExistsError:  # left by an earlier process with this pid: take the next number
+            continue
 
 
 def fsync_dir(directory: str | os.PathLike[str]) -> None:

@@ -21,15 +21,15 @@ every file its outcome and sends (or times) the next if files are waiting. A cal
 before its file was taken withdraws it; once taken, the file is written anyway (it is whole and
 verified, merely not yet recorded).
 """
+
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 
-from batchflux.durable import fsync_dir, syncfs
+from batchflux.durable import create_temp, fsync_dir, syncfs
 
 __all__ = ["FileCommitter"]
 
@@ -177,10 +177,10 @@ class _Temp:
         directory, name = os.path.split(file.dest)
         directory = directory or os.curdir
         try:
-            fd, path = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
+            fd, path = create_temp(directory, name)
         except FileNotFoundError:
             os.makedirs(directory, exist_ok=True)
-            fd, path = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
+            fd, path = create_temp(directory, name)
         temp = cls(file.dest, directory, path, fd)
         try:
             view = memoryview(file.data)

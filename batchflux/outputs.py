@@ -27,7 +27,6 @@ import contextlib
 import functools
 import hashlib
 import os
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ import aiohttp
 from yarl import URL
 
 from batchflux.api.errors import DownloadError
-from batchflux.durable import fsync_dir
+from batchflux.durable import create_temp, fsync_dir
 from batchflux.filecommit import FileCommitter
 
 __all__ = ["MAGIC", "DownloadError", "Downloaded", "check_image_bytes", "download_image", "file_digest"]
@@ -248,7 +247,7 @@ class _Spool:
         if self._fd is None:
             dest = Path(self._dest)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, self._tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+            fd, self._tmp = create_temp(str(dest.parent), dest.name)
             self._fd = fd
         view = memoryview(data)
         while view:

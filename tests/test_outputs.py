@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import random
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from PIL import Image
 
 from batchflux.api import ApiClient, DownloadError
 from batchflux.emulator import DEFAULT_API_KEY, Emulator, EmulatorConfig
+from batchflux.filecommit import FileCommitter
 from batchflux.outputs import SPILL_BYTES, Downloaded, check_image_bytes, download_image, file_digest
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -128,6 +130,27 @@ async def test_a_large_image_streams_through_a_temp_file(
             assert got.sha256 == hashlib.sha256(big).hexdigest()
             assert file_digest(got.path) == (len(big), got.sha256)
     assert leftovers(tmp_path) == ["big.png"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+async def test_images_get_the_mode_of_any_new_file(
+    session: aiohttp.ClientSession, tmp_path: Path, umask: int
+) -> None:
+    """0666 less the umask, in memory or spilled: not a temp file's private 0600."""
+    big = image_bytes("png", (800, 600), noise=True)
+    old = os.umask(umask)
+    try:
+        async with Media({"/small": body(PNG), "/big": body(big)}) as media:
+            await download_image(session, media.url("/small"), tmp_path / "small.png", output_format="png")
+            await download_image(session, media.url("/big"), tmp_path / "big.png", output_format="png")
+            await download_image(
+                session, media.url("/small"), tmp_path / "batched.png", output_format="png",
+                committer=FileCommitter(),
+            )  # fmt: skip
+    finally:
+        os.umask(old)
+    for name in ("small.png", "big.png", "batched.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
 
 
 @pytest.mark.parametrize(
