@@ -123,6 +123,8 @@ class Run:
             lock = RunLock.acquire(out_dir)
         except LockHeld as exc:
             return RunResult(ExitCode.LOCKED, out_dir, message=str(exc))
+        except OSError as exc:  # a file where the directory should be, no permission, a full disk
+            return RunResult(ExitCode.USAGE, message=out_dir_unusable(out_dir, exc))
         with lock:
             return await self._locked(manifest, jobs, out_dir)
 
@@ -259,6 +261,11 @@ class Run:
                 write_report([out_dir])
             except (OSError, ValueError, LedgerCorrupt) as exc:
                 log.error("could not write the report: %s", exc)
+
+
+def out_dir_unusable(out_dir: Path, exc: OSError) -> str:
+    """The one line for an output directory that cannot be created or written."""
+    return f"error: cannot use {out_dir} as the output directory: {exc.strerror or exc}"
 
 
 def _remove_partial_downloads(out_dir: Path) -> None:

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from batchflux.exitcodes import ExitCode
 from batchflux.logsetup import configure_logging
 from batchflux.progress import BarProgress, LogProgress, Progress
-from batchflux.runner import Run, RunOptions, RunResult
+from batchflux.runner import Run, RunOptions, RunResult, out_dir_unusable
 
 
 def _say(line: str) -> None:
@@ -65,13 +66,17 @@ def execute_run(
     options: RunOptions, *, grace: float, no_progress: bool, log_format: str, verbose: bool
 ) -> int:
     progress = pick_progress(no_progress or options.dry_run)
-    teardown = configure_logging(
-        None if options.dry_run else options.run_dir,
-        level=logging.DEBUG if verbose else logging.INFO,
-        fmt=log_format,
-        secrets=[options.api_key],
-        console=True,
-    )
+    try:
+        teardown = configure_logging(
+            None if options.dry_run else options.run_dir,
+            level=logging.DEBUG if verbose else logging.INFO,
+            fmt=log_format,
+            secrets=[options.api_key],
+            console=True,
+        )
+    except OSError as exc:  # the run directory (for batchflux.log) cannot be created or written
+        _say(out_dir_unusable(options.run_dir, exc))
+        return ExitCode.USAGE
     try:
         run = Run(options, progress=progress, say=_say)
         with _console(isinstance(progress, BarProgress)), _fewer_gc_passes():

@@ -82,6 +82,23 @@ async def test_2_without_an_api_key(tmp_path: Path, clis: Clis) -> None:
     assert "SEGMIND_API_KEY" in result.stderr
 
 
+async def test_2_an_output_directory_that_cannot_be_one(tmp_path: Path, clis: Clis) -> None:
+    """A file where the run directory should be: one line, no traceback, nothing submitted."""
+    manifest = write_manifest(tmp_path / "m", plain_jobs(2))
+    (tmp_path / "taken").write_text("a file, not a directory")
+    async with Emulator(FAST) as emu:
+        for out, extra in (
+            (tmp_path / "taken", ()),
+            (tmp_path / "taken" / "sub", ()),
+            (tmp_path / "taken", ("--dry-run",)),
+        ):
+            result = await clis.run("run", manifest, "--out", out, *extra, emu=emu)
+            assert result.code == 2, result
+            assert f"cannot use {out} as the output directory" in result.stderr, result
+            assert "Traceback" not in result.stderr
+        assert emu.stats()["submits"] == 0
+
+
 async def test_2_corrupt_ledger_middle_line_is_located_and_left_alone(tmp_path: Path, clis: Clis) -> None:
     manifest = write_manifest(tmp_path / "m", plain_jobs(3))
     out = tmp_path / "out"
