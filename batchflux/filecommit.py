@@ -147,11 +147,16 @@ def _write_batch(batch: list[_File]) -> list[OSError | None]:
 
 def _make_durable(temps: list[tuple[int, _Temp]], errors: dict[int, OSError]) -> None:
     by_device: dict[int, list[tuple[int, _Temp]]] = {}
+    devices: dict[str, int] = {}  # a file lives on its directory's filesystem: one stat per directory
     for i, temp in temps:
         try:
-            by_device.setdefault(os.fstat(temp.fd).st_dev, []).append((i, temp))
+            device = devices.get(temp.directory)
+            if device is None:
+                device = devices[temp.directory] = os.stat(temp.directory).st_dev
         except OSError as exc:
             errors[i] = exc
+        else:
+            by_device.setdefault(device, []).append((i, temp))
     for group in by_device.values():
         if syncfs(group[0][1].fd):
             continue
