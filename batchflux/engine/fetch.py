@@ -53,6 +53,11 @@ class FetchStage:
         estimate = (track.last_unfinished_age + age) / 2 if track.last_unfinished_age else age
         ready = e.latency.ready
         e.latency.observe(estimate)
+        # A scout that finished has done its job: no held request takes its place. (One would be
+        # old already, polled at once, and if done teach only "under its age": such samples made
+        # the model ready early, on latencies it underestimated, and every held request was
+        # then polled before most were done — 2.6 status calls a job instead of 1.7.)
+        e.scouting.discard(track)
         if not ready and e.latency.ready:
             e.release_held()
 

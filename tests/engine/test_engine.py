@@ -20,6 +20,7 @@ from batchflux.api import ApiClient
 from batchflux.emulator import DEFAULT_API_KEY, Emulator, EmulatorConfig
 from batchflux.engine.config import EngineConfig
 from batchflux.engine.core import Engine
+from batchflux.engine.tracks import Track
 from batchflux.exitcodes import ExitCode
 from batchflux.job import Job
 from batchflux.ledger import LedgerWriter
@@ -207,3 +208,35 @@ async def test_an_output_path_that_leaves_the_run_directory_fails_that_job_only(
     assert sorted((f.id, f.cause) for f in stats.failures) == [("deep", "invalid"), ("escape", "invalid")]
     assert not (tmp_path / "escape.png").exists()
     assert not (tmp_path / "deep.png").exists()
+
+
+async def test_a_finished_scout_is_not_replaced_a_failed_one_is(tmp_path: Path) -> None:
+    """Before the latency model knows anything only five scouts are polled. One that finishes gives
+    its sample and is not replaced: a held request in its place would be old already, polled at
+    once, and if done teach only "shorter than my age" — samples that made the model ready early,
+    on underestimated latencies (a 300-job batch then cost 2.6 status calls a job, not 1.7)."""
+    async with aiohttp.ClientSession() as session:
+        client = ApiClient(session, api_key=DEFAULT_API_KEY, base_url="http://127.0.0.1:9")
+        with LedgerWriter(tmp_path / "ledger.jsonl") as ledger:
+            engine = Engine(
+                config=EngineConfig(), client=client, ledger=ledger, out_dir=tmp_path, progress=NullProgress()
+            )
+            job = Job("j", 0, "flux-kontext-max", {"prompt": "p"}, "j.png", fingerprint="j")
+            tracks = [Track(job=job, request_id=f"r{i}", submitted_mono=engine.clock()) for i in range(8)]
+            for track in tracks:
+                engine.hold(track)
+                engine.schedule_first_poll(track)
+            scouts = [t for t in tracks if t in engine.scouting]
+            assert len(scouts) == 5
+            assert len(engine.held) == 3
+
+            engine.fetcher.observe_latency(scouts[0], 1.0)  # finished: its sample, no replacement
+            engine.release(scouts[0])  # its result fetched
+            assert scouts[0] not in engine.scouting
+            assert len(engine.scouting) == 4
+            assert len(engine.held) == 3
+            assert not engine.latency.ready
+
+            engine.release(scouts[1])  # failed or expired: a held request takes its place
+            assert len(engine.scouting) == 4
+            assert len(engine.held) == 2
