@@ -11,9 +11,10 @@ midpoint between the last poll that saw the job unfinished and the first that sa
 
 The samples are poll times, not true latencies: a job seen done at its first poll contributes that
 poll's age. So they bunch where the polls were, the learned distribution is narrower than the real
-one, and its quantiles crowd together just past the first poll — a 300-job batch submitted over a
-few hundred milliseconds then drew re-polls 0.1 s apart and cost 2.4–2.7 status calls a job. The
-age-proportional floor on the step keeps that from compounding: ~1.8 (tests/engine/test_latency.py).
+one, and its quantiles crowd together just past the first poll — a simulated 300-job batch
+submitted over a few hundred milliseconds then drew re-polls 0.1 s apart and cost 2.4 status calls
+a job. The age-proportional floor on the step keeps that from compounding: 1.6 in the same
+simulation (tests/engine/test_latency.py).
 
 Until ``min_samples`` completions are known it knows nothing, and polling every job to find out
 would cost each of them several calls. So only ``scouts`` jobs are polled meanwhile, on a fine
