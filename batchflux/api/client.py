@@ -21,7 +21,6 @@ have reached the server without a usable answer is ``Ambiguous``.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import os
@@ -119,7 +118,6 @@ class ApiClient:
         self.calls: Counter[str] = Counter()
         self._files = FileCommitter()  # images finished together are written in one thread trip
         self._media_slots = asyncio.Semaphore(media_concurrency)  # media GETs under way
-        self._submit_urls: dict[str, URL] = {}  # model slug → its submit URL
 
     @property
     def base_url(self) -> str:
@@ -137,9 +135,7 @@ class ApiClient:
     async def submit(self, model: str, params: Mapping[str, Any]) -> Submission:
         """POST ``{base}/v2/{model}`` with ``params`` flat in a JSON object."""
         with self._scrubbing:
-            url = self._submit_urls.get(model)
-            if url is None:
-                url = self._submit_urls[model] = self._base.joinpath("v2", *model.strip("/").split("/"))
+            url = self._base.joinpath("v2", *model.strip("/").split("/"))
             reply = await self._call("submit", "POST", url, _encode(params))
             return submission_from(reply, self._base)
 
@@ -191,7 +187,7 @@ class ApiClient:
 
     def _api_url(self, raw: str, op: str) -> URL:
         try:
-            url = _parse_url(raw)
+            url = URL(raw)
         except (TypeError, ValueError) as exc:
             raise Fatal(f"{op}: unusable URL from the API: {raw!r}", kind="config", op=op) from exc
         if origin_of(url) != self._base_origin:
@@ -288,13 +284,6 @@ def _scrub(exc: ApiError, key: str) -> None:
     exc.args = tuple(redact(a, key) if isinstance(a, str) else a for a in exc.args)
     if isinstance(exc, JobFailed):
         exc.error = redact(exc.error, key)
-
-
-@functools.lru_cache(maxsize=4096)
-def _parse_url(raw: str) -> URL:
-    """A status or response URL, parsed once: each is polled once or twice and fetched once, and a
-    yarl parse costs more than the rest of a call's bookkeeping. URLs are immutable values."""
-    return URL(raw)
 
 
 def _api_base(base_url: str) -> URL:
