@@ -93,13 +93,6 @@ class Reply:
     def json(self) -> Any:
         """The decoded JSON body, or None when it is not JSON."""
         try:
-            # From str: json.loads(bytes) sniffs the encoding first, on every answer.
-            return json.loads(self.body.decode("utf-8"))
-        except UnicodeDecodeError:
-            pass
-        except (ValueError, RecursionError):
-            return None
-        try:  # not UTF-8: let json detect UTF-16/32
             return json.loads(self.body)
         except (ValueError, RecursionError):
             return None
