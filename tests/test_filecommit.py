@@ -29,7 +29,7 @@ async def test_files_that_arrive_together_share_a_thread_trip(tmp_path: Path) ->
 
 
 async def test_files_that_arrive_apart_share_the_spaced_batch(tmp_path: Path) -> None:
-    committer = FileCommitter(min_interval=0.3)
+    committer = FileCommitter(min_interval=1.0)
     await committer.write(tmp_path / "lone.png", b"lone")  # a lone file goes at once
     assert committer.batches == 1
     writers = []

@@ -50,7 +50,6 @@ class LedgerWriter:
         self._synced = 0  # events_written as of the last completed fsync
         self._syncing: asyncio.Future[None] | None = None  # the fsync under way, for others to share
         self._last_sync_start = float("-inf")  # loop clock
-        self._wake: asyncio.Future[None] | None = None  # a commit waiting out the spacing
         self.syncs = 0  # fsyncs commit() has run: what the spacing saves is commits / syncs
 
     def append(self, event: Event) -> None:
@@ -97,7 +96,7 @@ class LedgerWriter:
             try:
                 wait = self._last_sync_start + self.min_sync_interval - loop.time()
                 if wait > 0:
-                    await self._spacing(loop, wait)  # others append and join meanwhile
+                    await asyncio.sleep(wait)  # others append and join meanwhile
                 if self._fh.closed:  # close() synced everything
                     break
                 self._last_sync_start = loop.time()
@@ -108,17 +107,6 @@ class LedgerWriter:
             finally:
                 self._syncing = None
                 done.set_result(None)  # waiters re-check: after a failure or a cancel they fsync themselves
-
-    async def _spacing(self, loop: asyncio.AbstractEventLoop, wait: float) -> None:
-        """Wait ``wait`` seconds, or until :meth:`close`."""
-        wake: asyncio.Future[None] = loop.create_future()
-        timer = loop.call_later(wait, _resolve, wake)
-        self._wake = wake
-        try:
-            await wake
-        finally:
-            timer.cancel()
-            self._wake = None
 
     async def sync_forever(self, interval: float = GROUP_COMMIT_INTERVAL_S) -> None:
         """Group commit: fsync whatever was appended in the last ``interval`` seconds."""
@@ -140,19 +128,12 @@ class LedgerWriter:
         if not self._fh.closed:
             self.sync()
             self._fh.close()
-        if self._wake is not None:
-            _resolve(self._wake)
 
     def __enter__(self) -> LedgerWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _fsync_dup(fd: int) -> None:

@@ -102,7 +102,7 @@ async def test_commit_is_a_shared_durability_barrier(tmp_path: Path) -> None:
 
 
 async def test_commits_that_arrive_apart_share_the_spaced_fsync(tmp_path: Path) -> None:
-    w = LedgerWriter(tmp_path / "ledger.jsonl", min_sync_interval=0.3)
+    w = LedgerWriter(tmp_path / "ledger.jsonl", min_sync_interval=1.0)
     w.append(intent("first"))
     await w.commit()  # a lone commit goes at once
     assert w.syncs == 1
@@ -119,14 +119,15 @@ async def test_commits_that_arrive_apart_share_the_spaced_fsync(tmp_path: Path) 
 
 async def test_close_during_a_spaced_wait_leaves_everything_synced(tmp_path: Path) -> None:
     path = tmp_path / "ledger.jsonl"
-    w = LedgerWriter(path, min_sync_interval=30.0)
+    w = LedgerWriter(path, min_sync_interval=0.2)
     w.append(intent("a"))
     await w.commit()
     w.append(intent("b"))
     waiting = asyncio.ensure_future(w.commit())
     await asyncio.sleep(0)  # it is now waiting out the spacing
-    w.close()  # fsyncs on the way out; the waiting commit has nothing left to do
+    w.close()  # fsyncs on the way out; the waiting commit wakes to find nothing left to do
     await asyncio.wait_for(waiting, 5)
+    assert w.syncs == 1  # no fsync on a closed file
     assert not w.unsynced
     assert replay_file(path).jobs.keys() == {"a", "b"}
 
