@@ -133,6 +133,7 @@ class FileCosts:
     committer: float  # batchflux's batches, syncfs where available
     committer_fsync: float  # the same with an fsync per file
     syncfs: bool  # whether this platform has syncfs at all
+    images: int  # written at once, per measurement
 
 
 def file_costs(directory: Path, n: int = 400) -> FileCosts:
@@ -175,6 +176,7 @@ def file_costs(directory: Path, n: int = 400) -> FileCosts:
         committer=h.median(cells["committer"]) * 1e6,
         committer_fsync=h.median(cells["fsync"]) * 1e6,
         syncfs=durable._SYNCFS is not None,
+        images=n,
     )
 
 
@@ -240,7 +242,7 @@ def rows(
         how = "one syncfs per batch" if files.syncfs else "no syncfs on this platform: an fsync per file"
         out.append(
             h.Row("3. overhead: the files alone",
-                  f"4 KiB images in {disk}, 400 at once, median of 3",
+                  f"4 KiB images in {disk}, {files.images} at once, median of 3",
                   f"CPU per image: {files.plain:.0f} µs created, written and renamed with no sync; "
                   f"{files.committer:.0f} µs through batchflux's file committer ({how}); "
                   f"{files.committer_fsync:.0f} µs with an fsync per file",
