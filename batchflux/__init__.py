@@ -8,20 +8,29 @@ answer for every failure. See README.md.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from batchflux.runner import RunResult, run_batch
+    from batchflux.engine.config import EngineConfig
+    from batchflux.engine.pacing import Rate
+    from batchflux.run.runner import RunResult, run_batch
 
-__all__ = ["RunResult", "__version__", "run_batch"]
+__all__ = ["EngineConfig", "Rate", "RunResult", "__version__", "run_batch"]
+
+# Imported on first use so that `batchflux --version` and the emulator stay light.
+_LAZY = {
+    "run_batch": "batchflux.run.runner",
+    "RunResult": "batchflux.run.runner",
+    "EngineConfig": "batchflux.engine.config",
+    "Rate": "batchflux.engine.pacing",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # Imported on first use so that `batchflux --version` and the emulator stay light.
-    if name in ("run_batch", "RunResult"):
-        from batchflux import runner
-
-        return getattr(runner, name)
-    raise AttributeError(f"module 'batchflux' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'batchflux' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

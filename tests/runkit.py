@@ -1,5 +1,5 @@
 """Helpers for tests that run batches: manifests, the real ``batchflux`` CLI in a subprocess or a
-:class:`~batchflux.runner.Run` in-process, against an in-process emulator; ledger readers and checks.
+:class:`~batchflux.run.runner.Run` in-process, against an in-process emulator; ledger readers and checks.
 
 The emulator serves in the test's event loop, so everything here that waits is async (a blocking
 wait would starve the server the child is talking to). Children write stdout/stderr to files
@@ -29,7 +29,7 @@ import yaml
 
 from batchflux.emulator import DEFAULT_API_KEY, Emulator
 from batchflux.engine.config import EngineConfig
-from batchflux.runner import Run, RunOptions, RunResult
+from batchflux.run.runner import Run, RunOptions, RunResult
 
 IMAGES = Path(__file__).resolve().parents[1] / "sample_manifests" / "images"
 T = TypeVar("T")

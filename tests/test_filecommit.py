@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from batchflux import filecommit
-from batchflux.filecommit import FileCommitter
+from batchflux.files import commit as filecommit
+from batchflux.files.commit import FileCommitter
 
 
 def leftovers(directory: Path) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from batchflux.shard import parse_shard
+from batchflux.run.shard import parse_shard
 
 JOBS = Path(__file__).resolve().parents[1] / "jobs"
 SHELL_OPERATORS = {"&&", "||", ";", "|", "&", ";;", "(", ")"}

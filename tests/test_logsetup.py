@@ -13,7 +13,8 @@ import pytest
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from batchflux.logsetup import LOG_FILENAME, LOGGER_NAME, REDACTED, configure_logging
+from batchflux.files.secrets import REDACTED
+from batchflux.run.logs import LOG_FILENAME, LOGGER_NAME, configure_logging
 
 KEY = "SG_0123456789abcdef"
 log = logging.getLogger("batchflux.engine")  # a child, as the engine's modules use

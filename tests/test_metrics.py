@@ -14,14 +14,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchflux.metrics import (
+from batchflux.run.metrics import (
     RunMetrics,
     previous_last_success,
     render_metrics,
     update_metrics_file,
     write_metrics_file,
 )
-from batchflux.summary import OUTCOMES, RunSummary, parse_iso
+from batchflux.run.summary import OUTCOMES, RunSummary, parse_iso
 
 # --- a strict parser for the text exposition format 0.0.4 ---------------------------------------
 

@@ -18,8 +18,15 @@ from PIL import Image
 
 from batchflux.api import ApiClient, DownloadError
 from batchflux.emulator import DEFAULT_API_KEY, Emulator, EmulatorConfig
-from batchflux.filecommit import FileCommitter
-from batchflux.outputs import SPILL_BYTES, Downloaded, check_image_bytes, download_image, file_digest
+from batchflux.files.commit import FileCommitter
+from batchflux.files.download import (
+    SPILL_BYTES,
+    Downloaded,
+    OpenMedia,
+    check_image_bytes,
+    download_image,
+    file_digest,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -94,6 +101,13 @@ def chunked(data: bytes) -> Handler:
     return handler
 
 
+def media_of(session: aiohttp.ClientSession, *, max_bytes: int = 50 * 2**20) -> OpenMedia:
+    """The media GET of a client whose API is elsewhere: these servers are media hosts only."""
+    return ApiClient(
+        session, api_key="SG_0123456789abcdef", base_url="http://127.0.0.1:9", media_max_bytes=max_bytes
+    ).media
+
+
 def leftovers(directory: Path) -> list[str]:
     return sorted(os.listdir(directory)) if directory.exists() else []
 
@@ -104,7 +118,7 @@ async def test_downloads_verifies_and_renames_into_place(
 ) -> None:
     async with Media({"/x": body(data)}) as media:
         dest = tmp_path / "deep" / "er" / f"out.{fmt}"
-        got = await download_image(session, media.url("/x"), dest, output_format=fmt)
+        got = await download_image(media_of(session), media.url("/x"), dest, output_format=fmt)
     assert got == Downloaded(path=dest, size=len(data), sha256=hashlib.sha256(data).hexdigest())
     assert dest.read_bytes() == data
     assert leftovers(dest.parent) == [dest.name]  # no temp file left behind
@@ -115,7 +129,7 @@ async def test_replaces_an_existing_file_atomically(session: aiohttp.ClientSessi
     dest = tmp_path / "a.png"
     dest.write_bytes(b"old")
     async with Media({"/x": body(PNG)}) as media:
-        await download_image(session, media.url("/x"), dest, output_format="png")
+        await download_image(media_of(session), media.url("/x"), dest, output_format="png")
     assert dest.read_bytes() == PNG
 
 
@@ -126,7 +140,9 @@ async def test_a_large_image_streams_through_a_temp_file(
     assert len(big) > SPILL_BYTES
     async with Media({"/big": body(big), "/big-chunked": chunked(big)}) as media:
         for path in ("/big", "/big-chunked"):
-            got = await download_image(session, media.url(path), tmp_path / "big.png", output_format="png")
+            got = await download_image(
+                media_of(session), media.url(path), tmp_path / "big.png", output_format="png"
+            )
             assert got.sha256 == hashlib.sha256(big).hexdigest()
             assert file_digest(got.path) == (len(big), got.sha256)
     assert leftovers(tmp_path) == ["big.png"]
@@ -141,10 +157,14 @@ async def test_images_get_the_mode_of_any_new_file(
     old = os.umask(umask)
     try:
         async with Media({"/small": body(PNG), "/big": body(big)}) as media:
-            await download_image(session, media.url("/small"), tmp_path / "small.png", output_format="png")
-            await download_image(session, media.url("/big"), tmp_path / "big.png", output_format="png")
             await download_image(
-                session, media.url("/small"), tmp_path / "batched.png", output_format="png",
+                media_of(session), media.url("/small"), tmp_path / "small.png", output_format="png"
+            )
+            await download_image(
+                media_of(session), media.url("/big"), tmp_path / "big.png", output_format="png"
+            )
+            await download_image(
+                media_of(session), media.url("/small"), tmp_path / "batched.png", output_format="png",
                 committer=FileCommitter(),
             )  # fmt: skip
     finally:
@@ -170,7 +190,7 @@ async def test_bad_bodies_are_refused_and_leave_nothing(
     dest = tmp_path / f"x.{fmt}"
     async with Media({"/x": handler}) as media:
         with pytest.raises(DownloadError) as caught:
-            await download_image(session, media.url("/x"), dest, output_format=fmt)
+            await download_image(media_of(session), media.url("/x"), dest, output_format=fmt)
     assert caught.value.retryable is retryable
     assert words in str(caught.value)
     assert leftovers(tmp_path) == []
@@ -187,7 +207,7 @@ async def test_http_errors(
 
     async with Media({"/x": answer}) as media:
         with pytest.raises(DownloadError) as caught:
-            await download_image(session, media.url("/x"), tmp_path / "x.png", output_format="png")
+            await download_image(media_of(session), media.url("/x"), tmp_path / "x.png", output_format="png")
     assert caught.value.retryable is retryable
     assert f"HTTP {status}" in str(caught.value)
     assert leftovers(tmp_path) == []
@@ -201,11 +221,10 @@ async def test_the_size_cap_holds_with_and_without_content_length(
         for path in ("/declared", "/chunked"):
             with pytest.raises(DownloadError) as caught:
                 await download_image(
-                    session,
+                    media_of(session, max_bytes=SPILL_BYTES + 1000),
                     media.url(path),
                     tmp_path / "x.png",
                     output_format="png",
-                    max_bytes=SPILL_BYTES + 1000,
                 )
             assert not caught.value.retryable
             assert "cap" in str(caught.value)
@@ -227,7 +246,7 @@ async def test_a_cancelled_download_removes_its_temp_file(
 
     async with Media({"/x": stall}) as media:
         task = asyncio.create_task(
-            download_image(session, media.url("/x"), tmp_path / "x.png", output_format="png")
+            download_image(media_of(session), media.url("/x"), tmp_path / "x.png", output_format="png")
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10.0
@@ -246,10 +265,12 @@ async def test_transport_failures_are_retryable_and_bad_urls_are_not(
     async with Media({}) as media:
         closed_port_url = media.url("/x")
     with pytest.raises(DownloadError) as refused:
-        await download_image(session, closed_port_url, tmp_path / "x.png", output_format="png")
+        await download_image(media_of(session), closed_port_url, tmp_path / "x.png", output_format="png")
     assert refused.value.retryable
     with pytest.raises(DownloadError) as bad:
-        await download_image(session, "ftp://example.invalid/x.png", tmp_path / "x.png", output_format="png")
+        await download_image(
+            media_of(session), "ftp://example.invalid/x.png", tmp_path / "x.png", output_format="png"
+        )
     assert not bad.value.retryable
     assert leftovers(tmp_path) == []
 
@@ -259,7 +280,7 @@ async def test_a_local_write_failure_is_not_retryable(session: aiohttp.ClientSes
     async with Media({"/x": body(PNG)}) as media:
         with pytest.raises(DownloadError) as caught:
             await download_image(
-                session, media.url("/x"), tmp_path / "blocker" / "x.png", output_format="png"
+                media_of(session), media.url("/x"), tmp_path / "blocker" / "x.png", output_format="png"
             )
     assert not caught.value.retryable
     assert "could not write" in str(caught.value)
@@ -268,12 +289,16 @@ async def test_a_local_write_failure_is_not_retryable(session: aiohttp.ClientSes
 async def test_refuses_a_session_that_would_send_the_key(tmp_path: Path) -> None:
     async with aiohttp.ClientSession(headers={"x-api-key": "SG_1"}) as leaky:
         with pytest.raises(ValueError, match="x-api-key"):
-            await download_image(leaky, "http://127.0.0.1:9/x.png", tmp_path / "x.png", output_format="png")
+            await download_image(
+                media_of(leaky), "http://127.0.0.1:9/x.png", tmp_path / "x.png", output_format="png"
+            )
 
 
 async def test_unknown_format_is_a_programming_error(session: aiohttp.ClientSession, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="webp"):
-        await download_image(session, "http://127.0.0.1:9/x", tmp_path / "x.webp", output_format="webp")
+        await download_image(
+            media_of(session), "http://127.0.0.1:9/x", tmp_path / "x.webp", output_format="webp"
+        )
 
 
 async def test_emulator_media_never_sees_the_key(session: aiohttp.ClientSession, tmp_path: Path) -> None:
@@ -289,7 +314,7 @@ async def test_emulator_media_never_sees_the_key(session: aiohttp.ClientSession,
                 await asyncio.sleep(0.01)
             outputs.append(res.output)
         got = [
-            await client.download(url, tmp_path / f"{i}.png", output_format="png")
+            await download_image(client.media, url, tmp_path / f"{i}.png", output_format="png")
             for i, url in enumerate(outputs)
         ]
         for sub, one in zip(subs, got, strict=True):

@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchflux import policy
-from batchflux.api import RateLimited
-from batchflux.policy import (
+from batchflux.api import RateLimited, policy
+from batchflux.api.policy import (
     RATE_LIMIT_CUSHION_S,
     RATE_LIMIT_JITTER_S,
     RATE_LIMIT_MAX_WAIT_S,

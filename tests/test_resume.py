@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from batchflux.job import Job
 from batchflux.ledger import Event, EventType, JobRecord, Replay, replay_lines
-from batchflux.resume import (
+from batchflux.ledger.resume import (
     Action,
     FileCheck,
     check_file,
     move_ledger_aside,
     plan_resume,
 )
+from batchflux.manifest.job import Job
 
 T0 = 1_700_000_000.0
 HOUR = 3600.0

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchflux.shard import Shard, parse_shard
+from batchflux.run.shard import Shard, parse_shard
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,7 @@ def test_assignment_is_the_same_in_another_process() -> None:
     # hash() is salted per process; the shard function must not be.
     ids = [f"job-{i}" for i in range(50)]
     code = (
-        "import sys; from batchflux.shard import Shard; "
+        "import sys; from batchflux.run.shard import Shard; "
         "print(''.join(str(next(k for k in range(5) if Shard(k, 5).owns(i))) for i in sys.argv[1:]))"
     )
     out = subprocess.run(

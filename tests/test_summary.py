@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from batchflux import __version__
-from batchflux.summary import (
+from batchflux.run.summary import (
     OUTCOMES,
     SUMMARY_FILENAME,
     FailedJob,

@@ -1,6 +1,9 @@
 """The API boundary: :class:`ApiClient`, its values, and the typed errors everything maps to.
 
 See :mod:`batchflux.api.errors` for the exception tree and what each error asks of the engine.
+
+May import nothing else of batchflux: every HTTP and transport failure stops here, and the
+retry policy (:mod:`.policy`) is pure decisions over its errors.
 """
 
 from batchflux.api.client import DEFAULT_BASE_URL, DEFAULT_UPLOAD_URL, ApiClient
@@ -15,6 +18,7 @@ from batchflux.api.errors import (
     RateLimited,
     Transient,
 )
+from batchflux.api.media import MediaBody, MediaGet
 from batchflux.api.replies import JobResult, JobStatus, Submission
 
 __all__ = [
@@ -29,6 +33,8 @@ __all__ = [
     "JobFailed",
     "JobResult",
     "JobStatus",
+    "MediaBody",
+    "MediaGet",
     "OutOfCredits",
     "RateLimited",
     "Submission",

@@ -1,9 +1,12 @@
 """The one place batchflux talks HTTP to Segmind: submit, status, result, upload, credits, media.
 
+The client knows no file: :meth:`ApiClient.media` yields an image's bytes, and
+:mod:`batchflux.files.download` verifies and writes them.
+
 Every call has a timeout, every answer is read in full (capped) and turned into a value or one
 of the typed errors drawn in :mod:`batchflux.api.errors`; aiohttp and asyncio exceptions are
 mapped here, once, ``raise X from exc``. The client never retries: what to do next is
-:mod:`batchflux.policy`'s and the engine's call.
+:mod:`batchflux.api.policy`'s and the engine's call.
 
 The key. The caller's session carries no default headers (checked); ``x-api-key`` is added per
 request and only when the URL's scheme, host and port equal the API base's (or, for uploads,
@@ -23,16 +26,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import aiohttp
 from yarl import URL
 
 from batchflux.api.errors import Ambiguous, ApiError, Fatal, JobFailed, Transient
+from batchflux.api.media import MediaGet
 from batchflux.api.replies import (
     JobResult,
     JobStatus,
@@ -47,10 +50,6 @@ from batchflux.api.replies import (
     submission_from,
     uploaded_url,
 )
-from batchflux.filecommit import FileCommitter
-
-if TYPE_CHECKING:
-    from batchflux.outputs import Downloaded
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +115,6 @@ class ApiClient:
         self._media_max_bytes = media_max_bytes
         self._wall_clock = wall_clock
         self.calls: Counter[str] = Counter()
-        self._files = FileCommitter()  # images finished together are written in one thread trip
         self._media_slots = asyncio.Semaphore(media_concurrency)  # media GETs under way
 
     @property
@@ -163,25 +161,14 @@ class ApiClient:
             reply = await self._call("credits", "GET", self._base.joinpath("v1", "get-user-credits"))
             return credits_from(reply)
 
-    async def download(
-        self, url: str, dest: str | os.PathLike[str], *, output_format: str, timeout_s: float = 120.0
-    ) -> Downloaded:
-        """Download a result's media to ``dest`` (see :func:`batchflux.outputs.download_image`); never
-        sends the key. Counted as ``media``."""
-        from batchflux.outputs import download_image  # imported here: batchflux.outputs imports this package
-
+    def media(self, url: str, *, timeout_s: float = 120.0) -> MediaGet:
+        """GET a result's media (the ``output`` URL) from the public media host, never with the key:
+        ``async with client.media(url) as body: async for chunk in body.chunks(): ...``. At most
+        ``media_concurrency`` are under way at once. Counted as ``media``; see :mod:`batchflux.api.media`."""
         self.calls["media"] += 1
-        with self._scrubbing:
-            return await download_image(
-                self._session,
-                url,
-                dest,
-                output_format=output_format,
-                max_bytes=self._media_max_bytes,
-                timeout_s=timeout_s,
-                committer=self._files,
-                slots=self._media_slots,
-            )
+        return MediaGet(
+            self._session, url, slots=self._media_slots, max_bytes=self._media_max_bytes, timeout_s=timeout_s
+        )
 
     # -- plumbing --------------------------------------------------------------------------------
 

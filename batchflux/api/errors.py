@@ -1,6 +1,6 @@
 """The typed errors of the API boundary: everything that can go wrong talking to Segmind.
 
-The client (:mod:`batchflux.api.client`) and the downloader (:mod:`batchflux.outputs`) map every
+The client (:mod:`batchflux.api.client`) and the downloader (:mod:`batchflux.files.download`) map every
 HTTP status and every aiohttp/asyncio exception to exactly one of these, once, with
 ``raise X from exc``; nothing above them sees an aiohttp type. What each means for the engine::
 

@@ -31,7 +31,7 @@ from batchflux.api.errors import (
     RateLimited,
     Transient,
 )
-from batchflux.policy import classify_failure_text, parse_reset_header, parse_retry_after
+from batchflux.api.policy import classify_failure_text, parse_reset_header, parse_retry_after
 
 NON_TERMINAL: Final = frozenset({"QUEUED", "PROCESSING"})
 # Spellings other queue APIs use; unknown states count as PROCESSING (polled again, never lost).

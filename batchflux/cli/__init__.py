@@ -3,6 +3,8 @@
 Each command lives in its own module exposing ``register(subparsers)``, which adds the
 subparser and sets ``handler`` (``Callable[[argparse.Namespace], int]``) as its default.
 Business logic stays in the package; these modules only translate between the user and it.
+
+May import every other wing; nothing imports it. The only wing that imports the emulator.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from batchflux import __version__
-from batchflux.exitcodes import ExitCode
+from batchflux.run.exitcodes import ExitCode
 
 # One module per command, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = ("run", "validate", "status", "report", "demo", "emulate")

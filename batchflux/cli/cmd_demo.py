@@ -13,10 +13,10 @@ from typing import Any
 from batchflux.cli.session import pick_progress
 from batchflux.emulator import DEFAULT_API_KEY, Emulator, EmulatorConfig
 from batchflux.engine.config import EngineConfig
-from batchflux.exitcodes import ExitCode
-from batchflux.logsetup import configure_logging
-from batchflux.pacing import Rate
-from batchflux.runner import Run, RunOptions, RunResult
+from batchflux.engine.pacing import Rate
+from batchflux.run.exitcodes import ExitCode
+from batchflux.run.logs import configure_logging
+from batchflux.run.runner import Run, RunOptions, RunResult
 
 
 def register(subparsers: Any) -> None:

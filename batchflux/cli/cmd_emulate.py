@@ -10,7 +10,7 @@ from typing import Any
 
 from batchflux.emulator import Emulator, serve
 from batchflux.emulator.options import add_arguments, config_from_args, export_lines
-from batchflux.exitcodes import ExitCode
+from batchflux.run.exitcodes import ExitCode
 
 HELP = "serve a local Segmind v2 emulator (no network, no credits) until Ctrl-C"
 

@@ -8,8 +8,8 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
-from batchflux.exitcodes import ExitCode
 from batchflux.report import REPORT_FILENAME, ReportError, write_report
+from batchflux.run.exitcodes import ExitCode
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from batchflux.cli.runopts import EXIT_CODES_HELP, UsageError, add_run_options, run_options
 from batchflux.cli.session import execute_run
-from batchflux.exitcodes import ExitCode
+from batchflux.run.exitcodes import ExitCode
 
 
 def register(subparsers: Any) -> None:

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from batchflux.exitcodes import ExitCode
 from batchflux.ledger import LedgerCorrupt
-from batchflux.resume import RETENTION_S
-from batchflux.runstate import LastRun, NoLedger, RunStatus, load_status
+from batchflux.ledger.resume import RETENTION_S
+from batchflux.run.exitcodes import ExitCode
+from batchflux.run.state import LastRun, NoLedger, RunStatus, load_status
 
 # How the states read in text; --json uses the JobState values themselves.
 STATE_LABELS = {

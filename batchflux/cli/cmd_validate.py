@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from batchflux.cli.runopts import add_set_option, usd
-from batchflux.exitcodes import ExitCode
 from batchflux.manifest import ManifestError, load_manifest
 from batchflux.manifest.problems import SHOWN_IN_MESSAGE
 from batchflux.manifest.summary import ManifestSummary, summarize
+from batchflux.run.exitcodes import ExitCode
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:

@@ -8,11 +8,11 @@ import os
 from pathlib import Path
 
 from batchflux.engine.config import EngineConfig
+from batchflux.engine.pacing import Rate, parse_rate
 from batchflux.ledger.events import FAILURE_CAUSES
-from batchflux.pacing import Rate, parse_rate
-from batchflux.resume import RETENTION_S
-from batchflux.runner import DEFAULT_BASE_URL, RunOptions
-from batchflux.shard import parse_shard
+from batchflux.ledger.resume import RETENTION_S
+from batchflux.run.runner import DEFAULT_BASE_URL, RunOptions
+from batchflux.run.shard import parse_shard
 
 EXIT_CODES_HELP = """\
 exit codes:

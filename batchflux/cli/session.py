@@ -1,4 +1,4 @@
-"""Running a :class:`~batchflux.runner.Run` from the terminal: logging, progress, signals, output."""
+"""Running a :class:`~batchflux.run.runner.Run` from the terminal: logging, progress, signals, output."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from collections.abc import Iterator
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from batchflux.exitcodes import ExitCode
-from batchflux.logsetup import configure_logging
-from batchflux.progress import BarProgress, LogProgress, Progress
-from batchflux.runner import Run, RunOptions, RunResult, out_dir_unusable
+from batchflux.engine.progress import Progress
+from batchflux.run.exitcodes import ExitCode
+from batchflux.run.logs import configure_logging
+from batchflux.run.progress import BarProgress, LogProgress
+from batchflux.run.runner import Run, RunOptions, RunResult, out_dir_unusable
 
 
 def _say(line: str) -> None:

@@ -10,6 +10,8 @@ unchanged. Modules:
 - :mod:`.core` — the state and decisions behind every endpoint, with stats.
 - :mod:`.app`, :mod:`.wire` — the aiohttp routes and response shapes (incl. broken ones).
 - :mod:`.server` — ``Emulator``, the async context manager, and ``serve`` for the CLI.
+
+May import: manifest (the model's parameter table it shares with the client). Only cli imports it.
 """
 
 from batchflux.emulator.config import DEFAULT_API_KEY, FAULT_KINDS, EmulatorConfig

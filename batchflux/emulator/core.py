@@ -26,7 +26,7 @@ from batchflux.emulator.media import MediaStore, parse_data_url
 from batchflux.emulator.outputs import OutputRenderer
 from batchflux.emulator.quota import FixedWindowQuota, QuotaDecision
 from batchflux.emulator.schedule import ActiveCounter, WorkerPool
-from batchflux.schema import FLUX_KONTEXT_MAX, check_params
+from batchflux.manifest.schema import FLUX_KONTEXT_MAX, check_params
 
 MAX_ERROR_CHARS = 500
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from batchflux.engine.latency import PollTuning
-from batchflux.pacing import Rate
-from batchflux.resume import RETENTION_S
+from batchflux.engine.pacing import Rate
+from batchflux.ledger.resume import RETENTION_S
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,20 +6,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import TYPE_CHECKING
 
 from batchflux.api import ApiError, DownloadError, Expired, Fatal, JobFailed, RateLimited, Transient
+from batchflux.engine.state import EngineState
 from batchflux.engine.tracks import Track
+from batchflux.files.download import download_image
 from batchflux.ledger import EventType
-
-if TYPE_CHECKING:
-    from batchflux.engine.core import Engine
 
 log = logging.getLogger("batchflux.engine")
 
 
 class FetchStage:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineState) -> None:
         self.e = engine
         root = str(engine.out_root)
         self._root = root
@@ -108,7 +106,13 @@ class FetchStage:
         for attempt in range(1, e.cfg.download_attempts + 1):
             await e.gate.wait()
             try:
-                got = await e.client.download(track.output_url, target, output_format=job.output_format)
+                got = await download_image(
+                    e.client.media,
+                    track.output_url,
+                    target,
+                    output_format=job.output_format,
+                    committer=e.files,
+                )
             except DownloadError as exc:
                 if not exc.retryable or attempt == e.cfg.download_attempts:
                     return e.finish_failed(track, "download", f"download failed: {exc}")

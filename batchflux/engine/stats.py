@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from batchflux.summary import FailedJob
+
+@dataclass(frozen=True, slots=True)
+class FailedJob:
+    """A job that failed permanently: why (``cause``, one of the ledger's FAILURE_CAUSES) and the error."""
+
+    id: str
+    cause: str
+    error: str
+    http_status: int | None = None
+    request_id: str | None = None
 
 
 @dataclass(slots=True)

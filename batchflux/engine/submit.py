@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from batchflux.api import Ambiguous, ApiError, Fatal, JobFailed, OutOfCredits, RateLimited, Transient
+from batchflux.engine.state import EngineState
 from batchflux.engine.tracks import Track
-from batchflux.job import Job
 from batchflux.ledger import EventType
-
-if TYPE_CHECKING:
-    from batchflux.engine.core import Engine
+from batchflux.manifest.job import Job
 
 log = logging.getLogger("batchflux.engine")
 
 
 class SubmitStage:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineState) -> None:
         self.e = engine
 
     async def upload_worker(self) -> None:

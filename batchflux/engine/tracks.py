@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from batchflux.job import Job
+from batchflux.manifest.job import Job
 
 
 @dataclass(slots=True, eq=False)

@@ -5,11 +5,16 @@
 - :mod:`.replay` — read a ledger's lines into those records: torn tails, located corruption (pure).
 - :mod:`.writer` — the one appender, with flush-before-dependent-action and group-commit fsync.
 
-Resume decisions built on a replay live in :mod:`batchflux.resume`; ``batchflux status`` reads
-ledgers through :mod:`batchflux.runstate`.
+- :mod:`.resume` — what a rerun does with each manifest job, decided from the replay (pure rules).
+
+``batchflux status`` reads ledgers through :mod:`batchflux.run.state`.
+
+May import: files (durable writes, the directory's names), manifest (the jobs that resume rules
+decide on). Never api: the ledger records what the API said, it does not ask.
 """
 
-from batchflux.ledger.events import FAILURE_CAUSES, LEDGER_FILENAME, LEDGER_VERSION, Event, EventType
+from batchflux.files.layout import LEDGER_FILENAME
+from batchflux.ledger.events import FAILURE_CAUSES, LEDGER_VERSION, Event, EventType
 from batchflux.ledger.replay import (
     JobRecord,
     JobState,

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-LEDGER_FILENAME = "ledger.jsonl"
 LEDGER_VERSION = 1
 
 # Why a job failed, as recorded in ``failed.cause``; ``--retry-failed=CAUSE,…`` selects by it.

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from batchflux.durable import fsync_dir
+from batchflux.files.durable import fsync_dir
 from batchflux.ledger.events import Event, UnknownEvent
 from batchflux.ledger.replay import parse_line
 

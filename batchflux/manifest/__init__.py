@@ -1,4 +1,4 @@
-"""Manifests: YAML or CSV files of image edits → validated :class:`~batchflux.job.Job`s.
+"""Manifests: YAML or CSV files of image edits → validated :class:`~batchflux.manifest.job.Job`s.
 
 Everything that can be known before spending money is checked, and every problem is reported
 at once with its file, line and field (:class:`ManifestError`). Modules, in data-flow order:
@@ -8,6 +8,8 @@ at once with its file, line and field (:class:`ManifestError`). Modules, in data
 - :mod:`.params` types values by the model's schema; :mod:`.inputs` checks input images;
   :mod:`.identity` ids and fingerprints; :mod:`.templates` output paths;
 - :mod:`.build` entries → jobs; :mod:`.validate` ``load_manifest``; :mod:`.summary` counts and cost.
+
+May import nothing else of batchflux: it is the floor (the model schema lives here too).
 """
 
 from batchflux.manifest.problems import ManifestError, Problem

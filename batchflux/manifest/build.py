@@ -1,4 +1,4 @@
-"""From written entries to :class:`~batchflux.job.Job`s: defaults, inputs, ids, outputs, duplicates.
+"""From written entries to :class:`~batchflux.manifest.job.Job`s: defaults, inputs, ids, outputs, duplicates.
 
 Every source (a YAML ``jobs:`` item, a CSV row, a ``for_each`` combination) becomes an
 :class:`Entry` of typed values; :class:`JobBuilder` applies the defaults, checks the complete
@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchflux.job import Job
 from batchflux.manifest import identity
 from batchflux.manifest.inputs import BadInput, InputRef, InputResolver
+from batchflux.manifest.job import Job
 from batchflux.manifest.params import combination_problems
 from batchflux.manifest.problems import ProblemLog, StopReading
+from batchflux.manifest.schema import ModelSchema
 from batchflux.manifest.templates import OutputTemplate, TemplateError, extension_problem, path_problem
-from batchflux.schema import ModelSchema
 
 MAX_JOBS = 1_000_000
 _EXT = re.compile(r"[a-z0-9]{1,5}")

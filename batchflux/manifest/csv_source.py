@@ -18,9 +18,9 @@ from batchflux.manifest.build import Entry
 from batchflux.manifest.identity import id_problem
 from batchflux.manifest.params import ID_KEY, OUTPUT_KEY, type_value
 from batchflux.manifest.problems import Located, StopReading
+from batchflux.manifest.schema import ModelSchema, did_you_mean
 from batchflux.manifest.templates import OutputTemplate, TemplateError
 from batchflux.manifest.textfile import text_lines
-from batchflux.schema import ModelSchema, did_you_mean
 
 if TYPE_CHECKING:
     from _csv import Reader

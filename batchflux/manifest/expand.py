@@ -32,10 +32,10 @@ from batchflux.manifest.build import MAX_JOBS, Entry
 from batchflux.manifest.identity import stem_id
 from batchflux.manifest.params import ID_KEY, OUTPUT_KEY, type_value, unknown_key
 from batchflux.manifest.problems import Located, StopReading
+from batchflux.manifest.schema import ModelSchema
 from batchflux.manifest.templates import OutputTemplate
 from batchflux.manifest.yaml_source import Text, template_at, text_of, value_of
 from batchflux.manifest.yaml_tree import YMap, YNode, YScalar, YSeq
-from batchflux.schema import ModelSchema
 
 GLOB_KEY = "glob"
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batchflux.schema import ModelSchema, check_combination, check_value, coerce_text, did_you_mean
+from batchflux.manifest.schema import ModelSchema, check_combination, check_value, coerce_text, did_you_mean
 
 Report = Callable[[str, str], None]  # (field, message)
 

@@ -6,8 +6,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from batchflux.manifest.schema import price_for
 from batchflux.manifest.validate import Manifest
-from batchflux.schema import price_for
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,18 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batchflux.job import Job
 from batchflux.manifest.build import Entry, JobBuilder
 from batchflux.manifest.csv_source import csv_entries
 from batchflux.manifest.expand import for_each_entries
 from batchflux.manifest.inputs import InputResolver
+from batchflux.manifest.job import Job
 from batchflux.manifest.params import OUTPUT_KEY, type_layer
 from batchflux.manifest.problems import Located, ProblemLog, StopReading
+from batchflux.manifest.schema import DEFAULT_MODEL, ModelSchema, schema_for
 from batchflux.manifest.templates import DEFAULT_TEMPLATE, OutputTemplate, TemplateError
 from batchflux.manifest.textfile import Unreadable, check_regular_file, read_capped
 from batchflux.manifest.yaml_source import Text, TopLevel, job_entries, template_at, top_level, typed_mapping
 from batchflux.manifest.yaml_tree import YMap, compose
-from batchflux.schema import DEFAULT_MODEL, ModelSchema, schema_for
 
 YAML_SUFFIXES = (".yaml", ".yml")
 CSV_SUFFIXES = (".csv", ".tsv")

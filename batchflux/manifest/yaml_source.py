@@ -22,9 +22,9 @@ from batchflux.manifest.build import Entry
 from batchflux.manifest.identity import id_problem
 from batchflux.manifest.params import ID_KEY, OUTPUT_KEY, NotScalar, type_layer
 from batchflux.manifest.problems import Located
+from batchflux.manifest.schema import DEFAULT_MODEL, ModelSchema, did_you_mean
 from batchflux.manifest.templates import OutputTemplate, TemplateError
 from batchflux.manifest.yaml_tree import YMap, YNode, YScalar, YSeq, kind, python_value
-from batchflux.schema import DEFAULT_MODEL, ModelSchema, did_you_mean
 
 TOP_KEYS = ("model", "defaults", "output", "jobs", "jobs_csv", "for_each")
 _T = TypeVar("_T", YMap, YSeq)

@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from batchflux.durable import atomic_write_text
-from batchflux.ledger import LEDGER_FILENAME, LedgerCorrupt, replay_file
-from batchflux.logsetup import Redactor
-from batchflux.report.model import JobRow, RunDir, build_model
+from batchflux.files.durable import atomic_write_text
+from batchflux.files.layout import LEDGER_FILENAME, REPORT_FILENAME, SUMMARY_FILENAME, THUMB_DIRNAME
+from batchflux.files.secrets import Redactor
+from batchflux.ledger import LedgerCorrupt, replay_file
+from batchflux.report.model import build_model
 from batchflux.report.render import Links, card_data, render_page
-from batchflux.report.thumbs import THUMB_DIRNAME, ensure_thumbs
+from batchflux.report.rows import JobRow, RunDir
+from batchflux.report.thumbs import ensure_thumbs
 from batchflux.report.timeline import timeline_svg
-from batchflux.summary import SUMMARY_FILENAME
 
-REPORT_FILENAME = "report.html"
 API_KEY_ENV = "SEGMIND_API_KEY"
 
 log = logging.getLogger("batchflux.report")

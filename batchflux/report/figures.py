@@ -11,13 +11,11 @@ import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import Any, TypeGuard
 
 from batchflux.ledger import JobState
-from batchflux.schema import price_for
-
-if TYPE_CHECKING:
-    from batchflux.report.model import JobRow, RunDir
+from batchflux.manifest.schema import price_for
+from batchflux.report.rows import JobRow, RunDir
 
 # Outcome labels, in the order the header and the filter list them.
 STATUS_LABELS: dict[JobState, str] = {

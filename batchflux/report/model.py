@@ -9,49 +9,16 @@ Local file paths are resolved here but never checked: the caller decides what ex
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from batchflux.ledger import JobRecord, JobState, Replay
 from batchflux.report.figures import STATUS_LABELS, Figures, compute_figures, is_number
+from batchflux.report.rows import JobRow, RunDir
 
 MAX_TEXT = 2000  # longest prompt/error shown in full; longer ones are cut with a note
 MAX_PARAM = 200  # longest parameter value shown
-
-
-@dataclass(frozen=True, slots=True)
-class RunDir:
-    """One output directory as read from disk: its ledger's replay and its summary.json, if any."""
-
-    path: Path
-    replay: Replay
-    summary: Mapping[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class JobRow:
-    key: str  # unique within the report ("job" or "shard/job" when merged)
-    job_id: str
-    shard: str  # the output directory's name when several are merged, else ""
-    out_dir: Path
-    status: str  # one of STATUS_ORDER
-    prompt: str
-    params: tuple[tuple[str, str], ...]  # display form, prompt excluded, inline data cut short
-    input_path: Path | None  # local input image (absolute when the ledger says so)
-    input_url: str | None  # remote input (http/https), linked but never loaded by the page
-    output_path: Path | None  # where the output image is (or would be)
-    inference_s: float | None
-    submitted_s: float | None  # seconds since the report's time origin
-    completed_s: float | None
-    attempts: int
-    possible_duplicates: int
-    request_id: str | None
-    cause: str | None
-    error: str | None
-    http_status: int | None
-    model: str
 
 
 @dataclass(frozen=True, slots=True)

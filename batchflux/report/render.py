@@ -25,7 +25,8 @@ from typing import Any
 
 from batchflux import __version__
 from batchflux.report.figures import STATUS_ORDER, Figures
-from batchflux.report.model import JobRow, ReportModel
+from batchflux.report.model import ReportModel
+from batchflux.report.rows import JobRow
 from batchflux.report.timeline import format_duration
 
 PAGE_SIZE = 200

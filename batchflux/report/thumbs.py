@@ -17,7 +17,6 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-THUMB_DIRNAME = "thumbs"
 THUMB_SIZE = 320  # long side, px: sharp at the card's size on a 2x screen
 THUMB_QUALITY = 80
 ORIENTATION_TAG = 0x0112  # EXIF: how the camera was held

@@ -28,7 +28,7 @@ from batchflux.api import (
     Transient,
 )
 from batchflux.emulator import DEFAULT_API_KEY, Emulator, EmulatorConfig
-from batchflux.outputs import file_digest
+from batchflux.files.download import download_image, file_digest
 
 MODEL = "flux-kontext-max"
 PARAMS: dict[str, Any] = {"prompt": "make the cat wear a hat", "aspect_ratio": "1:1", "output_format": "png"}
@@ -82,7 +82,7 @@ async def test_a_job_goes_through_and_its_image_lands_intact(
         assert res.status == "COMPLETED"
         assert res.output is not None
         assert isinstance(res.metrics, dict)
-        got = await client.download(res.output, tmp_path / "out" / "a.png", output_format="png")
+        got = await download_image(client.media, res.output, tmp_path / "out" / "a.png", output_format="png")
         info = emu.request_info(sub.request_id)
         assert info is not None
         assert got.sha256 == info["sha256"]
@@ -108,7 +108,7 @@ async def test_upload_then_use_the_url_and_credits(session: aiohttp.ClientSessio
         assert url.startswith(emu.base_url)
         assert await client.credits() == pytest.approx(7.5)
         # The hosted upload is public media: fetched without the key, byte-identical.
-        got = await client.download(url, tmp_path / "in.jpg", output_format="jpg")
+        got = await download_image(client.media, url, tmp_path / "in.jpg", output_format="jpg")
         assert got.sha256 == hashlib.sha256(SAMPLE.read_bytes()).hexdigest()
         sub = await client.submit(MODEL, {**PARAMS, "input_image": url, "output_format": "jpg"})
         await until_completed(client, sub)
@@ -280,12 +280,12 @@ async def test_truncated_media_is_a_retryable_download_error(
         assert res.output is not None
         dest = tmp_path / "job.png"
         with pytest.raises(DownloadError) as caught:
-            await client.download(res.output, dest, output_format="png")
+            await download_image(client.media, res.output, dest, output_format="png")
         assert caught.value.retryable
         assert "truncated" in str(caught.value)
         assert os.listdir(tmp_path) == []  # no image, no temp file
         emu.reconfigure(faults={})
-        got = await client.download(res.output, dest, output_format="png")
+        got = await download_image(client.media, res.output, dest, output_format="png")
         assert got.sha256 == (emu.request_info(sub.request_id) or {})["sha256"]
         assert emu.stats()["media_with_key"] == 0
 

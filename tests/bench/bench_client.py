@@ -26,6 +26,7 @@ import aiohttp
 
 from batchflux.api import ApiClient, JobResult, Submission
 from batchflux.emulator import DEFAULT_API_KEY
+from batchflux.files.download import download_image
 
 
 @contextlib.contextmanager
@@ -94,7 +95,9 @@ async def main() -> None:
             await timed(
                 "download",
                 pairs,
-                lambda p: client.download(p[1].output, Path(tmp) / f"{p[0]}.png", output_format="png"),
+                lambda p: download_image(
+                    client.media, p[1].output, Path(tmp) / f"{p[0]}.png", output_format="png"
+                ),
                 args.concurrency,
             )
             per_job = timed.cpu_total / args.jobs  # type: ignore[attr-defined]

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from batchflux.ledger import Event, EventType, JobRecord, LedgerWriter
-from batchflux.resume import check_file
+from batchflux.ledger.resume import check_file
 
 MIX = (("downloaded", 0.90), ("submitted", 0.04), ("completed", 0.02), ("failed", 0.02), ("intent", 0.02))
 EVENTS_PER_JOB = {"downloaded": 5, "submitted": 3, "completed": 4, "failed": 4, "intent": 1}
@@ -121,9 +121,9 @@ import gc, json, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, {here!r})
 import bench_ledger as b
-from batchflux.job import Job
+from batchflux.manifest.job import Job
 from batchflux.ledger import replay_file
-from batchflux.resume import plan_resume
+from batchflux.ledger.resume import plan_resume
 
 path, n_jobs, now = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

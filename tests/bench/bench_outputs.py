@@ -5,13 +5,13 @@ Run: ``python tests/bench/bench_outputs.py [--n 300] [--concurrency 8] [--dir DI
 Part 1 isolates the file work (bytes already in hand, 64 KiB chunks as aiohttp hands them over) and
 compares, per image, wall time and CPU time (process-wide, worker threads included):
 
-- ``spool``      batchflux.outputs: chunks kept in memory up to 1 MiB, then one worker-thread trip that
+- ``spool``      batchflux.files.download: chunks kept in memory up to 1 MiB, then one worker-thread trip that
                  writes, fsyncs, renames and fsyncs the directory (larger files spill as they stream);
 - ``aiofiles``   aiofiles: open, one awaited write per chunk, flush, fsync and rename, each a thread trip;
 - ``thread/chunk`` plain ``os.write`` in ``asyncio.to_thread`` per chunk, then fsync and rename;
 - ``no-fsync``   the spool without the two fsyncs, to show what durability costs;
 - ``committer``  what the engine does: the whole image handed to a shared
-                 :class:`~batchflux.filecommit.FileCommitter`, which writes the images that arrive
+                 :class:`~batchflux.files.commit.FileCommitter`, which writes the images that arrive
                  together in one worker-thread trip and makes them durable with one ``syncfs``.
 
 Part 2 is end to end: ``download_image`` from a local aiohttp server, per image.
@@ -34,10 +34,11 @@ import aiofiles.os
 import aiohttp
 from aiohttp import web
 
-from batchflux import outputs
-from batchflux.durable import fsync_dir
-from batchflux.filecommit import FileCommitter
-from batchflux.outputs import download_image
+from batchflux.api import ApiClient
+from batchflux.files import download as outputs
+from batchflux.files.commit import FileCommitter
+from batchflux.files.download import download_image
+from batchflux.files.durable import fsync_dir
 
 CHUNK = 64 * 1024
 SIZES = {"4 KB": 4 * 1024, "100 KB": 100 * 1024, "1 MB": 1024 * 1024}
@@ -147,10 +148,14 @@ async def run_downloads(data: bytes, n: int, concurrency: int, directory: Path) 
     sem = asyncio.Semaphore(concurrency)
     try:
         async with aiohttp.ClientSession() as session:
+            # A client whose API is elsewhere: only its media GET is used, against the server above.
+            client = ApiClient(session, api_key="SG_0123456789abcdef", base_url="http://127.0.0.1:9")
 
             async def one(i: int) -> None:
                 async with sem:
-                    got = await download_image(session, url, directory / f"d{i}.png", output_format="png")
+                    got = await download_image(
+                        client.media, url, directory / f"d{i}.png", output_format="png"
+                    )
                     assert got.sha256 == expected
 
             await one(-1)  # warm the connection pool

@@ -137,7 +137,8 @@ class FileCosts:
 
 
 def file_costs(directory: Path, n: int = 400) -> FileCosts:
-    from batchflux import durable, filecommit
+    from batchflux.files import commit as filecommit
+    from batchflux.files import durable
     from tests.bench import bench_outputs as bo
 
     data = bo.png_like(4 * 1024)

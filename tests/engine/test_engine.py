@@ -20,13 +20,13 @@ from batchflux.api import ApiClient
 from batchflux.emulator import DEFAULT_API_KEY, Emulator, EmulatorConfig
 from batchflux.engine.config import EngineConfig
 from batchflux.engine.core import Engine
+from batchflux.engine.pacing import Rate
+from batchflux.engine.progress import NullProgress
 from batchflux.engine.tracks import Track
-from batchflux.exitcodes import ExitCode
-from batchflux.job import Job
 from batchflux.ledger import LedgerWriter
-from batchflux.pacing import Rate
-from batchflux.progress import NullProgress
-from batchflux.resume import Action, Decision
+from batchflux.ledger.resume import Action, Decision
+from batchflux.manifest.job import Job
+from batchflux.run.exitcodes import ExitCode
 
 
 async def test_happy_path_with_local_inputs(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchflux.pacing import AdaptiveRate, PauseGate, Rate, SlidingWindowLimiter, parse_rate
+from batchflux.engine.pacing import AdaptiveRate, PauseGate, Rate, SlidingWindowLimiter, parse_rate
 
 
 @pytest.mark.parametrize(

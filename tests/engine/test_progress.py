@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from batchflux.progress import BarProgress, LogProgress
+from batchflux.run.progress import BarProgress, LogProgress
 
 
 def test_bars_count_resumed_jobs_once() -> None:

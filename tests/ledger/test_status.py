@@ -13,7 +13,7 @@ import pytest
 
 from batchflux.cli import main
 from batchflux.ledger import Event, EventType, replay_lines
-from batchflux.runstate import summarize
+from batchflux.run.state import summarize
 
 NOW = time.time()
 

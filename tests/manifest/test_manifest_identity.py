@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from batchflux.job import Job
 from batchflux.manifest import Manifest, load_manifest
+from batchflux.manifest.job import Job
 
 SAMPLE_NAMES = ["demo.yaml", "catalog.yaml", "products.yaml", "products.csv", "folder.yaml"]
 

@@ -21,9 +21,9 @@ import yaml
 from PIL import Image, ImageDraw
 
 from batchflux.emulator import DEFAULT_API_KEY, Emulator
-from batchflux.exitcodes import ExitCode
 from batchflux.report import REPORT_FILENAME, write_report
-from batchflux.runner import run_batch
+from batchflux.run.exitcodes import ExitCode
+from batchflux.run.runner import run_batch
 
 pytestmark = pytest.mark.browser
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from batchflux.cli import main
-from batchflux.exitcodes import ExitCode
+from batchflux.run.exitcodes import ExitCode
 
 
 def cards(page: Path) -> list[dict[str, Any]]:

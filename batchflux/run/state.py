@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchflux.ledger.events import LEDGER_FILENAME
+from batchflux.files.layout import LEDGER_FILENAME
 from batchflux.ledger.replay import JobRecord, JobState, Replay, replay_file
-from batchflux.resume import RETENTION_S
+from batchflux.ledger.resume import RETENTION_S
 
 
 class NoLedger(Exception):

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
-from batchflux.durable import fsync_dir
-from batchflux.job import Job
-from batchflux.ledger.events import LEDGER_FILENAME
+from batchflux.files.durable import fsync_dir
+from batchflux.files.layout import LEDGER_FILENAME
 from batchflux.ledger.replay import JobRecord, JobState, Replay
+from batchflux.manifest.job import Job
 
 RETENTION_S = 3600.0  # a request's status and result live 1 h after submission
 FILE_RETENTION_S = 7 * 86400.0  # the output file behind the URL lives 7 days

@@ -1,21 +1,21 @@
-"""The downloader: stream a result's image to disk, verify it, and rename it into place atomically.
+"""The downloader's file half: verify a result's image as it streams in, and put it in place atomically.
 
-:func:`download_image` never sends the API key (the media host is public; the session must carry
-no default key header, and none is added). Bytes are hashed (sha256) as they arrive and kept in
-memory up to :data:`SPILL_BYTES`; a larger body spills to the temp file as it streams, so memory
-stays bounded whatever the size. The temp file lives next to ``dest`` (same filesystem, so the
-final ``os.replace`` is atomic), is fsynced before the rename, the directory after it, and is
-removed on any failure or cancellation: ``dest`` is either absent or a whole, verified image.
+:func:`download_image` reads the body that the API client's :meth:`media` GET yields (HTTP status,
+size cap, ``Content-Length`` and transport failures are checked there, at the HTTP boundary: see
+:mod:`batchflux.api.media`). Bytes are hashed (sha256) as they arrive and kept in memory up to
+:data:`SPILL_BYTES`; a larger body spills to the temp file as it streams, so memory stays bounded
+whatever the size. The temp file lives next to ``dest`` (same filesystem, so the final
+``os.replace`` is atomic), is fsynced before the rename, the directory after it, and is removed on
+any failure or cancellation: ``dest`` is either absent or a whole, verified image.
 
 An image under :data:`SPILL_BYTES` (a JPEG, a small PNG) never touches the disk until it is
 verified, and then makes one trip to a worker thread (write, fsync, rename together) — or, given a
-:class:`~batchflux.filecommit.FileCommitter` (as the engine does), shares one with every image that
+:class:`~batchflux.files.commit.FileCommitter` (as the engine does), shares one with every image that
 finished meanwhile, made durable together. A larger one (a full-size PNG is often 1–2 MB) spills
 as it streams and is committed in a trip of its own. tests/bench/bench_outputs.py compares the
 ways of writing, aiofiles included.
 
-Verification: HTTP 200, ``Content-Length`` equal to the bytes received (truncation is retryable),
-the size cap, the format's magic bytes (PNG ``\\x89PNG\\r\\n\\x1a\\n``, JPEG ``\\xff\\xd8\\xff``)
+Verification here: the format's magic bytes (PNG ``\\x89PNG\\r\\n\\x1a\\n``, JPEG ``\\xff\\xd8\\xff``)
 and its trailer (PNG ends with the IEND chunk, JPEG with the EOI marker ``\\xff\\xd9``) — the
 trailer catches a truncation that arrives without a ``Content-Length``.
 """
@@ -24,21 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
-
-import aiohttp
-from yarl import URL
+from types import TracebackType
+from typing import Final, Protocol
 
 from batchflux.api.errors import DownloadError
-from batchflux.durable import create_temp, fsync_dir
-from batchflux.filecommit import FileCommitter
+from batchflux.files.commit import FileCommitter
+from batchflux.files.durable import create_temp, fsync_dir
 
 __all__ = ["MAGIC", "DownloadError", "Downloaded", "check_image_bytes", "download_image", "file_digest"]
 
@@ -47,9 +44,6 @@ _PNG_TRAILER: Final = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _JPEG_TRAILER: Final = b"\xff\xd9"
 _TAIL = 16  # bytes kept from the end of the stream for the trailer check
 SPILL_BYTES: Final = 1 << 20  # keep up to this much in memory before writing to the temp file
-# Worth another try on the same URL: the file lives 7 days, a CDN may lag right after completion.
-_RETRYABLE_STATUS: Final = frozenset({403, 404, 408, 425, 429})
-_MEDIA_HEADERS: Final = {"Accept": "image/*", "Accept-Encoding": "identity"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,22 +55,41 @@ class Downloaded:
     sha256: str
 
 
+class MediaBody(Protocol):
+    """A media answer's body as it streams in (:class:`batchflux.api.media.MediaBody`)."""
+
+    @property
+    def where(self) -> object: ...  # the URL as messages show it
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+
+class MediaGet(Protocol):
+    """``async with`` one media GET (:class:`batchflux.api.media.MediaGet`)."""
+
+    async def __aenter__(self) -> MediaBody: ...
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None, /
+    ) -> object: ...
+
+
+OpenMedia = Callable[[str], MediaGet]
+
+
 async def download_image(
-    session: aiohttp.ClientSession,
+    open_media: OpenMedia,
     url: str,
     dest: str | os.PathLike[str],
     *,
     output_format: str,
-    max_bytes: int = 50 * 2**20,
-    timeout_s: float = 120.0,
     committer: FileCommitter | None = None,
-    slots: asyncio.Semaphore | None = None,
 ) -> Downloaded:
-    """Download ``url`` to ``dest`` (parents created), verified as an ``output_format`` image.
+    """Fetch ``url`` through ``open_media`` (the API client's :meth:`media`) into ``dest`` (parents
+    created), verified as an ``output_format`` image.
 
     With a ``committer``, an image that fit in memory is written in its next batch (one thread trip
-    for all the images that finish together) instead of a thread trip of its own. ``slots`` bounds
-    the GETs under way; an image waiting for its write holds none.
+    for all the images that finish together) instead of a thread trip of its own, after the GET
+    has ended (it then holds no media slot).
 
     Raises :class:`DownloadError` (``retryable`` says whether the same URL may work next time);
     on any failure ``dest`` is untouched and no temp file remains.
@@ -84,50 +97,24 @@ async def download_image(
     fmt = output_format.lower()
     if fmt not in MAGIC:
         raise ValueError(f"unknown output format {output_format!r}")
-    if "x-api-key" in session.headers:
-        raise ValueError("the session must not carry a default x-api-key header")
-    where = _Where(url)  # worked out only if an error message needs it
     spool = _Spool(dest, committer)
     try:
         digest = hashlib.sha256()
         head = b""
         tail = b""
         size = 0
-        declared: int | None = None
         try:
-            async with (
-                slots or contextlib.nullcontext(),
-                session.get(url, headers=_MEDIA_HEADERS, timeout=_media_timeout(timeout_s)) as resp,
-            ):
-                if resp.status != 200:
-                    retryable = resp.status >= 500 or resp.status in _RETRYABLE_STATUS
-                    raise DownloadError(f"media {where}: HTTP {resp.status}", retryable=retryable)
-                declared = resp.content_length if "Content-Encoding" not in resp.headers else None
-                if declared is not None and declared > max_bytes:
-                    raise DownloadError(
-                        f"media {where}: {declared} bytes is over the {max_bytes}-byte cap", retryable=False
-                    )
-                async for chunk in resp.content.iter_any():
+            async with open_media(url) as body:
+                where = body.where
+                async for chunk in body.chunks():
                     size += len(chunk)
-                    if size > max_bytes:
-                        raise DownloadError(f"media {where}: over the {max_bytes}-byte cap", retryable=False)
                     digest.update(chunk)
                     if len(head) < _TAIL:
                         head += chunk[: _TAIL - len(head)]
                     tail = (tail + chunk[-_TAIL:])[-_TAIL:]
                     await spool.write(chunk)
-        except aiohttp.ClientPayloadError as exc:
-            raise DownloadError(f"media {where}: truncated after {size} bytes", retryable=True) from exc
-        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError, aiohttp.TooManyRedirects) as exc:
-            raise DownloadError(f"media {where}: {type(exc).__name__}", retryable=False) from exc
-        except TimeoutError as exc:
-            raise DownloadError(f"media {where}: timed out after {size} bytes", retryable=True) from exc
         except _LocalWriteError as exc:
             raise DownloadError(f"could not write {dest}: {exc.__cause__}", retryable=False) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise DownloadError(f"media {where}: {type(exc).__name__}: {exc}", retryable=True) from exc
-        if declared is not None and size != declared:
-            raise DownloadError(f"media {where}: got {size} of {declared} bytes", retryable=True)
         check_image_bytes(head, tail, fmt, where=where)
         try:
             await spool.commit()
@@ -137,11 +124,6 @@ async def download_image(
         spool.discard()
         raise
     return Downloaded(path=dest, size=size, sha256=digest.hexdigest())
-
-
-@functools.lru_cache(maxsize=8)
-def _media_timeout(total_s: float) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=total_s, sock_connect=min(total_s, 30.0))
 
 
 def check_image_bytes(head: bytes, tail: bytes, output_format: str, *, where: object = "media") -> None:
@@ -170,27 +152,6 @@ def file_digest(path: Path) -> tuple[int, str]:
     with open(path, "rb") as f:
         digest = hashlib.file_digest(f, "sha256")
         return f.tell(), digest.hexdigest()
-
-
-class _Where:
-    """A media URL as error messages show it (see :func:`_describe`), computed when formatted."""
-
-    __slots__ = ("url",)
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def __str__(self) -> str:
-        return _describe(self.url)
-
-
-def _describe(url: str) -> str:
-    """Host and path only: a signed media URL's query may hold a token."""
-    try:
-        parsed = URL(url)
-    except (TypeError, ValueError):
-        return "(unparsable URL)"
-    return f"{parsed.host or ''}{parsed.path}" if parsed.host else repr(url[:80])
 
 
 class _LocalWriteError(Exception):

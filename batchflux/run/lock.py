@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-LOCK_FILENAME = "run.lock"
+from batchflux.files.layout import LOCK_FILENAME
 
 
 class LockHeld(Exception):

@@ -3,47 +3,19 @@
 - :class:`BarProgress` — tqdm bars (submitted / done / failed) with in-flight count, quota use and
   429s in the postfix, for a terminal.
 - :class:`LogProgress` — no bars; one log line every ``interval`` seconds, for cron and pipes.
-- :class:`NullProgress` — nothing (``--no-progress`` with quiet logs, the Python API, tests).
+- :class:`~batchflux.engine.progress.NullProgress` — nothing (``--no-progress`` with quiet logs, the Python
+  API, tests), beside the protocol the engine reports to.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import NoReturn, Protocol
+from typing import NoReturn
 
 from tqdm import tqdm
 
 log = logging.getLogger("batchflux.progress")
-
-
-class Progress(Protocol):
-    def start(self, total: int) -> None: ...
-    def submitted(self) -> None: ...
-    def done(self, *, skipped: bool = False) -> None: ...
-    def failed(self, *, kept: bool = False) -> None: ...
-    def update_postfix(self, *, in_flight: int, quota: int | None, rate_limited: int) -> None: ...
-    def close(self) -> None: ...
-
-
-class NullProgress:
-    def start(self, total: int) -> None:
-        pass
-
-    def submitted(self) -> None:
-        pass
-
-    def done(self, *, skipped: bool = False) -> None:
-        pass
-
-    def failed(self, *, kept: bool = False) -> None:
-        pass
-
-    def update_postfix(self, *, in_flight: int, quota: int | None, rate_limited: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class _Counts:

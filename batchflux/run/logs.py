@@ -27,15 +27,16 @@ import logging
 import logging.handlers
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from batchflux.files.layout import LOG_FILENAME
+from batchflux.files.secrets import Redactor
+
 LOGGER_NAME = "batchflux"
-LOG_FILENAME = "batchflux.log"
 MAX_BYTES = 10 * 1024 * 1024
 BACKUP_COUNT = 5
-REDACTED = "SG_***"
 
 LogFormat = Literal["text", "json"]
 
@@ -45,26 +46,6 @@ _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__di
     "asctime",
     "taskName",
 }
-
-
-class Redactor:
-    """Replaces every secret string with :data:`REDACTED`. Empty secrets are ignored."""
-
-    def __init__(self, secrets: Iterable[str | None]) -> None:
-        unique = {s for s in secrets if s}
-        # JSON output escapes some characters: redact the escaped spelling as well.
-        unique |= {json.dumps(s, ensure_ascii=False)[1:-1] for s in unique}
-        unique |= {json.dumps(s)[1:-1] for s in unique}
-        self._secrets = sorted(unique, key=len, reverse=True)  # longest first: no partial leftovers
-
-    def __bool__(self) -> bool:
-        return bool(self._secrets)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
 
 
 class RedactingFilter(logging.Filter):

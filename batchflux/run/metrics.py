@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batchflux.durable import atomic_write_text
-from batchflux.summary import OUTCOMES, RunSummary
+from batchflux.files.durable import atomic_write_text
+from batchflux.run.summary import OUTCOMES, RunSummary
 
 # name -> help text; the order in which families are written.
 _HELP: dict[str, str] = {

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from batchflux import __version__
-from batchflux.durable import atomic_write_text
+from batchflux.engine.stats import FailedJob
+from batchflux.files.durable import atomic_write_text
+from batchflux.files.layout import SUMMARY_FILENAME
 
-SUMMARY_FILENAME = "summary.json"
 SUMMARY_SCHEMA = 1
 OUTCOMES: tuple[str, ...] = ("done", "failed", "in_flight", "pending")
 API_CALL_KINDS: tuple[str, ...] = ("submit", "status", "result", "upload", "credits", "download")
@@ -40,17 +41,6 @@ def parse_iso(text: str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
-
-
-@dataclass(frozen=True, slots=True)
-class FailedJob:
-    """A job that failed permanently: why (``cause``, one of the ledger's FAILURE_CAUSES) and the error."""
-
-    id: str
-    cause: str
-    error: str
-    http_status: int | None = None
-    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

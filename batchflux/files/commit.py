@@ -29,7 +29,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 
-from batchflux.durable import create_temp, fsync_dir, syncfs
+from batchflux.files.durable import create_temp, fsync_dir, syncfs
 
 __all__ = ["FileCommitter"]
 

@@ -20,21 +20,21 @@ from pathlib import Path
 
 import aiohttp
 
-from batchflux import __version__, policy
-from batchflux.api import ApiClient, ApiError, Fatal, RateLimited, Transient
+from batchflux import __version__
+from batchflux.api import ApiClient, ApiError, Fatal, RateLimited, Transient, policy
 from batchflux.engine.config import EngineConfig
 from batchflux.engine.core import Engine
+from batchflux.engine.progress import NullProgress, Progress
 from batchflux.engine.stats import EngineStats
-from batchflux.exitcodes import ExitCode
-from batchflux.job import Job
 from batchflux.ledger import LEDGER_FILENAME, Event, EventType, LedgerCorrupt, LedgerWriter, replay_file
-from batchflux.lock import LockHeld, RunLock
+from batchflux.ledger.resume import Action, ResumePlan, check_file, move_ledger_aside, plan_resume
 from batchflux.manifest import Manifest, ManifestError, load_manifest
-from batchflux.progress import NullProgress, Progress
-from batchflux.resume import Action, ResumePlan, check_file, move_ledger_aside, plan_resume
-from batchflux.schema import price_for
-from batchflux.shard import Shard
-from batchflux.summary import RunSummary, iso_utc, write_summary
+from batchflux.manifest.job import Job
+from batchflux.manifest.schema import price_for
+from batchflux.run.exitcodes import ExitCode
+from batchflux.run.lock import LockHeld, RunLock
+from batchflux.run.shard import Shard
+from batchflux.run.summary import RunSummary, iso_utc, write_summary
 
 log = logging.getLogger("batchflux.run")
 
@@ -249,7 +249,7 @@ class Run:
         """Metrics file and report: useful extras; a failure here is logged, never fatal."""
         if self.opt.metrics_file is not None:
             try:
-                from batchflux.metrics import update_metrics_file
+                from batchflux.run.metrics import update_metrics_file
 
                 update_metrics_file(self.opt.metrics_file, summary)
             except OSError as exc:

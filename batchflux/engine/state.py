@@ -1,0 +1,230 @@
+"""What the engine's stages share: the settings, the client and the ledger, the pacing, the queues
+between stages, the counts that tell when the run is over, and the bookkeeping every stage does
+(ledger events, in-flight slots, failures, stops).
+
+The stages (:mod:`.submit`, :mod:`.fetch`) take an :class:`EngineState`; :class:`~.core.Engine`
+is one, plus the TaskGroup that runs the stages and the feeder that hands them jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from batchflux.api import ApiClient, Fatal, RateLimited, Transient, policy
+from batchflux.engine.config import EngineConfig
+from batchflux.engine.deadlines import DeadlineQueue
+from batchflux.engine.inflight import InFlight
+from batchflux.engine.inputs import InputResolver
+from batchflux.engine.latency import LatencyModel
+from batchflux.engine.pacing import AdaptiveRate, PauseGate, SlidingWindowLimiter
+from batchflux.engine.progress import Progress
+from batchflux.engine.stats import EngineStats, FailedJob
+from batchflux.engine.tracks import PollScheduler, Track
+from batchflux.files.commit import FileCommitter
+from batchflux.ledger import Event, EventType, LedgerWriter
+from batchflux.manifest.job import Job
+
+log = logging.getLogger("batchflux.engine")
+T = TypeVar("T")
+A = TypeVar("A")
+
+
+class EngineState:
+    def __init__(
+        self,
+        *,
+        config: EngineConfig,
+        client: ApiClient,
+        ledger: LedgerWriter,
+        out_dir: Path,
+        progress: Progress,
+        rng: random.Random | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = config
+        self.client = client
+        self.ledger = ledger
+        self.out_root = out_dir.resolve()
+        self.progress = progress
+        self.rng = rng or random.Random()
+        self.wall = wall
+        self.stats = EngineStats()
+        self.stop_reason: str | None = None  # "auth", "credits", "budget", "interrupted", …
+        self.stop_detail: str = ""
+        self._loop = asyncio.get_running_loop()
+        self.clock = self._loop.time
+        self.gate = PauseGate(self.clock)
+        self.limiter = SlidingWindowLimiter(config.rate, self.clock) if config.rate else None
+        self.adaptive = None if config.rate else AdaptiveRate(self.clock)
+        self.latency = LatencyModel(config.poll)
+        self.inflight = InFlight(config.max_in_flight)
+        self.on_server = 0  # requests submitted, no result yet
+        self.scouting: set[Track] = set()  # polled while the latency model is still learning
+        self.held: list[Track] = []  # submitted, first poll waiting for the model
+        self.inputs = InputResolver(client.upload, inline=config.inline_inputs)
+        self.scheduler = PollScheduler(self.clock)
+        self.upload_q: asyncio.Queue[Job] = asyncio.Queue(maxsize=64)
+        # Unbounded so a poll worker can hand back an expired job without blocking; the feeder is
+        # held to ``_feed_room`` queued jobs instead.
+        self.submit_q: asyncio.Queue[tuple[Job, bool]] = asyncio.Queue()  # (job, came from the feeder)
+        self.feed_room = asyncio.Semaphore(64)
+        self._fed = False
+        self.poll_q: asyncio.Queue[Track] = asyncio.Queue(maxsize=config.poll_workers * 2)
+        self.result_q: DeadlineQueue[Track] = DeadlineQueue()
+        self.download_q: DeadlineQueue[Track] = DeadlineQueue()
+        self.pending = 0  # work items not yet downloaded or failed
+        self.active = 0  # requests on the server or results waiting for download
+        self.new_submits = 0
+        self._changed = asyncio.Event()
+        self.stopping = False
+        self._aborted = False
+        self.critical: set[asyncio.Task[Any]] = set()  # tasks with a POST on the wire
+        self._pre_submit: list[asyncio.Task[None]] = []
+        self.files = FileCommitter()  # images finished together are written in one thread trip
+        self.expirations: dict[str, int] = {}  # job id → requests of it that expired this run
+
+    # ---- control -------------------------------------------------------------------------
+
+    def request_stop(self, reason: str = "interrupted", detail: str = "", grace: float | None = None) -> None:
+        """Stop submitting; drain what is in flight (for ``grace`` seconds, if given)."""
+        if self.stop_reason is None:
+            self.stop_reason, self.stop_detail = reason, detail
+        if not self.stopping:
+            self.stopping = True
+            for task in self._pre_submit:
+                if task not in self.critical:
+                    task.cancel()
+            log.info("stopped submitting (%s); %d requests in flight, %d submits on the wire",
+                     self.stop_reason, self.on_server, len(self.critical))  # fmt: skip
+        if grace is not None:
+            self._loop.call_later(grace, self.abort)
+        self._changed.set()
+
+    def abort(self, reason: str | None = None, detail: str = "") -> None:
+        if reason and self.stop_reason is None:
+            self.stop_reason, self.stop_detail = reason, detail
+        self.stopping = True
+        self._aborted = True
+        self._changed.set()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests on the server without a result yet (not the submit workers that hold an
+        in-flight slot while they wait for the rate limiter)."""
+        return self.on_server
+
+    def _finished(self) -> bool:
+        return (
+            self._aborted
+            or (self.pending <= 0 and self._fed)
+            or (self.stopping and self.active == 0 and not self.critical)
+        )
+
+    async def _until_finished(self) -> None:
+        while not self._finished():
+            self._changed.clear()
+            await self._changed.wait()
+
+    def touch(self) -> None:
+        """The counts changed: wake the run's end only when it has come (not once per job)."""
+        if self._finished():
+            self._changed.set()
+
+    # ---- shared by the stages ------------------------------------------------------------
+
+    def schedule_first_poll(self, track: Track) -> None:
+        """A new request's first status call: from the latency model once it knows enough; until
+        then only a few scout requests are polled and the rest are held for the model."""
+        if self.latency.ready:
+            self.scheduler.add(track, max(self.clock(), track.submitted_mono + self.latency.first_delay()))
+        elif self.latency.admits_scout(len(self.scouting)):
+            self.scouting.add(track)
+            self.scheduler.add(track, track.submitted_mono + self.latency.first_delay())
+        else:
+            self.held.append(track)
+
+    def release_held(self) -> None:
+        """The scouts taught the model enough: give every held request its first poll."""
+        held, self.held = self.held, []
+        self.scouting.clear()
+        for track in held:
+            self.schedule_first_poll(track)
+
+    def hold(self, track: Track) -> None:
+        """The track's request is on the server and holds an in-flight slot until released."""
+        track.holds_slot = True
+        self.on_server += 1
+
+    def release(self, track: Track) -> None:
+        if track.holds_slot:
+            track.holds_slot = False
+            self.on_server -= 1
+            self.inflight.release()
+        if track in self.scouting:  # a scout that failed or expired: another request takes its place
+            self.scouting.discard(track)
+            if self.held and not self.latency.ready:
+                self.schedule_first_poll(self.held.pop(0))
+
+    def finish(self, track: Track) -> None:
+        self.release(track)
+        self.active -= 1
+        self.pending -= 1
+        self.touch()
+
+    def finish_failed(self, track: Track, cause: str, error: str, http_status: int | None = None) -> None:
+        self.event(
+            EventType.FAILED, track.job, request_id=track.request_id or None,
+            cause=cause, error=error, http_status=http_status,
+        )  # fmt: skip
+        self.record_failure(track.job, cause, error, track.request_id, http_status)
+        self.finish(track)
+
+    def record_failure(
+        self, job: Job, cause: str, error: str, request_id: str | None, http_status: int | None = None
+    ) -> None:
+        self.stats.failed[cause] += 1
+        self.stats.failures.append(FailedJob(job.id, cause, error, http_status, request_id))
+        self.progress.failed()
+        log.warning("%s failed (%s): %s", job.id, cause, error)
+
+    def fatal(self, exc: Fatal) -> None:
+        if not self._aborted:  # concurrent calls all hear it; say it once
+            log.error("stopping: %s", exc)
+        self.abort(exc.kind, str(exc))
+
+    def rate_limited(self, exc: RateLimited, attempt: int) -> None:
+        self.stats.rate_limited += 1
+        delay = policy.rate_limit_delay(exc, attempt, self.rng)
+        self.gate.pause_for(delay)
+
+    def backoff(self, attempt: int) -> float:
+        cfg = self.cfg
+        return policy.backoff_delay(attempt, base=cfg.backoff_base_s, cap=cfg.backoff_cap_s, rng=self.rng)
+
+    def event(self, kind: EventType, job: Job, **data: Any) -> None:
+        self.ledger.append(Event(kind, job.id, data))
+
+    async def call(self, kind: str, fn: Callable[[A], Awaitable[T]], arg: A) -> T:
+        """A safe-to-retry call (GET, upload): pause on 429, back off on 5xx/transport, bounded."""
+        attempt = 0
+        while True:
+            await self.gate.wait()
+            try:
+                return await fn(arg)
+            except RateLimited as exc:
+                attempt += 1
+                self.rate_limited(exc, attempt)
+                if attempt >= self.cfg.get_attempts * 4:
+                    raise
+            except Transient:
+                attempt += 1
+                if attempt >= self.cfg.get_attempts:
+                    raise
+                self.stats.retries[kind] += 1
+                await asyncio.sleep(self.backoff(attempt))

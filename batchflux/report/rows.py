@@ -1,0 +1,43 @@
+"""The report's inputs and rows: one :class:`RunDir` per output directory read, one :class:`JobRow` a job."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batchflux.ledger import Replay
+
+
+@dataclass(frozen=True, slots=True)
+class RunDir:
+    """One output directory as read from disk: its ledger's replay and its summary.json, if any."""
+
+    path: Path
+    replay: Replay
+    summary: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    key: str  # unique within the report ("job" or "shard/job" when merged)
+    job_id: str
+    shard: str  # the output directory's name when several are merged, else ""
+    out_dir: Path
+    status: str  # one of STATUS_ORDER
+    prompt: str
+    params: tuple[tuple[str, str], ...]  # display form, prompt excluded, inline data cut short
+    input_path: Path | None  # local input image (absolute when the ledger says so)
+    input_url: str | None  # remote input (http/https), linked but never loaded by the page
+    output_path: Path | None  # where the output image is (or would be)
+    inference_s: float | None
+    submitted_s: float | None  # seconds since the report's time origin
+    completed_s: float | None
+    attempts: int
+    possible_duplicates: int
+    request_id: str | None
+    cause: str | None
+    error: str | None
+    http_status: int | None
+    model: str
