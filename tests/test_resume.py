@@ -125,6 +125,24 @@ RULES = [
          retry=frozenset({"server"})),
     rule("retry-failed-download-fetches-again", FAILED_DOWNLOAD, DOWNLOAD, "retry_failed",
          retry=frozenset({"download"})),
+    rule("accident-retried-by-itself", (*SUBMITTED, failed(cause="transport", rid=None)), SUBMIT, "accident"),
+    rule("accident-server-failed-retried", (*SUBMITTED, failed(cause="server")), SUBMIT, "accident"),
+    rule("accident-download-fetches-again", FAILED_DOWNLOAD, DOWNLOAD, "accident"),
+    rule("accident-expired-resubmitted",
+         (*SUBMITTED, ev("expired", request_id="r1"), failed(cause="expired")), SUBMIT, "accident"),
+    rule("accident-twice-still-retried",
+         (*SUBMITTED, failed(cause="server"), *SUBMITTED, failed(cause="server")), SUBMIT, "accident"),
+    rule("accident-budget-spent-stays-failed",
+         (*SUBMITTED, failed(cause="server"), *SUBMITTED, failed(cause="transport"), *SUBMITTED,
+          failed(cause="download")), FAILED, "failed"),
+    rule("accident-budget-spent-retry-failed-takes-it",
+         (*SUBMITTED, failed(cause="server"), *SUBMITTED, failed(cause="server"), *SUBMITTED,
+          failed(cause="server")), SUBMIT, "retry_failed", retry=frozenset({"server"})),
+    rule("verdict-after-accidents-stays-failed", (*SUBMITTED, failed(cause="server"), *SUBMITTED, failed()),
+         FAILED, "failed"),
+    rule("accident-budget-resets-for-a-changed-job",
+         (*SUBMITTED, failed(cause="server"), *SUBMITTED, failed(cause="server"), intent(fp="fp2"),
+          submitted(), failed(cause="server")), SUBMIT, "accident", fp="fp2"),
     rule("retry-failed-download-url-gone", FAILED_DOWNLOAD, SUBMIT, "retry_failed", retry=frozenset(),
          now=T0 + 8 * DAY),
     rule("output-path-differs-same-job", MOVED, SKIP, "intact"),
@@ -225,6 +243,16 @@ def test_summary_line() -> None:
         "resuming: 2 done, 1 re-polled, 1 re-downloaded, 3 resubmitted (1 expired, "
         "1 ambiguous: possible duplicate charges, 1 changed), 1 new, 1 failed kept, 2 not in the manifest"
     )
+
+
+def test_summary_line_says_how_many_gave_up_after_accidents() -> None:
+    spent = [line for _ in range(3) for line in (*SUBMITTED, failed(cause="server"))]
+    once = [intent("b"), submitted("b"), failed("b", cause="transport")]
+    plan = plan_resume([make_job("a"), make_job("b")], replay(*spent, *once), now=T0 + 60, file_ok=INTACT)
+    assert [(d.action, d.reason) for d in plan.decisions] == [(FAILED, "failed"), (SUBMIT, "accident")]
+    line = plan.summary_line()
+    assert "1 resubmitted (1 failed by accident, retried)" in line
+    assert "1 failed kept (1 after 3 accidental failures: --retry-failed to try again)" in line
 
 
 def test_summary_line_mentions_earlier_duplicates_and_first_runs() -> None:

@@ -39,6 +39,10 @@ FAILURE_CAUSES = (
     "transport",  # gave up after bounded retries of 5xx/transport errors
     "input",  # the local input image could not be read or uploaded
 )
+# Verdicts: the job itself is at fault; it stays failed until ``--retry-failed`` (a person fixes it).
+VERDICTS = frozenset({"moderation", "invalid", "input"})
+# Accidents: nothing is wrong with the job; the next run retries it by itself, within a budget.
+ACCIDENTS = frozenset({"server", "transport", "download", "expired"})
 
 
 class EventType(StrEnum):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from batchflux.ledger.events import EventType
+from batchflux.ledger.events import ACCIDENTS, EventType
 
 
 class JobState(StrEnum):
@@ -51,6 +51,7 @@ class JobRecord:
     attempts: int = 0  # submit_intent events
     ambiguous: int = 0  # intents never followed by 'submitted': possible duplicate charges
     expirations: int = 0  # 'expired' events
+    accidents: int = 0  # 'failed' events whose cause is an accident (the retry budget counts them)
     request_id: str | None = None
     status_url: str | None = None
     response_url: str | None = None
@@ -79,7 +80,10 @@ class JobRecord:
                 self.ambiguous += 1  # the previous intent never got its 'submitted'
             self.state = JobState.INTENT
             self.attempts += 1
-            self.fingerprint = _str(d.get("fingerprint")) or ""
+            fingerprint = _str(d.get("fingerprint")) or ""
+            if self.fingerprint and fingerprint != self.fingerprint:
+                self.accidents = 0  # a changed job is a new job: its budget starts afresh
+            self.fingerprint = fingerprint
             self.model = _intern(_str(d.get("model")) or "")
             self.params = _params(d.get("params"))
             self.input = _str(d.get("input"))
@@ -128,6 +132,8 @@ class JobRecord:
             self.state = JobState.FAILED  # also closes an open intent: the submit was answered
             cause = _str(d.get("cause"))
             self.cause = _intern(cause) if cause else cause
+            if cause in ACCIDENTS:
+                self.accidents += 1
             self.error = _str(d.get("error"))
             status = d.get("http_status")
             self.http_status = status if type(status) is int else None

@@ -15,9 +15,18 @@ The rules, in the order they are tried (DESIGN.md, "Resume rules"):
 | submitted, past retention; or an expired event          | SUBMIT   | expired        |
 | submit_intent without submitted (the POST may have won) | SUBMIT   | ambiguous      |
 | intent closed as NOT_SUBMITTED                          | SUBMIT   | new            |
+| failed by an accident, fewer than ACCIDENT_RUNS times   | SUBMIT   | accident       |
+|   (its output URL still live: download it)              | DOWNLOAD | accident       |
 | failed, cause not selected by --retry-failed            | FAILED   | failed         |
 | failed, selected; its output URL still live (download)  | DOWNLOAD | retry_failed   |
 | failed, selected                                        | SUBMIT   | retry_failed   |
+
+Failure causes are verdicts or accidents (:data:`~batchflux.ledger.events.VERDICTS`,
+:data:`~batchflux.ledger.events.ACCIDENTS`). A verdict (moderation, invalid, input) says the job
+itself is at fault: it stays failed until ``--retry-failed``. An accident (server, transport,
+download, expired) says nothing about the job, so the next run retries it by itself — until the
+job has failed by accident :data:`ACCIDENT_RUNS` times, after which it stays failed too (the
+resume line says how many gave up) and ``--retry-failed`` takes it again.
 
 A job whose recorded output path differs but whose fingerprint is equal is the same job. Ledger
 ids absent from the manifest are orphans: reported, left alone.
@@ -36,10 +45,12 @@ from pathlib import Path, PurePosixPath
 
 from batchflux.files.durable import fsync_dir
 from batchflux.files.layout import LEDGER_FILENAME
+from batchflux.ledger.events import ACCIDENTS
 from batchflux.ledger.replay import JobRecord, JobState, Replay
 from batchflux.manifest.job import Job
 
 RETENTION_S = 3600.0  # a request's status and result live 1 h after submission
+ACCIDENT_RUNS = 3  # failures by accident after which a job is no longer retried by itself
 FILE_RETENTION_S = 7 * 86400.0  # the output file behind the URL lives 7 days
 
 
@@ -57,6 +68,7 @@ REASONS = (
     "expired",
     "ambiguous",
     "retry_failed",
+    "accident",
     "intact",
     "missing",
     "damaged",
@@ -122,7 +134,7 @@ class ResumePlan:
         ]
         resubmitted = f"{sum(resubmits.values())} resubmitted"
         details = []
-        for reason in ("expired", "ambiguous", "changed", "retry_failed", "missing", "damaged"):
+        for reason in ("expired", "ambiguous", "changed", "retry_failed", "accident", "missing", "damaged"):
             if resubmits[reason]:
                 label = _RESUBMIT_LABELS[reason]
                 details.append(f"{resubmits[reason]} {label}")
@@ -132,7 +144,11 @@ class ResumePlan:
         new = sum(1 for d in self.select(Action.SUBMIT) if d.reason == "new")
         if new:
             parts.append(f"{new} new")
-        parts.append(f"{by_action[Action.FAILED]} failed kept")
+        kept = f"{by_action[Action.FAILED]} failed kept"
+        gave_up = sum(1 for d in self.select(Action.FAILED) if d.record is not None and gave_up_on(d.record))
+        if gave_up:
+            kept += f" ({gave_up} after {ACCIDENT_RUNS} accidental failures: --retry-failed to try again)"
+        parts.append(kept)
         if self.orphans:
             parts.append(f"{len(self.orphans)} not in the manifest")
         line = "resuming: " + ", ".join(parts)
@@ -147,6 +163,7 @@ _RESUBMIT_LABELS = {
     "ambiguous": "ambiguous: possible duplicate charges",
     "changed": "changed",
     "retry_failed": "failed retried",
+    "accident": "failed by accident, retried",
     "missing": "missing, output URL expired",
     "damaged": "damaged, output URL expired",
 }
@@ -214,14 +231,23 @@ def _decide(
     if state is JobState.EXPIRED:
         return Action.SUBMIT, "expired"
     if state is JobState.FAILED:
-        if retry_failed is None or (retry_failed and rec.cause not in retry_failed):
+        if retry_failed is not None and (not retry_failed or rec.cause in retry_failed):
+            reason = "retry_failed"
+        elif rec.cause in ACCIDENTS and not gave_up_on(rec):
+            reason = "accident"
+        else:
             return Action.FAILED, "failed"
         if rec.output_url and _url_live(rec, now, file_retention_s):
-            return Action.DOWNLOAD, "retry_failed"  # the image exists and is paid for: fetch it again
-        return Action.SUBMIT, "retry_failed"
+            return Action.DOWNLOAD, reason  # the image exists and is paid for: fetch it again
+        return Action.SUBMIT, reason
     if rec.open_intent:
         return Action.SUBMIT, "ambiguous"
     return Action.SUBMIT, "new"  # PENDING (certainly not submitted), or a record with no intent
+
+
+def gave_up_on(rec: JobRecord) -> bool:
+    """The job failed by accident so often that it is no longer retried by itself."""
+    return rec.cause in ACCIDENTS and rec.accidents >= ACCIDENT_RUNS
 
 
 def _url_live(rec: JobRecord, now: float, file_retention_s: float) -> bool:

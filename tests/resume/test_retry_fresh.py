@@ -29,17 +29,20 @@ def failed_causes(out: Path) -> dict[str, str]:
     return {job: e["cause"] for job, e in last.items() if e["event"] == "failed"}
 
 
-async def test_retry_failed_selects_by_cause(tmp_path: Path, clis: Clis) -> None:
+async def test_retry_failed_selects_verdicts_by_cause_and_accidents_retry_by_themselves(
+    tmp_path: Path, clis: Clis
+) -> None:
     jobs = plain_jobs(4)
     jobs += [{"id": f"mod{i}", "prompt": f"nsfw edit {i}", "seed": i} for i in range(2)]
+    jobs += [{"id": "long0", "prompt": "a long prompt " * 20, "seed": 9}]  # the server's 400: invalid
     manifest_dir = tmp_path / "m"
     manifest = write_manifest(manifest_dir, jobs)
     out = tmp_path / "out"
     args = ("run", manifest, "--out", out, "--no-report")
-    async with Emulator(EmulatorConfig(latency_mean=0.05, latency_sd=0.01)) as emu:
+    async with Emulator(EmulatorConfig(latency_mean=0.05, latency_sd=0.01, max_prompt_chars=200)) as emu:
         first = await clis.run(*args, emu=emu)
         assert first.code == 1, first
-        assert failed_causes(out) == {"mod0": "moderation", "mod1": "moderation"}
+        assert failed_causes(out) == {"mod0": "moderation", "mod1": "moderation", "long0": "invalid"}
 
         # Two jobs whose requests expire before they finish (1 s of work, 0.3 s retention), twice.
         jobs += [{"id": f"exp{i}", "prompt": f"slow edit {i}", "seed": i} for i in range(2)]
@@ -50,30 +53,36 @@ async def test_retry_failed_selects_by_cause(tmp_path: Path, clis: Clis) -> None
         assert failed_causes(out) == {
             "mod0": "moderation",
             "mod1": "moderation",
+            "long0": "invalid",
             "exp0": "expired",
             "exp1": "expired",
         }
 
-        # From now on every job would succeed: what gets resubmitted is only what was selected.
-        emu.reconfigure(latency_mean=0.05, latency_sd=0.01, retention_s=3600.0, moderation_words=())
+        # From now on every job would succeed. Resubmitted: the verdicts selected by cause, and the
+        # accidents (expired) by themselves; the unselected verdict stays failed.
+        emu.reconfigure(
+            latency_mean=0.05, latency_sd=0.01, retention_s=3600.0, moderation_words=(), max_prompt_chars=None
+        )
         submits = emu.stats()["submits"]
         moderation = await clis.run(*args, "--retry-failed=moderation", emu=emu)
-        assert moderation.code == 1, moderation  # the expired ones are still failed
-        assert jobs_with(since_last_start(read_events(out)), "submit_intent") == {"mod0", "mod1"}
-        assert emu.stats()["submits"] == submits + 2
-        assert failed_causes(out) == {"exp0": "expired", "exp1": "expired"}
-        assert "2 failed kept" in moderation.stderr
+        assert moderation.code == 1, moderation  # long0 is still failed
+        resubmitted = jobs_with(since_last_start(read_events(out)), "submit_intent")
+        assert resubmitted == {"mod0", "mod1", "exp0", "exp1"}
+        assert emu.stats()["submits"] == submits + 4
+        assert failed_causes(out) == {"long0": "invalid"}
+        assert "1 failed kept" in moderation.stderr
+        assert "2 failed by accident, retried" in moderation.stderr
 
         every = await clis.run(*args, "--retry-failed", emu=emu)
         assert every.code == 0, every
-        assert jobs_with(since_last_start(read_events(out)), "submit_intent") == {"exp0", "exp1"}
-        assert emu.stats()["submits"] == submits + 4
+        assert jobs_with(since_last_start(read_events(out)), "submit_intent") == {"long0"}
+        assert emu.stats()["submits"] == submits + 5
         assert failed_causes(out) == {}
         assert_images_match_emulator(emu, out, [j["id"] for j in jobs])
 
         again = await clis.run(*args, "--retry-failed", emu=emu)  # nothing failed: nothing to do
         assert again.code == 0, again
-        assert emu.stats()["submits"] == submits + 4
+        assert emu.stats()["submits"] == submits + 5
 
         unknown = await clis.run(*args, "--retry-failed=moderation,bogus", emu=emu)
         assert unknown.code == 2, unknown
