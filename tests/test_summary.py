@@ -66,6 +66,7 @@ def test_json_round_trip_and_shape() -> None:
         "error": "content blocked",
         "http_status": 422,
         "request_id": "req-a",
+        "run_id": None,
     }
     assert data["shard"] == "1/4"
     assert data["interrupted"] is False

@@ -7,6 +7,7 @@ import math
 import os
 from pathlib import Path
 
+from batchflux.engine.breaker import OUTAGE_AFTER_S
 from batchflux.engine.config import EngineConfig
 from batchflux.engine.pacing import Rate, parse_rate
 from batchflux.ledger.events import FAILURE_CAUSES
@@ -21,6 +22,8 @@ exit codes:
   2    usage or manifest error; nothing was submitted
   3    stopped by the API or a cap: auth, credits, budget (--max-cost, --max-jobs); resumable
   4    another run holds the lock for this output directory
+  75   a temporary failure: the API or media host unreachable, the disk full or
+       read-only; unsubmitted jobs stay pending; resumable, retry later
   130  interrupted by a signal; resumable
 """
 
@@ -154,7 +157,15 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         type=float,
         default=30.0,
         metavar="SECONDS",
-        help="after SIGINT/SIGTERM, drain in-flight requests this long (default 30)",
+        help="after SIGINT/SIGTERM/SIGHUP or an outage, follow in-flight requests this long (default 30)",
+    )
+    out.add_argument(
+        "--outage-after",
+        type=float,
+        default=OUTAGE_AFTER_S,
+        metavar="SECONDS",
+        help="when every call to the API (or the media host) has failed this long, stop submitting, "
+        f"drain for --grace and exit 75; unsubmitted jobs stay pending (default {OUTAGE_AFTER_S:g})",
     )
 
 
@@ -197,6 +208,8 @@ def run_options(args: argparse.Namespace, *, api_key: str) -> RunOptions:
         if rate is not None:
             limit, period = shard.share_window(rate.limit, rate.period)
             rate = Rate(limit, period)
+    if args.outage_after <= 0 or args.grace < 0:
+        raise UsageError("--outage-after must be positive and --grace not negative")
     for name in ("max_in_flight", "max_jobs"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -208,6 +221,8 @@ def run_options(args: argparse.Namespace, *, api_key: str) -> RunOptions:
         inline_inputs=args.inline_inputs,
         max_new_submits=args.max_jobs,
         max_cost_usd=args.max_cost,
+        outage_after_s=args.outage_after,
+        drain_s=args.grace,
     )
     return RunOptions(
         manifest=Path(args.manifest),

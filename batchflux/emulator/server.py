@@ -59,6 +59,27 @@ class Emulator:
             raise RuntimeError("the emulator is already running")
         loop = asyncio.get_running_loop()
         core = EmulatorCore(self._config, clock=loop.time)
+        self.port = await self._listen(core, self._config.port)
+        self.base_url = f"http://{_url_host(self._config.host)}:{self.port}"
+        core.base_url = self.base_url
+        core.session = self._session = aiohttp.ClientSession()
+        self._core = core
+
+    async def go_down(self) -> None:
+        """An outage: stop listening, so every connection is refused. The requests already made
+        live on (their work, their clocks, the stats) until :meth:`come_back`."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            raise RuntimeError("the emulator is not running")
+        await runner.cleanup()
+
+    async def come_back(self) -> None:
+        """The end of an outage: listen again on the same port, with the same state."""
+        if self._runner is not None:
+            raise RuntimeError("the emulator is already running")
+        await self._listen(self.core, self.port)
+
+    async def _listen(self, core: EmulatorCore, port: int) -> int:
         runner = web.AppRunner(
             make_app(core),
             access_log=logging.getLogger("aiohttp.access") if self._access_log else None,
@@ -67,17 +88,13 @@ class Emulator:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._config.host, self._config.port, reuse_address=True)
+            site = web.TCPSite(runner, self._config.host, port, reuse_address=True)
             await site.start()
         except BaseException:
             await runner.cleanup()
             raise
-        port = int(runner.addresses[0][1])
-        self.port = port
-        self.base_url = f"http://{_url_host(self._config.host)}:{port}"
-        core.base_url = self.base_url
-        core.session = self._session = aiohttp.ClientSession()
-        self._core, self._runner = core, runner
+        self._runner = runner
+        return int(runner.addresses[0][1])
 
     async def stop(self) -> None:
         runner, session = self._runner, self._session

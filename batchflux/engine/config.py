@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from batchflux.engine.breaker import OUTAGE_AFTER_S
 from batchflux.engine.latency import PollTuning
 from batchflux.engine.pacing import Rate
 from batchflux.ledger.resume import RETENTION_S
@@ -30,6 +31,11 @@ class EngineConfig:
     max_new_submits: int | None = None  # --max-jobs
     max_cost_usd: float | None = None  # --max-cost
     price_usd: float = 0.10
+    outage_after_s: float = OUTAGE_AFTER_S  # every call to a host failed this long: an outage, the run stops
+    drain_s: float = 30.0  # after a stop (a signal, an outage), requests in flight are followed this long
+    # Submitting stops below this much free space in the run directory, so that what is in flight
+    # can still be recorded and written (a request the ledger cannot record could be paid twice).
+    min_free_bytes: int = 8 * 2**20
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 30.0
     poll: PollTuning = field(default_factory=PollTuning)

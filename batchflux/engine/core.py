@@ -28,6 +28,7 @@ from batchflux.engine.state import EngineState
 from batchflux.engine.stats import EngineStats
 from batchflux.engine.submit import SubmitStage
 from batchflux.engine.tracks import Track
+from batchflux.files.durable import WriteFailed
 from batchflux.ledger import EventType, JobState, LedgerWriter
 from batchflux.ledger.resume import Action, Decision
 
@@ -60,6 +61,19 @@ class Engine(EngineState):
 
     async def run(self, decisions: Sequence[Decision]) -> EngineStats:
         self.stats.total = len(decisions)
+        try:
+            await self._run_stages(decisions)
+        except* WriteFailed as group:  # the ledger cannot be written: nothing more can be done safely
+            self.disk_failed(group.exceptions[0])  # type: ignore[arg-type]
+        try:
+            self.ledger.sync()
+        except WriteFailed as exc:
+            self.disk_failed(exc)
+        self.stats.peak_in_flight = self.inflight.peak
+        self._show_progress()
+        return self.stats
+
+    async def _run_stages(self, decisions: Sequence[Decision]) -> None:
         tasks: list[asyncio.Task[None]] = []
         async with asyncio.TaskGroup() as tg:
             tasks.append(tg.create_task(self.ledger.sync_forever()))
@@ -80,10 +94,6 @@ class Engine(EngineState):
             await self._until_finished()
             for task in (*tasks, *self._pre_submit):
                 task.cancel()
-        self.ledger.sync()
-        self.stats.peak_in_flight = self.inflight.peak
-        self._show_progress()
-        return self.stats
 
     async def _report_progress(self) -> None:
         while True:

@@ -11,6 +11,7 @@ from batchflux.api import ApiError, DownloadError, Expired, Fatal, JobFailed, Ra
 from batchflux.engine.state import EngineState
 from batchflux.engine.tracks import Track
 from batchflux.files.download import download_image
+from batchflux.files.durable import WriteFailed
 from batchflux.ledger import EventType
 
 log = logging.getLogger("batchflux.engine")
@@ -113,12 +114,23 @@ class FetchStage:
                     output_format=job.output_format,
                     committer=e.files,
                 )
+            except WriteFailed as exc:  # the disk, not the image: stop, and the next run downloads it
+                e.disk_failed(exc)
+                return e.leave(track, str(exc))
             except DownloadError as exc:
-                if not exc.retryable or attempt == e.cfg.download_attempts:
+                if not exc.retryable:
+                    e.media_breaker.success()  # the host answered, with something we cannot use
+                    return e.finish_failed(track, "download", f"download failed: {exc}")
+                e.media_failed(exc)
+                if e.stopping and (e.media_breaker.open or e.api_breaker.open):
+                    # An outage: the file lives 7 days and the ledger has its URL; the next run fetches it.
+                    return e.leave(track, f"download failed during an outage: {exc}")
+                if attempt == e.cfg.download_attempts:
                     return e.finish_failed(track, "download", f"download failed: {exc}")
                 e.stats.retries["download"] += 1
                 await asyncio.sleep(e.backoff(attempt))
                 continue
+            e.media_breaker.success()
             e.event(
                 EventType.DOWNLOADED,
                 job,

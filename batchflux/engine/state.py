@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from batchflux.api import ApiClient, Fatal, RateLimited, Transient, policy
+from batchflux.api import ApiClient, ApiError, Fatal, RateLimited, Transient, policy
+from batchflux.engine.breaker import Breaker
 from batchflux.engine.config import EngineConfig
 from batchflux.engine.deadlines import DeadlineQueue
 from batchflux.engine.inflight import InFlight
@@ -27,6 +28,7 @@ from batchflux.engine.progress import Progress
 from batchflux.engine.stats import EngineStats, FailedJob
 from batchflux.engine.tracks import PollScheduler, Track
 from batchflux.files.commit import FileCommitter
+from batchflux.files.durable import WriteFailed
 from batchflux.ledger import Event, EventType, LedgerWriter
 from batchflux.manifest.job import Job
 
@@ -86,6 +88,8 @@ class EngineState:
         self._aborted = False
         self.critical: set[asyncio.Task[Any]] = set()  # tasks with a POST on the wire
         self._pre_submit: list[asyncio.Task[None]] = []
+        self.api_breaker = Breaker(self.clock, window_s=config.outage_after_s)
+        self.media_breaker = Breaker(self.clock, window_s=config.outage_after_s)
         self.files = FileCommitter()  # images finished together are written in one thread trip
         self.expirations: dict[str, int] = {}  # job id → requests of it that expired this run
 
@@ -177,6 +181,12 @@ class EngineState:
         self.pending -= 1
         self.touch()
 
+    def leave(self, track: Track, why: str) -> None:
+        """Stop working on a request without a verdict (an outage, the disk): the ledger already
+        says how far it got, and the next run goes on from there."""
+        log.info("%s: left for the next run (%s)", track.job.id, why)
+        self.finish(track)
+
     def finish_failed(self, track: Track, cause: str, error: str, http_status: int | None = None) -> None:
         self.event(
             EventType.FAILED, track.job, request_id=track.request_id or None,
@@ -216,15 +226,47 @@ class EngineState:
         while True:
             await self.gate.wait()
             try:
-                return await fn(arg)
+                answer = await fn(arg)
             except RateLimited as exc:
+                self.api_breaker.success()  # an answer: the host is there
                 attempt += 1
                 self.rate_limited(exc, attempt)
                 if attempt >= self.cfg.get_attempts * 4:
                     raise
-            except Transient:
+            except Transient as exc:
+                self.api_failed(exc)
                 attempt += 1
                 if attempt >= self.cfg.get_attempts:
                     raise
                 self.stats.retries[kind] += 1
                 await asyncio.sleep(self.backoff(attempt))
+            except ApiError:
+                self.api_breaker.success()
+                raise
+            else:
+                self.api_breaker.success()
+                return answer
+
+    def api_failed(self, exc: ApiError) -> None:
+        """A call to the API host got no answer (transport) or a 5xx: count it toward an outage."""
+        if self.api_breaker.failure(exc):
+            self.outage(self.api_breaker.describe("the API"))
+
+    def media_failed(self, exc: ApiError) -> None:
+        if self.media_breaker.failure(exc):
+            self.outage(self.media_breaker.describe("the media host"))
+
+    def disk_failed(self, exc: WriteFailed) -> None:
+        """The run directory cannot be written (a full or read-only disk, a quota): stop submitting
+        and drain what can still be recorded. No job is failed for it; the next run goes on."""
+        if self.stop_reason != "disk":
+            log.error("stopping: %s; nothing is lost, rerun once there is room", exc)
+        if self.stop_reason is None:
+            self.stop_reason, self.stop_detail = "disk", str(exc)
+        self.request_stop("disk", str(exc), grace=self.cfg.drain_s)
+
+    def outage(self, why: str) -> None:
+        """A host is down: stop submitting, keep trying what is on the server for the drain time,
+        then end the run; jobs not submitted stay pending, and the next run takes them."""
+        log.error("stopping: %s; jobs not yet submitted stay pending, the run is resumable", why)
+        self.request_stop("unreachable", why, grace=self.cfg.drain_s)

@@ -15,6 +15,7 @@ class FailedJob:
     error: str
     http_status: int | None = None
     request_id: str | None = None
+    run_id: str | None = None  # the run it failed in (None where the ledger cannot tell)
 
 
 @dataclass(slots=True)

@@ -10,12 +10,14 @@ slot of the sliding window.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from typing import Any
 
 from batchflux.api import Ambiguous, ApiError, Fatal, JobFailed, OutOfCredits, RateLimited, Transient
 from batchflux.engine.state import EngineState
 from batchflux.engine.tracks import Track
+from batchflux.files.durable import WriteFailed, free_bytes
 from batchflux.ledger import EventType
 from batchflux.manifest.job import Job
 
@@ -38,6 +40,12 @@ class SubmitStage:
                 if isinstance(exc, Fatal):
                     e.fatal(exc)
                     return
+                if isinstance(exc, (Transient, RateLimited)):  # the upload host's trouble, not the input's
+                    if e.stopping:
+                        self.left_pending(job)
+                    else:
+                        self.fail_unsubmitted(job, "transport", f"uploading {job.local_input}: {exc}")
+                    continue
                 self.fail_unsubmitted(job, "input", f"input image {job.local_input}: {exc}")
                 continue
             await e.feed_room.acquire()
@@ -77,6 +85,8 @@ class SubmitStage:
 
     def within_budget(self) -> bool:
         e = self.e
+        if not self.room_on_disk():
+            return False
         cap = e.cfg.max_new_submits
         if cap is not None and e.new_submits >= cap:
             e.request_stop("budget", f"--max-jobs {cap} reached")
@@ -86,6 +96,16 @@ class SubmitStage:
             e.request_stop("budget", f"--max-cost ${cost_cap:.2f} reached")
             return False
         return True
+
+    def room_on_disk(self) -> bool:
+        """Enough free space to record and write what a new submit brings; else the run stops."""
+        e = self.e
+        free = free_bytes(e.out_root)
+        if free is None or free >= e.cfg.min_free_bytes:
+            return True
+        error = OSError(errno.ENOSPC, f"{free} bytes free, under the {e.cfg.min_free_bytes} a submit needs")
+        e.disk_failed(WriteFailed(e.out_root, error))
+        return False
 
     async def pace(self) -> list[float] | None:
         e = self.e
@@ -115,6 +135,7 @@ class SubmitStage:
                     if slot is not None and e.limiter is not None:
                         e.limiter.settle(slot)
             except RateLimited as exc:
+                e.api_breaker.success()  # an answer: the API is there
                 e.rate_limited(exc, attempt)
                 if e.adaptive:
                     e.adaptive.on_rate_limited()
@@ -123,14 +144,18 @@ class SubmitStage:
                 slot = await self.pace()
                 continue
             except Transient as exc:
+                e.api_failed(exc)
                 attempt += 1
-                if attempt >= e.cfg.submit_attempts or e.stopping:
+                if e.stopping:  # nothing was created: the job waits for the next run, not failed
+                    return self.not_submitted(job, f"stopping; the submit was not accepted ({exc})")
+                if attempt >= e.cfg.submit_attempts:
                     return self.fail_submit(job, "transport", f"submit failed {attempt} times: {exc}")
                 e.stats.retries["submit"] += 1
                 await asyncio.sleep(e.backoff(attempt))
                 slot = await self.pace()  # every POST spends quota, retries too
                 continue
             except Ambiguous as exc:
+                e.api_failed(exc)
                 ambiguous += 1
                 e.stats.ambiguous += 1
                 log.warning("%s: no answer to submit (%s); a possible duplicate charge", job.id, exc)
@@ -144,6 +169,7 @@ class SubmitStage:
                 await e.ledger.commit()
                 continue
             except JobFailed as exc:
+                e.api_breaker.success()
                 return self.fail_submit(job, exc.cause, exc.error, http_status=exc.http_status)
             except OutOfCredits as exc:
                 self.not_submitted(job, "insufficient credits")
@@ -154,6 +180,7 @@ class SubmitStage:
                 e.fatal(exc)
                 return None
             break
+        e.api_breaker.success()
         if e.adaptive:
             e.adaptive.on_success()
         now, wall = e.clock(), e.wall()
@@ -215,6 +242,12 @@ class SubmitStage:
         e.new_submits -= 1
         e.pending -= 1
         e.inflight.release()
+        e.touch()
+
+    def left_pending(self, job: Job) -> None:
+        """Not submitted, and not the job's fault: it stays pending for the next run."""
+        e = self.e
+        e.pending -= 1
         e.touch()
 
     def unresolved(self, job: Job) -> None:

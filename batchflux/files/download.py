@@ -35,7 +35,7 @@ from typing import Final, Protocol
 
 from batchflux.api.errors import DownloadError
 from batchflux.files.commit import FileCommitter
-from batchflux.files.durable import create_temp, fsync_dir
+from batchflux.files.durable import DISK_FULL_ERRNOS, WriteFailed, create_temp, fsync_dir
 
 __all__ = ["MAGIC", "DownloadError", "Downloaded", "check_image_bytes", "download_image", "file_digest"]
 
@@ -114,12 +114,12 @@ async def download_image(
                     tail = (tail + chunk[-_TAIL:])[-_TAIL:]
                     await spool.write(chunk)
         except _LocalWriteError as exc:
-            raise DownloadError(f"could not write {dest}: {exc.__cause__}", retryable=False) from exc
+            raise _local_failure(dest, exc) from exc
         check_image_bytes(head, tail, fmt, where=where)
         try:
             await spool.commit()
         except _LocalWriteError as exc:
-            raise DownloadError(f"could not write {dest}: {exc.__cause__}", retryable=False) from exc
+            raise _local_failure(dest, exc) from exc
     except BaseException:
         spool.discard()
         raise
@@ -152,6 +152,15 @@ def file_digest(path: Path) -> tuple[int, str]:
     with open(path, "rb") as f:
         digest = hashlib.file_digest(f, "sha256")
         return f.tell(), digest.hexdigest()
+
+
+def _local_failure(dest: str | os.PathLike[str], exc: _LocalWriteError) -> Exception:
+    """A full or read-only disk stops the run (:class:`WriteFailed`); any other local error (a file
+    where a directory should be, no permission) fails this one image, not retryable."""
+    cause = exc.__cause__
+    if isinstance(cause, OSError) and cause.errno in DISK_FULL_ERRNOS:
+        return WriteFailed(dest, cause)
+    return DownloadError(f"could not write {dest}: {cause}", retryable=False)
 
 
 class _LocalWriteError(Exception):

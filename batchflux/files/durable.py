@@ -4,12 +4,40 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import itertools
 import os
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+# A write that fails for one of these fails for every file on that filesystem until someone acts:
+# the run stops (exit 75) rather than fail jobs one by one for it.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT})
+
+
+class WriteFailed(Exception):
+    """Writing a run directory's file failed: the path and the OS's error, for one line to the user.
+    ``disk_full``: the filesystem is full, read-only or over quota (not this file's fault)."""
+
+    def __init__(self, path: str | os.PathLike[str], error: OSError) -> None:
+        self.path = os.fspath(path)
+        self.error = error
+        super().__init__(f"cannot write {self.path}: {error.strerror or error}")
+
+    @property
+    def disk_full(self) -> bool:
+        return self.error.errno in DISK_FULL_ERRNOS
+
+
+def free_bytes(directory: str | os.PathLike[str]) -> int | None:
+    """Bytes an unprivileged user may still write on ``directory``'s filesystem; None if unknown."""
+    try:
+        st = os.statvfs(directory)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 def _load_syncfs() -> Callable[[int], int] | None:

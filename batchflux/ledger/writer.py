@@ -13,7 +13,9 @@ Durability contract (README, "What survives a crash"):
   than the fsync it carries (~130 µs on a 2-core VM), so at full speed this turns one trip per two
   submits into a few dozen trips a second, for at most 20 ms more before a POST.
 - A write that fails part-way (a full disk) is cut back off the file before the error propagates,
-  so the ledger never carries a torn line in its middle.
+  so the ledger never carries a torn line in its middle. Every failed write or fsync raises
+  :class:`~batchflux.files.durable.WriteFailed` (the path and the OS's error): the engine stops the
+  run on it, since an event it cannot record is an action it must not take.
 
 Only the event loop's thread calls :meth:`append`, so lines never interleave: the writer is a
 single appender by construction, with no queue in front of it to lose events from.
@@ -22,12 +24,13 @@ single appender by construction, with no queue in front of it to lose events fro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
 from typing import BinaryIO
 
-from batchflux.files.durable import fsync_dir
+from batchflux.files.durable import WriteFailed, fsync_dir
 from batchflux.ledger.events import Event, UnknownEvent
 from batchflux.ledger.replay import parse_line
 
@@ -63,9 +66,12 @@ class LedgerWriter:
                 if not n:
                     raise OSError(f"could not append to {self.path}")
                 written += n
-        except BaseException:
+        except BaseException as exc:
             if written:
-                os.ftruncate(self._fh.fileno(), self._size)  # leave no torn line for the next append
+                with contextlib.suppress(OSError):  # leave no torn line for the next append
+                    os.ftruncate(self._fh.fileno(), self._size)
+            if isinstance(exc, OSError):
+                raise WriteFailed(self.path, exc) from exc
             raise
         self._size += written
         self.events_written += 1
@@ -74,7 +80,10 @@ class LedgerWriter:
         """fsync now, on the calling thread (at exit)."""
         if self.unsynced and not self._fh.closed:
             upto = self.events_written
-            os.fsync(self._fh.fileno())
+            try:
+                os.fsync(self._fh.fileno())
+            except OSError as exc:
+                raise WriteFailed(self.path, exc) from exc
             self._synced = max(self._synced, upto)
 
     async def commit(self) -> None:
@@ -102,7 +111,10 @@ class LedgerWriter:
                 self._last_sync_start = loop.time()
                 upto = self.events_written
                 self.syncs += 1
-                await loop.run_in_executor(None, _fsync_dup, os.dup(self._fh.fileno()))
+                try:
+                    await loop.run_in_executor(None, _fsync_dup, os.dup(self._fh.fileno()))
+                except OSError as exc:
+                    raise WriteFailed(self.path, exc) from exc
                 self._synced = max(self._synced, upto)
             finally:
                 self._syncing = None

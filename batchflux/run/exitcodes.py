@@ -9,4 +9,5 @@ class ExitCode(IntEnum):
     USAGE = 2  # usage or manifest error; nothing was submitted
     STOPPED = 3  # stopped by the API or a cap (auth, credits, budget); resumable
     LOCKED = 4  # another run holds the lock for this output directory
+    TEMPFAIL = 75  # a temporary failure (sysexits' EX_TEMPFAIL): API unreachable, disk full; resumable
     INTERRUPTED = 130  # interrupted by a signal; resumable

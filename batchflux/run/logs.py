@@ -136,6 +136,17 @@ def _formatter(fmt: LogFormat | str, redact: Redactor, *, console: bool) -> logg
     return TextFormatter(redact, console=console)
 
 
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The run's log file. A line it cannot write (a full or read-only disk) is dropped without
+    logging's traceback on stderr: the engine stops the run on a full disk with a line of its own,
+    and the console handler still shows every record."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handleError(record)
+
+
 def configure_logging(
     out_dir: Path | None,
     *,
@@ -161,7 +172,7 @@ def configure_logging(
     handlers: list[logging.Handler] = []
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.handlers.RotatingFileHandler(
+        file_handler = _LogFile(
             out_dir / LOG_FILENAME, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
         )
         file_handler.setFormatter(_formatter(fmt, redact, console=False))

@@ -25,8 +25,18 @@ from batchflux.api import ApiClient, ApiError, Fatal, RateLimited, Transient, po
 from batchflux.engine.config import EngineConfig
 from batchflux.engine.core import Engine
 from batchflux.engine.progress import NullProgress, Progress
-from batchflux.engine.stats import EngineStats
-from batchflux.ledger import LEDGER_FILENAME, Event, EventType, LedgerCorrupt, LedgerWriter, replay_file
+from batchflux.engine.stats import EngineStats, FailedJob
+from batchflux.files.durable import WriteFailed
+from batchflux.files.layout import SUMMARY_FILENAME
+from batchflux.ledger import (
+    LEDGER_FILENAME,
+    Event,
+    EventType,
+    LedgerCorrupt,
+    LedgerWriter,
+    Replay,
+    replay_file,
+)
 from batchflux.ledger.resume import Action, ResumePlan, check_file, move_ledger_aside, plan_resume
 from batchflux.manifest import Manifest, ManifestError, load_manifest
 from batchflux.manifest.job import Job
@@ -176,18 +186,25 @@ class Run:
             if to_submit and opt.credit_check:
                 refusal = await _credit_preflight(client, to_submit, price)
                 if refusal:
-                    return RunResult(ExitCode.STOPPED, out_dir, message=refusal, plan=plan)
-            with LedgerWriter(ledger_path) as ledger:
+                    code, message = refusal
+                    return RunResult(code, out_dir, message=message, plan=plan)
+            ledger = LedgerWriter(ledger_path)
+            try:
                 if ledger.repaired_tail:
                     self.say(
                         f"note: set aside a torn last ledger line ({ledger.repaired_tail} bytes) "
                         f"into {ledger_path.name}.torn"
                     )
-                ledger.append(Event(EventType.RUN_STARTED, None, {
-                    "run_id": run_id, "manifest": str(opt.manifest), "jobs": len(jobs),
-                    "shard": str(opt.shard) if opt.shard else None, "version": __version__,
-                    "pid": os.getpid(), "host": socket.gethostname(),
-                }))  # fmt: skip
+                try:
+                    ledger.append(Event(EventType.RUN_STARTED, None, {
+                        "run_id": run_id, "manifest": str(opt.manifest), "jobs": len(jobs),
+                        "shard": str(opt.shard) if opt.shard else None, "version": __version__,
+                        "pid": os.getpid(), "host": socket.gethostname(),
+                    }))  # fmt: skip
+                except WriteFailed as exc:
+                    return RunResult(
+                        ExitCode.TEMPFAIL, out_dir, message=f"error: {exc}; nothing was submitted"
+                    )
                 engine = Engine(
                     config=engine_cfg,
                     client=client,
@@ -206,18 +223,30 @@ class Run:
                     self.progress.close()
                 code = _exit_code(engine, stats)
                 wall = time.time() - started
-                ledger.append(Event(EventType.RUN_FINISHED, None, {
-                    "run_id": run_id, "exit_code": int(code), "wall_s": round(wall, 3),
-                    "counts": _counts(stats, engine),
-                }))  # fmt: skip
-            summary = self._summary(run_id, started, out_dir, code, stats, engine, client, plan)
-        write_summary(out_dir, summary)
+                try:
+                    ledger.append(Event(EventType.RUN_FINISHED, None, {
+                        "run_id": run_id, "exit_code": int(code), "wall_s": round(wall, 3),
+                        "counts": _counts(stats, engine),
+                    }))  # fmt: skip
+                except WriteFailed as exc:  # the run is over; the ledger has every job's events
+                    log.error("could not record the end of the run: %s", exc)
+            finally:
+                try:
+                    ledger.close()
+                except WriteFailed as exc:
+                    log.error("could not close the ledger: %s", exc)
+            summary = self._summary(run_id, started, out_dir, code, stats, engine, client, plan, replay)
+        try:
+            write_summary(out_dir, summary)
+        except OSError as exc:  # the exit code still tells the scheduler what happened
+            self.say(f"error: could not write {SUMMARY_FILENAME}: {exc.strerror or exc}")
         # Thumbnails for a big batch take a while: keep the loop (and its signal handlers) free.
         await asyncio.to_thread(self._after, out_dir, summary)
         return RunResult(code, out_dir, summary, _closing_line(code, stats, engine, out_dir), plan, stats)
 
     def _summary(self, run_id: str, started: float, out_dir: Path, code: int, stats: EngineStats,
-                 engine: Engine, client: ApiClient, plan: ResumePlan) -> RunSummary:  # fmt: skip
+                 engine: Engine, client: ApiClient, plan: ResumePlan,
+                 replay: Replay) -> RunSummary:  # fmt: skip
         finished = time.time()
         calls = dict(client.calls)
         if "media" in calls:
@@ -239,7 +268,7 @@ class Run:
             possible_duplicates=plan.possible_duplicates + stats.ambiguous,
             expired_resubmits=stats.resubmitted_expired,
             estimated_spend_usd=round((stats.submitted - stats.server_failed) * engine.cfg.price_usd, 4),
-            failed_jobs=tuple(stats.failures),
+            failed_jobs=(*_failed_before(plan, replay), *(replace(f, run_id=run_id) for f in stats.failures)),
             interrupted=engine.stop_reason == "interrupted",
             stop_reason=engine.stop_reason,
             shard=str(self.opt.shard) if self.opt.shard else None,
@@ -279,6 +308,27 @@ def _remove_partial_downloads(out_dir: Path) -> None:
             log.warning("could not remove %s: %s", part, exc)
 
 
+def _failed_before(plan: ResumePlan, replay: Replay) -> list[FailedJob]:
+    """The jobs this run kept failed, as the ledger recorded them, each with the run it failed in."""
+    kept = []
+    for d in plan.select(Action.FAILED):
+        rec = d.record
+        if rec is None:
+            continue
+        started = [run.run_id for run in replay.runs if run.started_at <= rec.last_ts]
+        kept.append(
+            FailedJob(
+                d.job.id,
+                rec.cause or "",
+                rec.error or "",
+                rec.http_status,
+                rec.request_id,
+                run_id=started[-1] if started else None,
+            )
+        )
+    return kept
+
+
 def _counts(stats: EngineStats, engine: Engine) -> dict[str, int]:
     in_flight = engine.in_flight
     return {
@@ -289,9 +339,15 @@ def _counts(stats: EngineStats, engine: Engine) -> dict[str, int]:
     }
 
 
+# Stops that retrying later fixes by itself (exit 75), unlike auth, credits or a budget (exit 3).
+TEMPORARY_STOPS = frozenset({"unreachable", "disk"})
+
+
 def _exit_code(engine: Engine, stats: EngineStats) -> ExitCode:
     if engine.stop_reason == "interrupted":
         return ExitCode.INTERRUPTED
+    if engine.stop_reason in TEMPORARY_STOPS:
+        return ExitCode.TEMPFAIL
     if engine.stop_reason is not None:
         return ExitCode.STOPPED
     if stats.failed_total or stats.remaining:
@@ -308,18 +364,22 @@ def _closing_line(code: int, stats: EngineStats, engine: Engine, out_dir: Path) 
     return f"{head}. Output: {out_dir}"
 
 
-async def _credit_preflight(client: ApiClient, jobs: int, price: float, attempts: int = 6) -> str | None:
+async def _credit_preflight(
+    client: ApiClient, jobs: int, price: float, attempts: int = 6
+) -> tuple[ExitCode, str] | None:
+    """None to go on, or why not: the exit code and the one line for the user."""
     rng = random.Random()
     for attempt in range(1, attempts + 1):
         try:
             balance = await client.credits()
             break
         except Fatal as exc:  # a bad key or a wrong base URL: skipping the check would not help
-            return f"the API refused the credit check: {exc}"
+            return ExitCode.STOPPED, f"the API refused the credit check: {exc}"
         except (Transient, RateLimited) as exc:  # a passing fault must not cancel a nightly run
-            if attempt == attempts:
-                return (
-                    f"could not read the account's credits ({exc}); use --no-credit-check to skip this check"
+            if attempt == attempts:  # the API is unreachable or failing: try again later
+                return ExitCode.TEMPFAIL, (
+                    f"could not read the account's credits ({exc}); nothing was submitted, retry later "
+                    "(--no-credit-check to skip this check)"
                 )
             delay = (
                 policy.rate_limit_delay(exc, attempt, rng)
@@ -328,10 +388,12 @@ async def _credit_preflight(client: ApiClient, jobs: int, price: float, attempts
             )
             await asyncio.sleep(delay)
         except ApiError as exc:
-            return f"could not read the account's credits ({exc}); use --no-credit-check to skip this check"
+            return ExitCode.STOPPED, (
+                f"could not read the account's credits ({exc}); use --no-credit-check to skip this check"
+            )
     need = jobs * price
     if balance + 1e-9 < need:
-        return (
+        return ExitCode.STOPPED, (
             f"not enough credits: {jobs} jobs × ${price:.2f} = ${need:.2f}, balance ${balance:.2f} "
             "(--max-jobs to submit fewer, --no-credit-check to skip this check)"
         )

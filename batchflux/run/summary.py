@@ -7,8 +7,10 @@ replaced atomically, so a reader never sees half of it. Schema (``"schema": 1``)
 
 ``counts`` holds every job of the manifest (of this shard) by outcome — :data:`OUTCOMES` —
 after the run: ``done`` (image on disk, this run or an earlier one), ``failed`` (permanently,
-see ``failed_jobs``), ``in_flight`` (submitted, no outcome yet: a later run polls it again),
-``pending`` (not submitted yet: stopped by a cap, a signal or the API).
+see ``failed_jobs``, which like ``failures_by_cause`` lists every job failed after the run, in this
+run or an earlier one, each with the ``run_id`` it failed in), ``in_flight`` (submitted, no
+outcome yet: a later run polls it again), ``pending`` (not submitted yet: stopped by a cap, a
+signal, an outage or a full disk).
 """
 
 from __future__ import annotations

@@ -191,6 +191,7 @@ FULL_DISK_CHILD = textwrap.dedent(
     """
     import resource, sys
     from pathlib import Path
+    from batchflux.files.durable import WriteFailed
     from batchflux.ledger import Event, EventType, LedgerWriter
 
     w = LedgerWriter(Path(sys.argv[1]))
@@ -200,8 +201,8 @@ FULL_DISK_CHILD = textwrap.dedent(
         while True:
             w.append(Event(EventType.SUBMIT_INTENT, f"job-{written}", {"fingerprint": "x" * 100}))
             written += 1
-    except OSError as exc:
-        print(written, exc.errno)
+    except WriteFailed as exc:  # the path and the OS's error, for one line to the user
+        print(written, exc.error.errno)
     """
 )
 

@@ -58,6 +58,32 @@ async def test_1_a_moderated_job_fails_the_rest_complete(tmp_path: Path, clis: C
     assert last_finish(out)["exit_code"] == 1
 
 
+async def test_1_a_resumed_runs_summary_lists_the_failures_of_earlier_runs(
+    tmp_path: Path, clis: Clis
+) -> None:
+    jobs = plain_jobs(4)
+    jobs[1]["prompt"] = "make it nsfw"
+    manifest_dir = tmp_path / "m"
+    manifest = write_manifest(manifest_dir, jobs)
+    out = tmp_path / "out"
+    async with Emulator(FAST) as emu:
+        first = await clis.run("run", manifest, "--out", out, emu=emu)
+        assert first.code == 1, first
+        first_run = summary(out)["run_id"]
+        jobs += [{"id": "late", "prompt": "make it nsfw too", "seed": 7}]
+        write_manifest(manifest_dir, jobs)
+        second = await clis.run("run", manifest, "--out", out, emu=emu)
+    assert second.code == 1, second
+    s = summary(out)
+    assert s["run_id"] != first_run
+    assert s["counts"]["failed"] == 2 == len(s["failed_jobs"])
+    assert s["failures_by_cause"] == {"moderation": 2}
+    assert [(f["id"], f["cause"], f["run_id"]) for f in s["failed_jobs"]] == [
+        ("job0001", "moderation", first_run),  # kept from the first run
+        ("late", "moderation", s["run_id"]),  # failed in this one
+    ]
+
+
 async def test_2_manifest_error_submits_nothing(tmp_path: Path, clis: Clis) -> None:
     jobs = plain_jobs(3)
     del jobs[1]["prompt"]
