@@ -313,11 +313,19 @@ def check_pod_spec(pod: dict[str, Any], pvcs: dict[str, dict[str, Any]]) -> dict
 
 
 def check_failure_policy(job_spec: dict[str, Any], container: dict[str, Any]) -> None:
+    """Exit codes 1-4 fail (a retry cannot help), 75 is retried (a temporary failure), 130 is never
+    a failure rule's (an interrupted run resumes)."""
+    actions: dict[int, str] = {}
     for rule in job_spec["podFailurePolicy"]["rules"]:
         if "onExitCodes" in rule:
             assert rule["onExitCodes"]["containerName"] == container["name"]
-            assert 0 not in rule["onExitCodes"]["values"]
-            assert 130 not in rule["onExitCodes"]["values"]  # interrupted runs are resumable: retry
+            assert rule["onExitCodes"]["operator"] == "In"
+            for code in rule["onExitCodes"]["values"]:
+                actions.setdefault(code, rule["action"])  # the first matching rule wins
+    assert 0 not in actions
+    assert 130 not in actions  # interrupted runs are resumable: retry
+    assert {actions.get(code) for code in (1, 2, 3, 4)} <= {"FailJob", "FailIndex"}
+    assert actions.get(75, "Count") == "Count"
 
 
 # --- the files ------------------------------------------------------------------------------------
