@@ -54,8 +54,8 @@ def _unauthorized(core: EmulatorCore, request: web.Request) -> web.Response | No
     return json_error(401, "Unauthorized: missing or invalid x-api-key")
 
 
-def _rate_limited(core: EmulatorCore, key: str) -> web.Response | None:
-    decision = core.take_quota(key)
+def _rate_limited(core: EmulatorCore, key: str, kind: str) -> web.Response | None:
+    decision = core.take_quota(key, kind)
     if decision.allowed:
         return None
     headers = {"x-rate-limit-reset-at-utc": iso_utc(core.unix(decision.reset_at))}
@@ -108,7 +108,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
     if (denied := _unauthorized(core, request)) is not None:
         return denied
     key = request.headers["x-api-key"]
-    if (denied := _rate_limited(core, key)) is not None:
+    if (denied := _rate_limited(core, key, "submit")) is not None:
         return denied
     if (denied := _wrong_content_type(request)) is not None:
         return denied
@@ -149,7 +149,7 @@ async def _poll(request: web.Request, endpoint: str) -> web.StreamResponse:
         core.counters.status_calls += 1
     else:
         core.counters.result_calls += 1
-    if core.config.count_polls and (denied := _rate_limited(core, key)) is not None:
+    if core.config.count_polls and (denied := _rate_limited(core, key, "poll")) is not None:
         return denied
 
     async def work() -> web.Response:

@@ -41,6 +41,9 @@ class Counters:
     media_calls: int = 0
     credits_calls: int = 0
     rate_limited: int = 0
+    # Calls of a kind (submit, poll) that arrived while a pause announced by a 429 of that kind to
+    # that key was in force: sent after the client heard of it, or already on their way with it.
+    calls_in_announced_pause: int = 0
     unauthorized: int = 0
     media_with_key: int = 0
     faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULT_KINDS, 0))
@@ -71,6 +74,7 @@ class EmulatorCore:
         self._active: dict[str, ActiveCounter] = {}
         self._seen: dict[str, set[str]] = {}
         self.quota = FixedWindowQuota(config.rpm, config.window_s, self._origin)
+        self._announced: dict[tuple[str, str], float] = {}  # (key, kind) -> the last 429's reset
         self.account = Account(config.credits)
         self.jobs: dict[str, JobRecord] = {}
         self.counters = Counters()
@@ -88,10 +92,14 @@ class EmulatorCore:
     def authorized(self, key: str | None) -> bool:
         return key is not None and key in self.config.keys
 
-    def take_quota(self, key: str) -> QuotaDecision:
-        decision = self.quota.acquire(key, self.clock())
+    def take_quota(self, key: str, kind: str) -> QuotaDecision:
+        now = self.clock()
+        if now < self._announced.get((key, kind), 0.0):
+            self.counters.calls_in_announced_pause += 1
+        decision = self.quota.acquire(key, now)
         if not decision.allowed:
             self.counters.rate_limited += 1
+            self._announced[(key, kind)] = decision.reset_at
         return decision
 
     def roll_fault(self, endpoint: str, *, truncatable: bool = False) -> str | None:

@@ -12,7 +12,7 @@ from batchflux.ledger.resume import RETENTION_S
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    rate: Rate | None = None  # --rpm / --rate; None = adaptive (AIMD) against the server's 429s
+    rate: Rate | None = None  # --rpm / --rate; None = learned from the server's 429s
     max_in_flight: int = 256  # requests submitted and not yet resolved
     submit_workers: int = 16
     poll_workers: int = 32

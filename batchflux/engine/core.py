@@ -15,47 +15,29 @@ cancels everything at once. Both leave a resumable ledger.
 from __future__ import annotations
 
 import asyncio
-import random
-import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+import functools
+from collections.abc import Sequence
 
-from batchflux.api import ApiClient
-from batchflux.engine.config import EngineConfig
 from batchflux.engine.fetch import FetchStage
-from batchflux.engine.progress import Progress
 from batchflux.engine.state import EngineState
 from batchflux.engine.stats import EngineStats
 from batchflux.engine.submit import SubmitStage
 from batchflux.engine.tracks import Track
 from batchflux.files.durable import WriteFailed
-from batchflux.ledger import EventType, JobState, LedgerWriter
+from batchflux.ledger import EventType, JobState
 from batchflux.ledger.resume import Action, Decision
 
 
 class Engine(EngineState):
-    def __init__(
-        self,
-        *,
-        config: EngineConfig,
-        client: ApiClient,
-        ledger: LedgerWriter,
-        out_dir: Path,
-        progress: Progress,
-        rng: random.Random | None = None,
-        wall: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(
-            config=config,
-            client=client,
-            ledger=ledger,
-            out_dir=out_dir,
-            progress=progress,
-            rng=rng,
-            wall=wall,
-        )
-        self.submitter = SubmitStage(self)
-        self.fetcher = FetchStage(self)
+    """The engine state (see :class:`EngineState` for the arguments), its stages, and the run."""
+
+    @functools.cached_property
+    def submitter(self) -> SubmitStage:
+        return SubmitStage(self)
+
+    @functools.cached_property
+    def fetcher(self) -> FetchStage:
+        return FetchStage(self)
 
     # ---- the run -------------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ class FetchStage:
     def observe_latency(self, track: Track, age: float) -> None:
         e = self.e
         estimate = (track.last_unfinished_age + age) / 2 if track.last_unfinished_age else age
+        track.latency = estimate
         ready = e.latency.ready
         e.latency.observe(estimate)
         # A scout that finished has done its job: no held request takes its place. (One would be
@@ -85,6 +86,7 @@ class FetchStage:
                 output_url=res.output,
                 metrics=res.metrics,
                 completed_at=e.wall(),
+                latency=track.latency,
             )
             e.release(track)
             e.download_q.put(e.clock(), track)
@@ -105,7 +107,6 @@ class FetchStage:
             why = f"output path {job.output!r} leaves the run directory"
             return e.finish_failed(track, "invalid", why)
         for attempt in range(1, e.cfg.download_attempts + 1):
-            await e.gate.wait()
             try:
                 got = await download_image(
                     e.client.media,

@@ -1,4 +1,4 @@
-"""Pacing primitives: the submit-rate limiter, the shared 429 pause gate, adaptive rate (AIMD).
+"""Pacing primitives: the submit-rate limiter and the 429 pause gates.
 
 All timing uses an injected monotonic clock (the loop's ``time``) and waits with timers —
 ``asyncio.sleep`` until a computed instant — never a spin.
@@ -6,10 +6,10 @@ All timing uses an injected monotonic clock (the loop's ``time``) and waits with
 - :class:`SlidingWindowLimiter` — never more than ``limit`` acquisitions in any ``period``-second
   window (a sliding-window log, as aiolimiter does for leaky buckets). Against a fixed-window
   server limiter it spends each window's quota as soon as it opens and nothing beyond it.
-- :class:`PauseGate` — one gate every caller passes before an API call; a 429 anywhere closes it
-  until the server's reset time.
-- :class:`AdaptiveRate` — with no ``--rpm``, a minimum spacing between submits that opens up on
-  success and halves the rate on each 429 (additive increase, multiplicative decrease).
+- :class:`PauseGate` — a gate the calls of one kind pass before they go; a 429 on one of them
+  closes it until the server's reset time (the engine keeps one per kind of call).
+
+With no ``--rate``, the limiter's rate is learned from the 429s (:mod:`batchflux.engine.quota`).
 """
 
 from __future__ import annotations
@@ -76,6 +76,10 @@ class SlidingWindowLimiter:
                     return slot
                 await asyncio.sleep(self._log[0][0] + self.rate.period - now)
 
+    def set_rate(self, rate: Rate) -> None:
+        """A new rate, from the next acquisition on (a learned quota, revised)."""
+        self.rate = rate
+
     def settle(self, slot: list[float]) -> None:
         slot[0] = max(slot[0], self._clock())
 
@@ -93,12 +97,18 @@ class PauseGate:
         self.resume_at = 0.0
         self.pauses = 0
 
-    def pause_for(self, delay: float) -> None:
-        until = self._clock() + max(0.0, delay)
-        if until > self.resume_at:
-            if self.resume_at <= self._clock():
-                self.pauses += 1
-            self.resume_at = until
+    def pause_for(self, delay: float) -> bool:
+        """Close the gate for ``delay`` seconds from now (never shortening a pause); True when
+        this starts a new pause rather than extending one."""
+        now = self._clock()
+        until = now + max(0.0, delay)
+        if until <= self.resume_at:
+            return False
+        new = self.resume_at <= now
+        if new:
+            self.pauses += 1
+        self.resume_at = until
+        return new
 
     @property
     def paused(self) -> bool:
@@ -108,68 +118,3 @@ class PauseGate:
         # Sleeps exactly until the reset; loops only when another 429 pushed the reset later.
         while (delay := self.resume_at - self._clock()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(delay)
-
-
-class AdaptiveRate:
-    """AIMD spacing for submits when the quota is unknown.
-
-    Starts unlimited. A 429 sets the rate to half of what was being achieved over the last
-    ``window`` seconds (at least ``floor`` per second); each success raises it by ``increase``
-    of itself, so it recovers within a few dozen submits. ``None`` rate means no spacing.
-    A burst of 429s answering requests sent together is one congestion signal: the rate is cut
-    once, then not again until a submit has succeeded. The shared pause gate does the waiting
-    for the server's reset; this only smooths the burst that follows it.
-    """
-
-    def __init__(
-        self, clock: Clock, *, floor: float = 1.0, increase: float = 0.1, window: float = 10.0
-    ) -> None:
-        self._clock = clock
-        self.floor = floor
-        self.increase = increase
-        self.window = window
-        self.rate: float | None = None
-        self.decreases = 0
-        self._recent: deque[float] = deque()
-        self._last = float("-inf")
-        self._cut = False  # cut since the last success
-        self._lock = asyncio.Lock()
-
-    def _observed(self, now: float) -> float:
-        while self._recent and self._recent[0] < now - self.window:
-            self._recent.popleft()
-        if len(self._recent) < 2:
-            return 0.0
-        return len(self._recent) / max(now - self._recent[0], 1e-3)
-
-    def on_success(self) -> None:
-        self._recent.append(self._clock())
-        self._cut = False
-        if self.rate is not None:
-            self.rate *= 1 + self.increase
-            if self.rate > 1000:
-                self.rate = None
-
-    def on_rate_limited(self) -> None:
-        if self._cut:
-            return
-        self._cut = True
-        self.decreases += 1
-        observed = self._observed(self._clock())
-        current = self.rate if self.rate is not None else max(observed, self.floor)
-        self.rate = max(self.floor, min(current, observed or current) / 2)
-
-    async def wait(self) -> None:
-        """Wait until one spacing interval, at the rate in force now, has passed since the
-        last submit; waiters go one at a time and pick up rate changes while they wait."""
-        if self.rate is None and not self._lock.locked():  # no spacing in force: nothing to wait for
-            self._last = self._clock()
-            return
-        async with self._lock:
-            while self.rate is not None:
-                due = self._last + 1.0 / self.rate
-                now = self._clock()
-                if now >= due:
-                    break
-                await asyncio.sleep(due - now)
-            self._last = self._clock()

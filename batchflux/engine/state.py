@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,8 +23,9 @@ from batchflux.engine.deadlines import DeadlineQueue
 from batchflux.engine.inflight import InFlight
 from batchflux.engine.inputs import InputResolver
 from batchflux.engine.latency import LatencyModel
-from batchflux.engine.pacing import AdaptiveRate, PauseGate, SlidingWindowLimiter
+from batchflux.engine.pacing import PauseGate, Rate, SlidingWindowLimiter
 from batchflux.engine.progress import Progress
+from batchflux.engine.quota import QuotaLearner, suggest_flag
 from batchflux.engine.stats import EngineStats, FailedJob
 from batchflux.engine.tracks import PollScheduler, Track
 from batchflux.files.commit import FileCommitter
@@ -33,6 +34,10 @@ from batchflux.ledger import Event, EventType, LedgerWriter
 from batchflux.manifest.job import Job
 
 log = logging.getLogger("batchflux.engine")
+
+# Kinds of call that a 429 pauses together: status and result calls are both polling.
+GATE_KINDS = ("submit", "poll", "upload")
+GATE_OF = {"status": "poll", "result": "poll"}
 T = TypeVar("T")
 A = TypeVar("A")
 
@@ -48,7 +53,12 @@ class EngineState:
         progress: Progress,
         rng: random.Random | None = None,
         wall: Callable[[], float] = time.time,
+        pauses: Mapping[str, float] | None = None,
+        latencies: Sequence[float] = (),
     ) -> None:
+        """``pauses``: the ledger's announced 429 pauses by kind of call (unix end times); a kind
+        still inside one waits it out. ``latencies``: this model's recent latencies from the
+        ledger, so polling starts from what earlier runs learned."""
         self.cfg = config
         self.client = client
         self.ledger = ledger
@@ -61,10 +71,16 @@ class EngineState:
         self.stop_detail: str = ""
         self._loop = asyncio.get_running_loop()
         self.clock = self._loop.time
-        self.gate = PauseGate(self.clock)
+        # One gate per kind of call: a 429 pauses the calls of its kind only (downloads, from the
+        # public media host, pass none).
+        self.gates = {kind: PauseGate(self.clock) for kind in GATE_KINDS}
         self.limiter = SlidingWindowLimiter(config.rate, self.clock) if config.rate else None
-        self.adaptive = None if config.rate else AdaptiveRate(self.clock)
+        self.quota = None if config.rate else QuotaLearner(self.clock)  # no --rate: learn it
+        self.one_at_a_time = asyncio.Lock()  # submits measuring a quota's window go through it
         self.latency = LatencyModel(config.poll)
+        for latency in latencies:
+            self.latency.observe(latency)
+        self._wait_out(pauses or {})
         self.inflight = InFlight(config.max_in_flight)
         self.on_server = 0  # requests submitted, no result yet
         self.scouting: set[Track] = set()  # polled while the latency model is still learning
@@ -208,10 +224,39 @@ class EngineState:
             log.error("stopping: %s", exc)
         self.abort(exc.kind, str(exc))
 
-    def rate_limited(self, exc: RateLimited, attempt: int) -> None:
+    def gate(self, kind: str) -> PauseGate:
+        """The pause gate of a kind of call (``submit``, ``status``, ``result``, ``upload``, …)."""
+        return self.gates[GATE_OF.get(kind, kind)]
+
+    def rate_limited(self, exc: RateLimited, attempt: int, kind: str) -> None:
+        """A 429 on a call of ``kind``: pause that kind until the server's reset. A new pause is a
+        ledger event, so a run started inside it (a crash loop, a resume) waits it out too."""
         self.stats.rate_limited += 1
         delay = policy.rate_limit_delay(exc, attempt, self.rng)
-        self.gate.pause_for(delay)
+        gate_kind = GATE_OF.get(kind, kind)
+        if self.gates[gate_kind].pause_for(delay) and exc.delay_s is not None:
+            until = self.wall() + delay
+            self.ledger.append(Event(EventType.PAUSED, None, {"kind": gate_kind, "until": until}))
+
+    def _wait_out(self, pauses: Mapping[str, float]) -> None:
+        now = self.wall()
+        for kind, until in pauses.items():
+            if kind in self.gates and until > now:
+                log.info("the API asked for a pause of %s calls until %s; waiting it out (%.1fs)",
+                         kind, time.strftime("%H:%M:%S", time.localtime(until)), until - now)  # fmt: skip
+                self.gates[kind].pause_for(until - now)
+
+    def learned(self, rate: Rate | None) -> None:
+        """The quota learner has a new rate: pace submits by it from now on."""
+        if rate is None:
+            return
+        if self.limiter is None:
+            self.limiter = SlidingWindowLimiter(rate, self.clock)
+            log.info("learned the quota from the 429s: %s a window; pass %s to start at it next time",
+                     rate, suggest_flag(rate))  # fmt: skip
+        else:
+            self.limiter.set_rate(rate)
+            log.info("quota revised: %s", rate)
 
     def backoff(self, attempt: int) -> float:
         cfg = self.cfg
@@ -223,14 +268,15 @@ class EngineState:
     async def call(self, kind: str, fn: Callable[[A], Awaitable[T]], arg: A) -> T:
         """A safe-to-retry call (GET, upload): pause on 429, back off on 5xx/transport, bounded."""
         attempt = 0
+        gate = self.gate(kind)
         while True:
-            await self.gate.wait()
+            await gate.wait()
             try:
                 answer = await fn(arg)
             except RateLimited as exc:
                 self.api_breaker.success()  # an answer: the host is there
                 attempt += 1
-                self.rate_limited(exc, attempt)
+                self.rate_limited(exc, attempt, kind)
                 if attempt >= self.cfg.get_attempts * 4:
                     raise
             except Transient as exc:

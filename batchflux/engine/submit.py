@@ -10,6 +10,7 @@ slot of the sliding window.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 from typing import Any
@@ -60,21 +61,25 @@ class SubmitStage:
             if fed:
                 e.feed_room.release()
             await e.inflight.acquire()
-            try:
-                slot = await self.pace()
-            except BaseException:
-                e.inflight.release()
-                raise
-            if e.stopping or not self.within_budget():
-                e.inflight.release()
-                return
-            params = await self.params_for(job)
-            e.critical.add(me)
-            try:
-                await self.submit(job, params, slot)
-            finally:
-                e.critical.discard(me)
-                e.touch()
+            # While the quota's window is being measured, the submits past what the first window
+            # held go one at a time (see QuotaLearner.admits).
+            alone = e.quota is not None and not e.quota.admits(len(e.critical))
+            async with e.one_at_a_time if alone else contextlib.nullcontext():
+                try:
+                    slot = await self.pace()
+                except BaseException:
+                    e.inflight.release()
+                    raise
+                if e.stopping or not self.within_budget():
+                    e.inflight.release()
+                    return
+                params = await self.params_for(job)
+                e.critical.add(me)
+                try:
+                    await self.submit(job, params, slot)
+                finally:
+                    e.critical.discard(me)
+                    e.touch()
 
     async def params_for(self, job: Job) -> dict[str, Any]:
         """The body to POST: the job's parameters, a local input replaced by its (cached) URL."""
@@ -110,9 +115,7 @@ class SubmitStage:
     async def pace(self) -> list[float] | None:
         e = self.e
         slot = await e.limiter.acquire() if e.limiter else None
-        if e.adaptive:
-            await e.adaptive.wait()
-        await e.gate.wait()
+        await e.gate("submit").wait()
         return slot
 
     async def submit(self, job: Job, params: dict[str, Any], slot: list[float] | None) -> None:
@@ -136,9 +139,9 @@ class SubmitStage:
                         e.limiter.settle(slot)
             except RateLimited as exc:
                 e.api_breaker.success()  # an answer: the API is there
-                e.rate_limited(exc, attempt)
-                if e.adaptive:
-                    e.adaptive.on_rate_limited()
+                e.rate_limited(exc, attempt, "submit")
+                if e.quota is not None:
+                    e.learned(e.quota.rate_limited(exc.delay_s))
                 if e.stopping:
                     return self.not_submitted(job, "stopping after a 429")
                 slot = await self.pace()
@@ -181,8 +184,8 @@ class SubmitStage:
                 return None
             break
         e.api_breaker.success()
-        if e.adaptive:
-            e.adaptive.on_success()
+        if e.quota is not None:
+            e.learned(e.quota.accepted())
         now, wall = e.clock(), e.wall()
         e.event(
             EventType.SUBMITTED,

@@ -22,6 +22,7 @@ class Track:
     submitted_mono: float = 0.0  # loop clock
     deadline: float = 0.0  # loop clock: submitted + retention
     last_unfinished_age: float = 0.0  # age at the last poll that saw it unfinished
+    latency: float | None = None  # the poll schedule's estimate, once seen done
     last_status: str = "QUEUED"
     output_url: str = ""
     holds_slot: bool = False  # counts toward --max-in-flight

@@ -8,11 +8,14 @@
 | submitted      | id   | request_id, status_url, response_url, submitted_at (unix s)                   |
 | state          | id   | request_id, status ("QUEUED" / "PROCESSING"); or request_id null, status      |
 |                |      | "NOT_SUBMITTED", reason: the submit certainly created nothing (closes intent) |
-| result         | id   | request_id, output_url, metrics (dict), completed_at (unix s, first seen)     |
+| result         | id   | request_id, output_url, metrics (dict), completed_at (unix s, first seen),    |
+|                |      | latency (s, optional: the poll schedule's estimate of how long the job took)  |
 | downloaded     | id   | request_id, path (relative), size, sha256                                     |
 | failed         | id   | request_id (or null), cause, error, http_status (or null); fingerprint when   |
 |                |      | no submit_intent came first (optional)                                        |
 | expired        | id   | request_id                                                                    |
+| paused         | null | kind (submit / poll / upload / credits / history), until (unix s): a 429's    |
+|                |      | announced pause of that kind of call, which a run starting inside it waits out |
 | run_finished   | null | run_id, exit_code, counts (dict), wall_s                                      |
 
 ``cause`` is one of :data:`FAILURE_CAUSES`. Events never carry the API key or image bytes.
@@ -54,6 +57,7 @@ class EventType(StrEnum):
     DOWNLOADED = "downloaded"
     FAILED = "failed"
     EXPIRED = "expired"
+    PAUSED = "paused"
     RUN_FINISHED = "run_finished"
 
 

@@ -60,6 +60,7 @@ class JobRecord:
     output_url: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     completed_at: float | None = None
+    latency: float | None = None  # the poll schedule's estimate when the result was seen
     path: str | None = None
     size: int | None = None
     sha256: str | None = None
@@ -95,6 +96,7 @@ class JobRecord:
             self.last_status = self.output_url = None
             self.metrics = {}
             self.completed_at = self.downloaded_at = None
+            self.latency = None
             self.path = self.sha256 = None
             self.size = None
             self.cause = self.error = None
@@ -119,6 +121,8 @@ class JobRecord:
             metrics = d.get("metrics")
             self.metrics = {_intern(k): v for k, v in metrics.items()} if isinstance(metrics, dict) else {}
             self.completed_at = _float(d.get("completed_at"), ts)
+            latency = d.get("latency")
+            self.latency = float(latency) if isinstance(latency, int | float) else None
             self.last_status = "COMPLETED"
         elif kind is _DOWNLOADED:
             self.state = JobState.DOWNLOADED

@@ -66,12 +66,17 @@ class Replay:
     runs: list[RunRecord] = field(default_factory=list)
     lines: int = 0
     torn_tail: str | None = None  # the torn last line's problem, when there was one
+    pauses: dict[str, float] = field(default_factory=dict)  # kind of call -> latest announced end (unix)
 
     def apply(self, ev: Event) -> None:
         if ev.job is not None:
             self.apply_job(ev.event, ev.job, ev.ts, ev.data)
         elif ev.event is EventType.RUN_STARTED:
             self.runs.append(RunRecord(run_id=str(ev.data.get("run_id", "")), started_at=ev.ts, data=ev.data))
+        elif ev.event is EventType.PAUSED:
+            kind, until = ev.data.get("kind"), ev.data.get("until")
+            if type(kind) is str and isinstance(until, int | float):
+                self.pauses[kind] = max(float(until), self.pauses.get(kind, 0.0))
         elif ev.event is EventType.RUN_FINISHED:
             run = self._run(str(ev.data.get("run_id", "")))
             if run is not None:
@@ -91,6 +96,19 @@ class Replay:
             if run.run_id == run_id:
                 return run
         return None
+
+    def latencies(self, model: str, limit: int) -> list[float]:
+        """The latencies of this model's last ``limit`` completed jobs, oldest first: the poll
+        schedule's own estimates where the ledger has them, else submission to result."""
+        seen = []
+        for rec in self.jobs.values():
+            if rec.model != model or rec.completed_at is None or rec.submitted_at is None:
+                continue
+            latency = rec.latency if rec.latency is not None else rec.completed_at - rec.submitted_at
+            if latency >= 0:
+                seen.append((rec.completed_at, latency))
+        seen.sort()
+        return [latency for _, latency in seen[-limit:]] if limit > 0 else []
 
     @property
     def possible_duplicates(self) -> int:

@@ -212,6 +212,8 @@ class Run:
                     out_dir=out_dir,
                     progress=self.progress,
                     rng=random.Random(),
+                    pauses=replay.pauses,
+                    latencies=replay.latencies(manifest.model, engine_cfg.poll.memory),
                 )
                 self.engine = engine
                 if self._pending_stop is not None:
@@ -272,6 +274,7 @@ class Run:
             interrupted=engine.stop_reason == "interrupted",
             stop_reason=engine.stop_reason,
             shard=str(self.opt.shard) if self.opt.shard else None,
+            learned_rate=str(engine.quota.rate) if engine.quota and engine.quota.rate else None,
         )
 
     def _after(self, out_dir: Path, summary: RunSummary) -> None:

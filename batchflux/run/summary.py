@@ -69,6 +69,7 @@ class RunSummary:
     interrupted: bool = False  # a signal stopped the run
     stop_reason: str | None = None  # why submitting stopped early: "interrupted", "budget", "credits", …
     shard: str | None = None  # "K/N" when sharded
+    learned_rate: str | None = None  # "N/Ps": the quota learned from the 429s (no --rate given)
     version: str = __version__
     schema: int = SUMMARY_SCHEMA
 

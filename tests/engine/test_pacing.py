@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from batchflux.engine.pacing import AdaptiveRate, PauseGate, Rate, SlidingWindowLimiter, parse_rate
+from batchflux.engine.pacing import PauseGate, Rate, SlidingWindowLimiter, parse_rate
 
 
 @pytest.mark.parametrize(
@@ -75,36 +73,3 @@ async def test_pause_gate_holds_every_caller_until_the_latest_reset() -> None:
     assert loop.time() - start >= 0.1 - 1e-3
     assert not gate.paused
     assert gate.pauses == 1
-
-
-def test_adaptive_rate_halves_on_429_and_recovers() -> None:
-    now = [0.0]
-    rate = AdaptiveRate(lambda: now[0], window=10.0)
-    assert rate.rate is None
-    for i in range(100):  # 10 per second for 10 s
-        now[0] = i * 0.1
-        rate.on_success()
-    rate.on_rate_limited()
-    assert rate.rate == pytest.approx(5.0, rel=0.02)
-    rate.on_rate_limited()  # the same burst of 429s: one cut
-    assert rate.rate == pytest.approx(5.0, rel=0.02)
-    assert rate.decreases == 1
-    rate.on_success()
-    rate.on_rate_limited()  # new evidence after a success: cut again
-    assert rate.rate is not None
-    assert rate.rate < 5.0
-    low = rate.rate
-    for _ in range(20):
-        rate.on_success()
-    assert rate.rate is not None
-    assert rate.rate > low
-
-
-@given(st.lists(st.sampled_from(["ok", "429"]), max_size=200))
-def test_adaptive_rate_stays_above_floor(events: list[str]) -> None:
-    now = [0.0]
-    rate = AdaptiveRate(lambda: now[0], floor=0.2)
-    for i, ev in enumerate(events):
-        now[0] = i * 0.05
-        rate.on_success() if ev == "ok" else rate.on_rate_limited()
-        assert rate.rate is None or rate.rate >= 0.2

@@ -44,7 +44,12 @@ FIELDS: dict[EventType, dict[str, st.SearchStrategy[Any]]] = {
         "request_id": MAYBE_STR,
         "status": st.sampled_from(["QUEUED", "PROCESSING", "NOT_SUBMITTED"]) | MAYBE_STR,
     },
-    EventType.RESULT: {"output_url": MAYBE_STR, "metrics": JSON_VALUES, "completed_at": TS | JSON_SCALARS},
+    EventType.RESULT: {
+        "output_url": MAYBE_STR,
+        "metrics": JSON_VALUES,
+        "completed_at": TS | JSON_SCALARS,
+        "latency": TS | JSON_SCALARS,
+    },
     EventType.DOWNLOADED: {"path": MAYBE_STR, "size": JSON_SCALARS, "sha256": MAYBE_STR},
     EventType.FAILED: {
         "cause": st.sampled_from(["moderation", "server"]) | MAYBE_STR,
@@ -53,6 +58,7 @@ FIELDS: dict[EventType, dict[str, st.SearchStrategy[Any]]] = {
         "fingerprint": MAYBE_STR,
     },
     EventType.EXPIRED: {"request_id": MAYBE_STR},
+    EventType.PAUSED: {"kind": st.sampled_from(["submit", "poll"]) | MAYBE_STR, "until": TS | JSON_SCALARS},
     EventType.RUN_STARTED: {"run_id": st.sampled_from(["r1", "r2"]), "pid": st.integers(1, 99)},
     EventType.RUN_FINISHED: {"run_id": st.sampled_from(["r1", "r2"]), "exit_code": JSON_SCALARS},
 }
@@ -61,7 +67,7 @@ FIELDS: dict[EventType, dict[str, st.SearchStrategy[Any]]] = {
 @st.composite
 def events(draw: st.DrawFn) -> Event:
     kind = draw(st.sampled_from(list(EventType)))
-    run_event = kind in (EventType.RUN_STARTED, EventType.RUN_FINISHED)
+    run_event = kind in (EventType.RUN_STARTED, EventType.RUN_FINISHED, EventType.PAUSED)
     job = None if run_event else draw(JOB_IDS)
     fields = FIELDS[kind]
     names = draw(st.lists(st.sampled_from(sorted(fields)), unique=True))

@@ -237,3 +237,41 @@ def test_numbers_out_of_float_range() -> None:
     odd = SUBMITTED.replace(f'"submitted_at":{T0}', f'"submitted_at":{huge}')
     rec = replay_lines([INTENT + "\n", odd + "\n"]).jobs["a"]
     assert rec.submitted_at == T0  # unusable: the event's own time stands in
+
+
+def completed(job: str, model: str, submitted: float, done: float, latency: float | None = None) -> list[str]:
+    intent = ev(
+        "submit_intent", job, submitted, fingerprint="fp", model=model, params={}, output=f"{job}.png"
+    )
+    sub = ev("submitted", job, submitted, request_id=f"r-{job}", submitted_at=submitted, status_url="s")
+    extra = {} if latency is None else {"latency": latency}
+    result = ev("result", job, done, request_id=f"r-{job}", output_url="u", completed_at=done, **extra)
+    return [intent, sub, result]
+
+
+def test_latencies_of_a_model_most_recent_last_estimates_first() -> None:
+    lines = [
+        *completed("a", "flux-kontext-max", T0, T0 + 30, latency=24.5),  # the schedule's estimate wins
+        *completed("b", "flux-kontext-max", T0 + 100, T0 + 126),  # no estimate: submitted to result
+        *completed("c", "other-model", T0, T0 + 5),  # another model's
+        *completed("d", "flux-kontext-max", T0 + 200, T0 + 222, latency=21.0),
+        ev("submit_intent", "e", T0, fingerprint="fp", model="flux-kontext-max", params={}, output="e.png"),
+    ]
+    rep = replay_lines(line + "\n" for line in lines)
+    assert rep.latencies("flux-kontext-max", 10) == [24.5, 26.0, 21.0]
+    assert rep.latencies("flux-kontext-max", 2) == [26.0, 21.0]
+    assert rep.latencies("other-model", 10) == [5.0]
+    assert rep.latencies("flux-kontext-max", 0) == []
+
+
+def test_pauses_keep_the_latest_end_of_each_kind() -> None:
+    def paused(ts: float, kind: object, until: float) -> str:
+        return Event(EventType.PAUSED, None, {"kind": kind, "until": until}, ts=ts).encode()
+
+    lines = [
+        paused(T0, "submit", T0 + 60),
+        paused(T0 + 1, "poll", T0 + 30),
+        paused(T0 + 2, "submit", T0 + 40),  # ends earlier than the first: 60 kept
+        paused(T0 + 3, 7, T0 + 90),  # mistyped: ignored
+    ]
+    assert replay_lines(line + "\n" for line in lines).pauses == {"submit": T0 + 60, "poll": T0 + 30}

@@ -1,0 +1,119 @@
+"""The quota, learned from the server's 429s when no ``--rate``/``--rpm`` was given (pure).
+
+Segmind limits submits per key in fixed windows and answers the first submit past the limit with a
+429 whose ``x-rate-limit-reset-at-utc`` says when the window reopens. Two such answers in a row say
+everything: the second reset minus the first is the window's length, and the submits accepted
+between the first reset and the second 429 are the window's size (the client submits at full speed
+from the moment a window opens, so it fills it). The learner turns that into the same
+:class:`~batchflux.engine.pacing.Rate` that ``--rate`` gives, for the same sliding-window limiter.
+
+Between the first 429 and the second, the window's size is not known yet, only that it held the
+submits accepted before the first 429 (the run started inside that window, so at least that many).
+:meth:`admits` lets that many go at once when the next window opens, and the submits past it one
+at a time: the second 429 then refuses one submit, not every submit that was in flight together.
+
+It is revised when the server disagrees: every later 429 that announces a new window is a new
+measurement of a full window, and replaces the rate (a 429 below the learned limit lowers it; polls
+that count toward the quota show up this way, as fewer submits a window). A long run of windows
+without a 429 probes one submit higher, at most once every ``probe_after`` windows: a too-low
+estimate (a window that the client did not fill) recovers, and a right one costs one 429 a probe.
+
+Times are the loop's monotonic clock; a 429's reset is given as a delay from "now".
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from batchflux.engine.pacing import Rate
+
+MIN_PERIOD_S = 0.5  # resets closer than this announce the same window (clocks round to the second)
+PROBE_AFTER = 20  # windows without a 429 before one more submit a window is tried
+
+
+class QuotaLearner:
+    __slots__ = (
+        "_accepted",
+        "_clock",
+        "_first_count",
+        "_last_429",
+        "_reset",
+        "probe_after",
+        "probes",
+        "rate",
+        "revisions",
+    )
+
+    def __init__(self, clock: Callable[[], float], *, probe_after: int = PROBE_AFTER) -> None:
+        self._clock = clock
+        self.probe_after = probe_after
+        self.rate: Rate | None = None
+        self.revisions = 0  # times the learned rate was set or changed by a measurement
+        self.probes = 0
+        self._accepted: deque[float] = deque()  # when accepted submits were answered, recent first out
+        self._reset: float | None = None  # when the last announced window reopens
+        self._last_429 = 0.0
+        self._first_count = 0  # submits accepted before the first 429
+
+    def admits(self, in_flight: int) -> bool:
+        """Whether a submit may go alongside ``in_flight`` others, or should wait to go alone: only
+        while the window's size is being measured, past what the first window held."""
+        if self.rate is not None or self._reset is None:
+            return True
+        since = sum(1 for t in self._accepted if t >= self._reset)
+        return since + in_flight < self._first_count
+
+    def accepted(self) -> Rate | None:
+        """A submit was accepted now. Returns a probed-up rate when it is time to try one."""
+        now = self._clock()
+        self._accepted.append(now)
+        horizon = now - 4 * (self.rate.period if self.rate else 3600.0)
+        while self._accepted and self._accepted[0] < horizon:
+            self._accepted.popleft()
+        rate = self.rate
+        if rate is None or now - self._last_429 < self.probe_after * rate.period:
+            return None
+        self._last_429 = now  # the probe's own clock: the next one waits as long again
+        self.probes += 1
+        self.rate = Rate(rate.limit + 1, rate.period)
+        return self.rate
+
+    def rate_limited(self, delay: float | None) -> Rate | None:
+        """A submit got a 429 that says the window reopens in ``delay`` seconds (None: it did not
+        say). Returns the new rate when this 429 measured a window that changes it."""
+        now = self._clock()
+        self._last_429 = now
+        if delay is None:
+            return None
+        reset = now + max(0.0, delay)
+        previous, self._reset = self._reset, reset
+        if previous is None:
+            self._first_count = len(self._accepted)
+            return None
+        if reset - previous < MIN_PERIOD_S:
+            if reset < previous:
+                self._reset = previous  # an earlier-announced window: keep the later reset
+            return None
+        # The window this 429 closes began at the previous reset, or (windows passed without a 429
+        # since) one known period before this reset.
+        period = reset - previous
+        if self.rate is not None and period > 1.5 * self.rate.period:
+            period = self.rate.period
+        count = sum(1 for t in self._accepted if t >= reset - period)
+        if count < 1:
+            return None
+        measured = Rate(count, round(period, 3))
+        if measured == self.rate:
+            return None
+        self.rate = measured
+        self.revisions += 1
+        return measured
+
+
+def suggest_flag(rate: Rate) -> str:
+    """The option a user would pass to start at this rate: ``--rpm N`` when the window is a minute,
+    else ``--rate N/Ps``."""
+    if abs(rate.period - 60.0) < 0.5:
+        return f"--rpm {rate.limit}"
+    return f"--rate {rate.limit}/{rate.period:g}s"

@@ -1,0 +1,110 @@
+"""Learning the quota from 429s: a table over a hand-driven clock, and a simulated fixed-window server."""
+
+from __future__ import annotations
+
+import pytest
+
+from batchflux.engine.pacing import Rate
+from batchflux.engine.quota import QuotaLearner, suggest_flag
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def drive(learner: QuotaLearner, clock: Clock, steps: list[tuple[float, str, float | None]]) -> list[Rate]:
+    """Steps: (time, "ok" | "429", the 429's delay). Returns the rates the learner announced."""
+    changes = []
+    for t, what, delay in steps:
+        clock.now = t
+        changed = learner.accepted() if what == "ok" else learner.rate_limited(delay)
+        if changed is not None:
+            changes.append(changed)
+    return changes
+
+
+def window(start: float, n: int, spacing: float = 0.01) -> list[tuple[float, str, float | None]]:
+    return [(start + i * spacing, "ok", None) for i in range(n)]
+
+
+def test_two_429s_in_a_row_measure_the_window() -> None:
+    clock = Clock()
+    learner = QuotaLearner(clock)
+    steps = [*window(0.0, 10), (0.2, "429", 5.8)]  # a window of 6 s began before the client started
+    steps += [*window(6.0, 10), (6.2, "429", 5.8)]  # at the reset it fills the next one: 10 fit
+    assert drive(learner, clock, steps) == [Rate(10, 6.0)]
+    assert learner.rate == Rate(10, 6.0)
+    assert suggest_flag(learner.rate) == "--rate 10/6s"
+
+
+def test_a_burst_of_429s_for_one_window_measures_nothing_more() -> None:
+    clock = Clock()
+    learner = QuotaLearner(clock)
+    steps = [*window(0.0, 5), (0.1, "429", 5.9), (0.12, "429", 5.88), (0.13, "429", 5.87)]
+    assert drive(learner, clock, steps) == []
+    assert learner.rate is None
+
+
+def test_a_429_below_the_learned_limit_lowers_it() -> None:
+    clock = Clock()
+    learner = QuotaLearner(clock)
+    steps = [*window(0.0, 10), (0.2, "429", 5.8), *window(6.0, 10), (6.2, "429", 5.8)]
+    steps += [*window(12.0, 7), (12.1, "429", 5.9)]  # polls took 3 of the window's 10 this time
+    assert drive(learner, clock, steps) == [Rate(10, 6.0), Rate(7, 6.0)]
+
+
+def test_windows_without_a_429_between_measure_only_the_last() -> None:
+    clock = Clock()
+    learner = QuotaLearner(clock)
+    steps = [*window(0.0, 10), (0.2, "429", 5.8), *window(6.0, 10), (6.2, "429", 5.8)]
+    steps += [*window(12.0, 6), *window(18.0, 6), *window(24.0, 11), (24.2, "429", 5.8)]
+    assert drive(learner, clock, steps) == [Rate(10, 6.0), Rate(11, 6.0)]
+
+
+def test_it_probes_one_higher_after_quiet_windows_and_steps_back_on_a_429() -> None:
+    clock = Clock()
+    learner = QuotaLearner(clock, probe_after=3)
+    steps = [*window(0.0, 10), (0.2, "429", 5.8), *window(6.0, 10), (6.2, "429", 5.8)]
+    for w in range(2, 6):  # four windows of 10, no 429: the third one's first submit probes
+        steps += window(6.0 * w, 10)
+    changes = drive(learner, clock, steps)
+    assert changes == [Rate(10, 6.0), Rate(11, 6.0)]
+    assert learner.probes == 1
+    assert drive(learner, clock, [*window(36.0, 10), (36.2, "429", 5.8)]) == [
+        Rate(10, 6.0)
+    ]  # the 11th: refused
+
+
+@pytest.mark.parametrize("delay", [None])
+def test_a_429_without_a_reset_teaches_nothing(delay: float | None) -> None:
+    clock = Clock()
+    learner = QuotaLearner(clock)
+    assert drive(learner, clock, [*window(0.0, 10), (1.0, "429", delay), (7.0, "429", delay)]) == []
+
+
+def test_against_a_simulated_fixed_window_server_it_settles_at_the_limit() -> None:
+    """A server of 60 per 6 s windows; a client that, once it knows a rate, sends exactly that many
+    per window (its limiter), and until then sends 16 at a time until refused."""
+    clock = Clock()
+    learner = QuotaLearner(clock)
+    limit, period = 60, 6.0
+    refused = 0
+    for w in range(30):
+        start = w * period
+        allowed = learner.rate.limit if learner.rate else 10_000
+        for i in range(min(allowed, 200)):
+            clock.now = start + 0.001 * (i + 1)
+            if i < limit:
+                learner.accepted()
+            else:
+                refused += 1
+                learner.rate_limited(period - 0.001 * (i + 1))
+                break
+    assert learner.rate is not None
+    assert learner.rate.period == period
+    assert learner.rate.limit in (limit, limit + 1)  # at the limit, or probing one above it
+    assert refused <= 2 + 30 // learner.probe_after + 1  # two to learn, one per probe

@@ -1,0 +1,69 @@
+"""The quota without being told (issue 15): a real ``batchflux run`` with no ``--rate`` learns the
+emulator's windowed quota from its 429s, and a run killed inside an announced pause and resumed at
+once sends nothing of that kind before the pause ends."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from runkit import (
+    Clis,
+    assert_images_match_emulator,
+    plain_jobs,
+    read_events,
+    summary,
+    wait_until,
+    write_manifest,
+)
+
+from batchflux.emulator import Emulator, EmulatorConfig
+
+
+async def test_a_run_without_a_rate_learns_the_quota_and_stops_hitting_it(tmp_path: Path, clis: Clis) -> None:
+    jobs = plain_jobs(60)
+    manifest = write_manifest(tmp_path / "m", jobs)
+    out = tmp_path / "out"
+    async with Emulator(EmulatorConfig(latency_mean=0.2, latency_sd=0.02, rpm=10, window_s=1.0)) as emu:
+        done = await clis.run("run", manifest, "--out", out, "--no-progress", "--no-report", emu=emu)
+        assert done.code == 0, done
+        stats = emu.stats()
+        assert_images_match_emulator(emu, out, [j["id"] for j in jobs])
+    s = summary(out)
+    assert s["learned_rate"] in ("10/1s", "11/1s")  # measured, or one probe above it
+    assert "learned the quota" in done.stderr
+    # Six windows of submits: one burst of 429s to find the first window's end, one to measure the
+    # next, then none but a probe's; the burst is at most the submits in flight together (16).
+    assert stats["rate_limited"] <= 2 * 16 + 1
+    paused = [e for e in read_events(out) if e["event"] == "paused"]
+    assert paused
+    assert {e["kind"] for e in paused} == {"submit"}  # polls were never limited, so never paused
+
+
+async def test_a_run_killed_inside_a_pause_waits_it_out_when_resumed(tmp_path: Path, clis: Clis) -> None:
+    jobs = plain_jobs(40)
+    manifest = write_manifest(tmp_path / "m", jobs)
+    out = tmp_path / "out"
+    args = ("run", manifest, "--out", out, "--no-progress", "--no-report")
+    # A long window: the pause announced by the first 429 outlasts the kill and the restart.
+    async with Emulator(EmulatorConfig(latency_mean=0.2, latency_sd=0.02, rpm=8, window_s=6.0)) as emu:
+        cli = await clis.start(*args, emu=emu)
+        await wait_until(
+            lambda: not cli.running or any(e["event"] == "paused" for e in read_events(out)),
+            what="a paused event",
+            within=30,
+        )
+        assert cli.running, (await cli.wait()).stderr
+        cli.send(signal.SIGKILL)
+        await cli.wait()
+        # No more 429s from here: whatever the emulator counts inside an announced pause now was
+        # sent inside the pause the killed run heard of.
+        emu.reconfigure(rpm=None)
+        before = emu.stats()["calls_in_announced_pause"]
+        (pause,) = [e for e in read_events(out) if e["event"] == "paused"]
+        resumed = await clis.run(*args, emu=emu)
+        assert resumed.code == 0, resumed
+        stats = emu.stats()
+    assert stats["calls_in_announced_pause"] == before  # the resumed run sent nothing inside it
+    assert "waiting it out" in resumed.stderr
+    assert pause["until"] > pause["ts"]
