@@ -31,7 +31,8 @@ def pick_progress(no_progress: bool) -> Progress:
 
 async def _execute(run: Run, grace: float) -> RunResult:
     loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
+    # SIGHUP: the terminal of an interactive run closed (an SSH session ended); drain, like a stop.
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     for sig in signals:
         loop.add_signal_handler(sig, run.request_stop, grace)
     try:
