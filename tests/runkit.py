@@ -143,21 +143,30 @@ class Clis:
         self.started: list[Cli] = []
 
     async def start(
-        self, *args: str | Path, emu: Emulator | None = None, key: str | None = DEFAULT_API_KEY
+        self,
+        *args: str | Path,
+        emu: Emulator | None = None,
+        key: str | None = DEFAULT_API_KEY,
+        stdout: int | None = None,
+        stderr: int | None = None,
+        under: Sequence[str] = (),
     ) -> Cli:
-        """``emu`` sets BATCHFLUX_BASE_URL; ``key`` SEGMIND_API_KEY (None: unset)."""
+        """``emu`` sets BATCHFLUX_BASE_URL; ``key`` SEGMIND_API_KEY (None: unset). ``stdout`` and
+        ``stderr`` give the child a descriptor of the test's (a pipe, a terminal) instead of its
+        log file, which then stays empty. ``under`` is a command that execs batchflux (``nohup``)."""
         self.logs.mkdir(parents=True, exist_ok=True)
         n = len(self.started)
         out, err = self.logs / f"{n}.out", self.logs / f"{n}.err"
         with out.open("wb") as fout, err.open("wb") as ferr:
             proc = await asyncio.create_subprocess_exec(
+                *under,
                 sys.executable,
                 "-m",
                 "batchflux",
                 *map(str, args),
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=fout,
-                stderr=ferr,
+                stdout=fout if stdout is None else stdout,
+                stderr=ferr if stderr is None else stderr,
                 cwd=self.cwd,
                 env=cli_env(key, emu.base_url if emu else None),
             )

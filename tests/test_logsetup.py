@@ -3,9 +3,11 @@ and the API key redacted from every one of them."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -179,6 +181,46 @@ def test_json_escaped_secret_is_redacted(tmp_path: Path, teardowns: Teardowns) -
     assert json.loads(raw.splitlines()[1])["msg"] == f"y {REDACTED}"
     assert 'se\\"cret' not in raw
     assert "cret" not in raw.replace(REDACTED, "")
+
+
+class _GoneConsole(io.StringIO):
+    """A console whose reader went away: every write fails with ``err``."""
+
+    def __init__(self, err: int) -> None:
+        super().__init__()
+        self.err = err
+        self.attempts = 0
+
+    def write(self, text: str) -> int:
+        self.attempts += 1
+        raise OSError(self.err, os.strerror(self.err))
+
+
+@pytest.mark.parametrize("err", [errno.EPIPE, errno.EIO])
+def test_a_gone_console_silences_its_handler_and_the_file_carries_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], teardowns: Teardowns, err: int
+) -> None:
+    console = _GoneConsole(err)
+    teardowns.append(configure_logging(tmp_path, console=True, stream=console))
+    for n in range(3):
+        log.warning("line %d", n)
+    teardowns.pop()()
+    assert console.attempts == 1  # dropped after its first failed write
+    assert capsys.readouterr().err == ""  # no "--- Logging error ---" traceback from handleError
+    text = (tmp_path / LOG_FILENAME).read_text()
+    assert [n for n in range(3) if f"line {n}" in text] == [0, 1, 2]
+
+
+def test_other_console_errors_are_still_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], teardowns: Teardowns
+) -> None:
+    teardowns.append(configure_logging(tmp_path, console=True))
+    log.warning("%d", "not a number")  # a bug in a log call, not a lost console
+    log.warning("still shown")
+    teardowns.pop()()
+    err = capsys.readouterr().err
+    assert "--- Logging error ---" in err
+    assert "still shown" in err
 
 
 class _Collect(logging.Handler):

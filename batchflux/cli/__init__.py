@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from batchflux import __version__
+from batchflux.run.console import quiet_std_streams
 from batchflux.run.exitcodes import ExitCode
 
 # One module per command, in the order ``--help`` lists them.
@@ -52,4 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
+    """The ``batchflux`` program. A reader of its output that goes away (``| head``, a closed
+    terminal) silences it but never changes what it does or the exit code it returns."""
+    quiet_std_streams()
     sys.exit(main())

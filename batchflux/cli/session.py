@@ -29,9 +29,17 @@ def pick_progress(no_progress: bool) -> Progress:
     return LogProgress(interval=30.0)
 
 
+def _stop_signals() -> tuple[signal.Signals, ...]:
+    """The signals that stop a run: SIGINT, SIGTERM, and SIGHUP (the terminal of an interactive run
+    closed, an SSH session ended) unless it is ignored — under ``nohup`` the user asked the run to
+    outlive its terminal, and it does, writing to batchflux.log alone."""
+    hangup = () if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN else (signal.SIGHUP,)
+    return (signal.SIGINT, signal.SIGTERM, *hangup)
+
+
 async def _execute(run: Run, grace: float) -> RunResult:
     loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
+    signals = _stop_signals()
     for sig in signals:
         loop.add_signal_handler(sig, run.request_stop, grace)
     try:

@@ -1,5 +1,5 @@
 """One run of a manifest, start to finish: the runner, the lock, sharding, run state, the summary,
-metrics, progress, logging and the exit codes.
+metrics, progress, logging, the console (a stdout or stderr that may go away) and the exit codes.
 
 May import: engine, api, files, ledger, manifest, report. Never cli or emulator.
 """

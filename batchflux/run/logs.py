@@ -15,9 +15,13 @@ Redaction happens twice, on purpose:
 
 With progress bars, wrap the run in
 ``tqdm.contrib.logging.logging_redirect_tqdm(loggers=[logging.getLogger("batchflux")])``: the
-stderr handler made here is a plain ``StreamHandler(sys.stderr)``, which tqdm recognises and
+stderr handler made here is a ``StreamHandler(sys.stderr)``, which tqdm recognises and
 swaps for one that prints above the bars. Levels live on the logger, not the handlers, because
 tqdm's replacement handler does not copy a handler level (tqdm issue #1272).
+
+A console that cannot be written (its reader gone) silences the console handler, never the file:
+see :class:`ConsoleHandler`. tqdm's replacement handler writes to the same stream, which the
+``batchflux`` program routes through :class:`~batchflux.run.console.QuietStream`.
 """
 
 from __future__ import annotations
@@ -130,6 +134,26 @@ class JsonFormatter(logging.Formatter):
         return self._redact(json.dumps(data, ensure_ascii=False, default=str))
 
 
+class ConsoleHandler(logging.StreamHandler[TextIO]):
+    """The console's handler: a ``StreamHandler`` that falls silent for good after its first failed
+    write (the reader of a pipe gone: EPIPE; a terminal hung up: EIO), without the traceback
+    ``logging`` would print for it. The file handler beside it carries on alone."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self.silenced = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.silenced:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            self.silenced = True
+        else:
+            super().handleError(record)
+
+
 def _formatter(fmt: LogFormat | str, redact: Redactor, *, console: bool) -> logging.Formatter:
     if fmt == "json":
         return JsonFormatter(redact)
@@ -178,7 +202,7 @@ def configure_logging(
         file_handler.setFormatter(_formatter(fmt, redact, console=False))
         handlers.append(file_handler)
     if console:
-        console_handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+        console_handler = ConsoleHandler(stream if stream is not None else sys.stderr)
         console_handler.setFormatter(_formatter(fmt, redact, console=True))
         handlers.append(console_handler)
     for handler in handlers:

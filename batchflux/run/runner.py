@@ -104,20 +104,24 @@ class Run:
         self._pending_stop: float | None = None
 
     def request_stop(self, grace: float) -> None:
-        """First call: stop submitting, drain for ``grace`` seconds. Second: stop at once."""
+        """First call: stop submitting, drain for ``grace`` seconds. Second: stop at once.
+        The stop comes first and the line for the user after it: however saying it fails, the
+        run has already been told to stop."""
         self._stop_requests += 1
-        if self.engine is None:
+        engine = self.engine
+        if engine is None:
             self._pending_stop = grace
             return
         if self._stop_requests == 1:
+            in_flight = engine.in_flight
+            engine.request_stop("interrupted", "signal", grace=grace)
             self.say(
-                f"stopping: no new submits; waiting up to {grace:g}s for {self.engine.in_flight} "
+                f"stopping: no new submits; waiting up to {grace:g}s for {in_flight} "
                 "requests in flight (signal again to stop now)"
             )
-            self.engine.request_stop("interrupted", "signal", grace=grace)
         else:
+            engine.abort("interrupted", "second signal")
             self.say("stopping now; the ledger is resumable")
-            self.engine.abort("interrupted", "second signal")
 
     async def execute(self) -> RunResult:
         opt = self.opt

@@ -1,9 +1,10 @@
-"""Signals (issue 6): SIGTERM / SIGINT sent to a real ``batchflux run`` mid-run.
+"""Signals (issue 6): SIGTERM / SIGINT / SIGHUP sent to a real ``batchflux run`` mid-run.
 
 First signal: stop submitting, drain what is in flight, exit 130 with the ledger closed
 (``run_finished``) and summary.json saying ``interrupted``; the next run completes the rest without
 submitting anything twice. A second signal, or the end of ``--grace``, stops at once and leaves the
-in-flight requests for the next run to poll.
+in-flight requests for the next run to poll. Any of the three counts as the first or the second.
+A run whose console has gone when the signal comes: test_closed_console.py.
 """
 
 from __future__ import annotations
@@ -72,7 +73,11 @@ async def test_sigterm_drains_exits_130_and_the_rerun_finishes_without_duplicate
 
 @pytest.mark.parametrize(
     ("how", "grace", "signals"),
-    [("second signal", "60", (signal.SIGINT, signal.SIGINT)), ("grace over", "0.5", (signal.SIGTERM,))],
+    [
+        ("second signal", "60", (signal.SIGINT, signal.SIGINT)),
+        ("a hangup, then a stop", "60", (signal.SIGHUP, signal.SIGTERM)),
+        ("grace over", "0.5", (signal.SIGTERM,)),
+    ],
 )
 async def test_stopping_at_once_leaves_in_flight_requests_to_the_next_run(
     tmp_path: Path, clis: Clis, how: str, grace: str, signals: tuple[signal.Signals, ...]
