@@ -79,6 +79,7 @@ class EmulatorCore:
         self.jobs: dict[str, JobRecord] = {}
         self.counters = Counters()
         self.submit_times: list[float] = []
+        self.rate_limited_times: list[float] = []  # unix times of the 429s sent
         self.media = MediaStore()
         self.session: aiohttp.ClientSession | None = None  # for loopback inputs; set by the server
         self.inputs = InputResolver(self.media, self._own_output, lambda: self.base_url, lambda: self.session)
@@ -99,6 +100,7 @@ class EmulatorCore:
         decision = self.quota.acquire(key, now)
         if not decision.allowed:
             self.counters.rate_limited += 1
+            self.rate_limited_times.append(self.unix(now))
             self._announced[(key, kind)] = decision.reset_at
         return decision
 
@@ -236,6 +238,7 @@ class EmulatorCore:
             "jobs_by_state": by_state,
             "credits_left": self.credits_left(),
             "submit_times": list(self.submit_times),
+            "rate_limited_times": list(self.rate_limited_times),
         }
 
     def request_info(self, request_id: str) -> dict[str, Any] | None:

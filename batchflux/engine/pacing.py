@@ -52,33 +52,70 @@ def parse_rate(text: str) -> Rate:
 class SlidingWindowLimiter:
     """At most ``rate.limit`` acquisitions in any window of ``rate.period`` seconds.
 
-    Each acquisition stamps a slot; :meth:`acquire` returns the slot's index so the caller can
+    Each acquisition stamps a slot; :meth:`acquire` returns the slot so the caller can
     :meth:`settle` it to the moment the server answered: the server saw the request no later than
     that, so the next window is counted from there and client/server skew cannot push a request
     into a window the server has already filled.
+
+    Waiters are served in arrival order, ``urgent`` ones first (polls, when the server counts them
+    toward the same quota as submits: a finished job should not wait behind new work). A timer at
+    the instant the oldest slot leaves the window wakes the next waiter; nothing polls.
     """
 
     def __init__(self, rate: Rate, clock: Clock) -> None:
         self.rate = rate
         self._clock = clock
         self._log: deque[list[float]] = deque()
-        self._lock = asyncio.Lock()  # FIFO: waiters are served in arrival order
+        self._urgent: deque[asyncio.Future[list[float]]] = deque()
+        self._normal: deque[asyncio.Future[list[float]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
 
-    async def acquire(self) -> list[float]:
-        async with self._lock:
-            while True:
-                now = self._clock()
-                while self._log and self._log[0][0] + self.rate.period <= now:
-                    self._log.popleft()
-                if len(self._log) < self.rate.limit:
-                    slot = [now]
-                    self._log.append(slot)
-                    return slot
-                await asyncio.sleep(self._log[0][0] + self.rate.period - now)
+    async def acquire(self, *, urgent: bool = False) -> list[float]:
+        if not self._urgent and not self._normal and self._room():
+            return self._take()
+        waiter: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
+        (self._urgent if urgent else self._normal).append(waiter)
+        self._serve()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # granted as it was cancelled: give it back
+                self._log.remove(waiter.result())
+            else:
+                (self._urgent if urgent else self._normal).remove(waiter)
+            self._serve()
+            raise
+
+    def _room(self) -> bool:
+        now = self._clock()
+        while self._log and self._log[0][0] + self.rate.period <= now:
+            self._log.popleft()
+        return len(self._log) < self.rate.limit
+
+    def _take(self) -> list[float]:
+        slot = [self._clock()]
+        self._log.append(slot)
+        return slot
+
+    def _serve(self) -> None:
+        """Hand free slots to the waiters, urgent first; time the next wake-up if any are left."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for line in (self._urgent, self._normal):
+            while line and self._room():
+                waiter = line.popleft()
+                if not waiter.done():
+                    waiter.set_result(self._take())
+        if (self._urgent or self._normal) and self._log:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(self._log[0][0] + self.rate.period, self._serve)
 
     def set_rate(self, rate: Rate) -> None:
         """A new rate, from the next acquisition on (a learned quota, revised)."""
         self.rate = rate
+        if self._urgent or self._normal:
+            self._serve()
 
     def settle(self, slot: list[float]) -> None:
         slot[0] = max(slot[0], self._clock())

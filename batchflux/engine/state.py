@@ -77,6 +77,7 @@ class EngineState:
         self.limiter = SlidingWindowLimiter(config.rate, self.clock) if config.rate else None
         self.quota = None if config.rate else QuotaLearner(self.clock)  # no --rate: learn it
         self.one_at_a_time = asyncio.Lock()  # submits measuring a quota's window go through it
+        self.counted: set[str] = set()  # kinds of call the server has limited (so counts toward its quota)
         self.latency = LatencyModel(config.poll)
         for latency in latencies:
             self.latency.observe(latency)
@@ -234,6 +235,14 @@ class EngineState:
         self.stats.rate_limited += 1
         delay = policy.rate_limit_delay(exc, attempt, self.rng)
         gate_kind = GATE_OF.get(kind, kind)
+        if gate_kind not in self.counted:
+            self.counted.add(gate_kind)
+            if gate_kind != "submit":
+                log.info(
+                    "the API counts %s calls toward the quota: they are paced with the submits", gate_kind
+                )
+        if gate_kind != "submit" and self.quota is not None:  # the submit stage tells it its own
+            self.learned(self.quota.rate_limited(exc.delay_s))
         if self.gates[gate_kind].pause_for(delay) and exc.delay_s is not None:
             until = self.wall() + delay
             self.ledger.append(Event(EventType.PAUSED, None, {"kind": gate_kind, "until": until}))
@@ -268,9 +277,14 @@ class EngineState:
     async def call(self, kind: str, fn: Callable[[A], Awaitable[T]], arg: A) -> T:
         """A safe-to-retry call (GET, upload): pause on 429, back off on 5xx/transport, bounded."""
         attempt = 0
-        gate = self.gate(kind)
+        gate_kind = GATE_OF.get(kind, kind)
+        gate = self.gates[gate_kind]
         while True:
             await gate.wait()
+            # Once the server has shown that it counts this kind toward the quota (a 429), it is
+            # paced with the submits, ahead of them.
+            counted = gate_kind in self.counted and self.limiter is not None
+            slot = await self.limiter.acquire(urgent=True) if counted and self.limiter else None
             try:
                 answer = await fn(arg)
             except RateLimited as exc:
@@ -291,7 +305,12 @@ class EngineState:
                 raise
             else:
                 self.api_breaker.success()
+                if gate_kind in self.counted and self.quota is not None:
+                    self.learned(self.quota.accepted())
                 return answer
+            finally:
+                if slot is not None and self.limiter is not None:
+                    self.limiter.settle(slot)
 
     def api_failed(self, exc: ApiError) -> None:
         """A call to the API host got no answer (transport) or a 5xx: count it toward an outage."""

@@ -211,6 +211,7 @@ def emulator_args(
     image_size: int = 64,
     retention: float | None = None,
     credits: float = 1e9,
+    count_polls: bool = False,
 ) -> list[str]:
     """Flags for ``python -m batchflux.emulator``; the latency floor defaults to 0 (the emulator's: 20 ms)."""
     args = ["--latency", latency, "--latency-min", str(latency_min), "--workers", str(workers)]
@@ -223,6 +224,8 @@ def emulator_args(
         args += ["--retention", str(retention)]
     for kind, rate in (faults or {}).items():
         args += ["--fault", f"{kind}={rate}"]
+    if count_polls:
+        args.append("--count-polls")
     return args
 
 

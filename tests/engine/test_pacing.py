@@ -73,3 +73,35 @@ async def test_pause_gate_holds_every_caller_until_the_latest_reset() -> None:
     assert loop.time() - start >= 0.1 - 1e-3
     assert not gate.paused
     assert gate.pauses == 1
+
+
+async def test_urgent_waiters_go_first_and_a_cancelled_one_gives_its_turn_away() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = SlidingWindowLimiter(Rate(1, 0.05), loop.time)
+    await limiter.acquire()  # the window is full
+    order: list[str] = []
+
+    async def take(name: str, urgent: bool) -> None:
+        await limiter.acquire(urgent=urgent)
+        order.append(name)
+
+    first_submit = asyncio.create_task(take("submit-1", False))
+    gone = asyncio.create_task(take("poll-cancelled", True))
+    second_submit = asyncio.create_task(take("submit-2", False))
+    poll = asyncio.create_task(take("poll", True))
+    await asyncio.sleep(0)  # all four are waiting
+    gone.cancel()
+    await asyncio.gather(first_submit, second_submit, poll)
+    assert order == ["poll", "submit-1", "submit-2"]
+    assert gone.cancelled()
+
+
+async def test_a_new_rate_applies_to_the_waiters_at_once() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = SlidingWindowLimiter(Rate(1, 10.0), loop.time)
+    await limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    assert not waiter.done()  # it would wait 10 s
+    limiter.set_rate(Rate(2, 10.0))
+    await asyncio.wait_for(waiter, 1.0)
