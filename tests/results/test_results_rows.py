@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from batchflux.ledger import EventType, JobRecord, LedgerWriter, Replay
 from batchflux.ledger.events import Event
@@ -25,7 +26,15 @@ from batchflux.run.results import (
     result_rows,
     status_of,
 )
-from batchflux.run.results_out import atomic_text, csv_cell, write_csv, write_jsonl
+from batchflux.run.results_out import (
+    atomic_text,
+    csv_cell,
+    image_dims,
+    jpeg_size,
+    png_size,
+    write_csv,
+    write_jsonl,
+)
 
 E = EventType
 T0 = 1_800_000_000.0
@@ -244,3 +253,33 @@ def test_the_csv_opens_as_utf8_with_a_header_and_quoting(tmp_path: Path) -> None
     buffer = io.StringIO()
     write_jsonl(buffer, rows)
     assert [json.loads(line) for line in buffer.getvalue().splitlines()] == rows  # JSON keeps values exactly
+
+
+@pytest.mark.parametrize("size", [(1, 1), (640, 480), (1024, 17)])
+def test_image_dimensions_come_from_the_header_whatever_the_encoding(
+    tmp_path: Path, size: tuple[int, int]
+) -> None:
+    image = Image.new("RGB", size, (10, 20, 30))
+    image.save(tmp_path / "a.png")
+    image.save(tmp_path / "b.jpg")
+    image.save(tmp_path / "c.jpg", progressive=True)
+    image.save(tmp_path / "d.webp")  # not read here: Pillow's
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 60_000
+    image.save(tmp_path / "e.jpg", exif=exif.tobytes(), icc_profile=b"i" * 100_000)  # frame past 64 KiB
+    for name in ("a.png", "b.jpg", "c.jpg", "d.webp", "e.jpg"):
+        assert image_dims(str(tmp_path), name) == size, name
+    head = (tmp_path / "c.jpg").read_bytes()
+    assert jpeg_size(head) == size
+    assert png_size(head) is None
+
+
+def test_no_dimensions_for_what_is_not_a_readable_image_inside_the_run(tmp_path: Path) -> None:
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "a.png").read_bytes()[:20])
+    (tmp_path / "junk.jpg").write_bytes(b"\xff\xd8\x00 not a marker")
+    (tmp_path / "run").mkdir()
+    for name in ("cut.png", "junk.jpg", "missing.png"):
+        assert image_dims(str(tmp_path), name) is None, name
+    assert image_dims(str(tmp_path / "run"), "../a.png") is None  # never read outside the run directory
+    assert image_dims(str(tmp_path / "run"), str(tmp_path / "a.png")) is None
