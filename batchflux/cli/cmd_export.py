@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
-import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from batchflux.cli.runopts import add_set_option
 from batchflux.manifest import ManifestError
 from batchflux.manifest.write import NotWritable, write_csv_manifest
+from batchflux.run.console import QuietStream
 from batchflux.run.exitcodes import ExitCode
 from batchflux.run.export import Export, ExportError, prepare_export
 from batchflux.run.results import STATUSES
 from batchflux.run.results_out import FORMATS, atomic_text, write_rows
+
+T = TypeVar("T")
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -93,10 +94,6 @@ def run(args: argparse.Namespace) -> int:
         count = _write(args, export, fmt, statuses)
     except NotWritable as exc:
         return _fail(str(exc))
-    except BrokenPipeError:  # `batchflux export OUT | head`: the reader has what it wanted
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return ExitCode.OK
     except OSError as exc:
         return _fail(f"cannot write {args.output or 'the output'}: {exc.strerror or exc}")
     if args.output is not None:
@@ -110,22 +107,27 @@ def _write(args: argparse.Namespace, export: Export, fmt: str, statuses: frozens
     with _opened(dest, bom=fmt == "csv" or args.as_manifest) as fh:
         if args.as_manifest:
             base = (dest.parent if dest is not None else Path()).resolve()
-            return write_csv_manifest(fh, export.manifest_rows(statuses), base)
-        return write_rows(fh, export.rows(statuses), fmt, export.header)
+            return write_csv_manifest(fh, _while_read(fh, export.manifest_rows(statuses)), base)
+        return write_rows(fh, _while_read(fh, export.rows(statuses)), fmt, export.header)
 
 
 @contextlib.contextmanager
 def _opened(dest: Path | None, *, bom: bool) -> Iterator[TextIO]:
+    """``dest`` replaced atomically, or the console (no byte-order mark there)."""
     if dest is not None:
         with atomic_text(dest, bom=bom) as fh:
             yield fh
         return
-    out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=False)
-    try:
-        yield out
-        out.flush()
-    finally:
-        out.detach()  # sys.stdout keeps its buffer
+    yield sys.stdout
+    sys.stdout.flush()
+
+
+def _while_read(fh: TextIO, items: Iterable[T]) -> Iterator[T]:
+    """Stop producing rows once nobody reads them (``batchflux export OUT | head``)."""
+    for item in items:
+        if isinstance(fh, QuietStream) and fh.gone:
+            return
+        yield item
 
 
 def _statuses(text: str | None) -> frozenset[str] | None:

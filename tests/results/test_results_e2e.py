@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,19 @@ async def test_export_says_what_is_wrong_without_a_traceback(tmp_path: Path, cli
     bad = await clis.run("export", out, "--status", "finished")
     assert bad.code == 2
     assert "unknown status finished" in bad.stderr
+
+
+async def test_export_into_a_reader_that_went_away_exits_quietly(tmp_path: Path, clis: Clis) -> None:
+    manifest, _ = batch_with_failures(tmp_path / "m", 4)
+    out = tmp_path / "out"
+    async with Emulator(EmulatorConfig(**FAST)) as emu:
+        await run_against(emu, manifest, out, report=False)
+    r, w = os.pipe()
+    os.close(r)  # what `| head -1` leaves once it has its line
+    try:
+        cli = await clis.start("export", out, "--format", "csv", stdout=w)
+        result = await cli.wait()
+    finally:
+        os.close(w)
+    assert result.code == 0, result
+    assert result.stderr == "", result  # no traceback, no "Exception ignored"
