@@ -3,7 +3,9 @@
 No job lost, no job paid twice, the account's rate quota used to the full, and a clear
 answer for every failure. See README.md.
 
-    result = await batchflux.run_batch("catalog.yaml", engine=EngineConfig(rate=Rate(50, 60)))
+    result = await batchflux.run_batch("catalog.yaml", rpm=50)
+    result = await batchflux.run_batch([{"prompt": "…", "input_image": "cat.jpg"}], out_dir="out/x")
+    async for row in batchflux.stream(jobs, rpm=50, out_dir="out/x"): ...
 """
 
 from __future__ import annotations
@@ -16,14 +18,28 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from batchflux.engine.config import EngineConfig
     from batchflux.engine.pacing import Rate
-    from batchflux.run.runner import RunResult, run_batch
+    from batchflux.manifest import ManifestError
+    from batchflux.run.api import Stream, run_batch, stream
+    from batchflux.run.runner import RunResult
 
-__all__ = ["EngineConfig", "Rate", "RunResult", "__version__", "run_batch"]
+__all__ = [
+    "EngineConfig",
+    "ManifestError",
+    "Rate",
+    "RunResult",
+    "Stream",
+    "__version__",
+    "run_batch",
+    "stream",
+]
 
 # Imported on first use so that `batchflux --version` and the emulator stay light.
 _LAZY = {
-    "run_batch": "batchflux.run.runner",
+    "run_batch": "batchflux.run.api",
+    "stream": "batchflux.run.api",
+    "Stream": "batchflux.run.api",
     "RunResult": "batchflux.run.runner",
+    "ManifestError": "batchflux.manifest",
     "EngineConfig": "batchflux.engine.config",
     "Rate": "batchflux.engine.pacing",
 }

@@ -103,6 +103,9 @@ class EngineState:
         self._changed = asyncio.Event()
         self.stopping = False
         self._aborted = False
+        self._end_when_settled = False  # stop_when_settled: end once no POST is on the wire
+        # Told every job event as the ledger takes it (batchflux.stream follows a run with it).
+        self.on_event: Callable[[Event], None] | None = None
         self.critical: set[asyncio.Task[Any]] = set()  # tasks with a POST on the wire
         self._pre_submit: list[asyncio.Task[None]] = []
         self.api_breaker = Breaker(self.clock, window_s=config.outage_after_s)
@@ -127,6 +130,12 @@ class EngineState:
             self._loop.call_later(grace, self.abort)
         self._changed.set()
 
+    def stop_when_settled(self, reason: str = "interrupted", detail: str = "") -> None:
+        """Stop submitting, and end as soon as no POST is on the wire (its answer recorded): the
+        requests on the server are left to the next run, which polls them and resubmits nothing."""
+        self._end_when_settled = True
+        self.request_stop(reason, detail)
+
     def abort(self, reason: str | None = None, detail: str = "") -> None:
         if reason and self.stop_reason is None:
             self.stop_reason, self.stop_detail = reason, detail
@@ -143,6 +152,7 @@ class EngineState:
     def _finished(self) -> bool:
         return (
             self._aborted
+            or (self._end_when_settled and not self.critical)
             or (self.pending <= 0 and self._fed)
             or (self.stopping and self.active == 0 and not self.critical)
         )
@@ -272,7 +282,10 @@ class EngineState:
         return policy.backoff_delay(attempt, base=cfg.backoff_base_s, cap=cfg.backoff_cap_s, rng=self.rng)
 
     def event(self, kind: EventType, job: Job, **data: Any) -> None:
-        self.ledger.append(Event(kind, job.id, data))
+        event = Event(kind, job.id, data)
+        self.ledger.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
 
     async def call(self, kind: str, fn: Callable[[A], Awaitable[T]], arg: A) -> T:
         """A safe-to-retry call (GET, upload): pause on 429, back off on 5xx/transport, bounded."""

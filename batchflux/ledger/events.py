@@ -2,7 +2,8 @@
 
 | event          | job  | fields                                                                        |
 |----------------|------|-------------------------------------------------------------------------------|
-| run_started    | null | run_id, manifest, jobs (count), shard ("K/N" or null), version, pid, host     |
+| run_started    | null | run_id, manifest (as given), manifest_path (resolved), set (the --set values),|
+|                |      | price_usd, jobs (count), shard ("K/N" or null), version, pid, host            |
 | submit_intent  | id   | fingerprint, model, params (no inline image data), input (local path or URL), |
 |                |      | output (relative path), attempt (1-based submit count for this job)           |
 | submitted      | id   | request_id, status_url, response_url, submitted_at (unix s)                   |

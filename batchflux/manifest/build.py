@@ -29,8 +29,8 @@ _EXT = re.compile(r"[a-z0-9]{1,5}")
 class Entry:
     """One job as written, its own values already typed (bad ones reported and left out)."""
 
-    source: str  # file, as shown in messages
-    line: int
+    source: str  # file, as shown in messages ("" for jobs given from Python)
+    line: int | None  # None for jobs given from Python: they have a position (the label), no line
     label: str  # field prefix: "jobs[3]", "for_each[cat-1]", "" for a CSV row
     values: dict[str, Any]
     key_lines: Mapping[str, int] = field(default_factory=dict)
@@ -38,7 +38,7 @@ class Entry:
     job_id: str | None = None  # explicit (checked) or from a file stem; None: derive
     output: OutputTemplate | None = None  # this job's own template
 
-    def where(self, name: str) -> tuple[int, str]:
+    def where(self, name: str) -> tuple[int | None, str]:
         return self.key_lines.get(name, self.line), f"{self.label}.{name}" if self.label else name
 
 
@@ -102,7 +102,7 @@ class JobBuilder:
             output=output,
             fingerprint=identity.fingerprint(canonical, output),
             local_input=ref.local.path if ref is not None and ref.local is not None else None,
-            source=f"{entry.source}:{entry.line}",
+            source=entry.label if entry.line is None else f"{entry.source}:{entry.line}",
         )
         self._check_unique(entry, job)
         self.jobs.append(job)

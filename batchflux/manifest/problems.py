@@ -16,12 +16,14 @@ KEPT = 1000  # problems kept beyond that are only counted
 class Problem:
     """One mistake: ``catalog.yaml:14: jobs[3].aspect_ratio: '16:10' is not one of …``."""
 
-    source: str  # the file, as the user named it
+    source: str  # the file, as the user named it; "" for jobs given from Python (no file)
     line: int | None  # 1-based; None when the problem is about the whole file or the command line
     field: str  # "jobs[3].aspect_ratio", "seed" (CSV), "" for the file itself
     message: str
 
     def __str__(self) -> str:
+        if not self.source:
+            return f"{self.field}: {self.message}" if self.field else self.message
         where = self.source if self.line is None else f"{self.source}:{self.line}"
         return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
 

@@ -20,7 +20,10 @@ from urllib.parse import urlsplit
 
 DEFAULT_TEMPLATE = "{id}.{ext}"
 BUILTIN_FIELDS = ("id", "ext", "index")
-RUN_FILES = frozenset({"ledger.jsonl", "summary.json", "report.html", "run.lock", "batchflux.log"})
+RUN_FILES = frozenset(
+    {"ledger.jsonl", "summary.json", "report.html", "run.lock", "batchflux.log"}
+    | {"results.jsonl", "results.csv", "jobs.csv"}
+)
 MAX_VALUE_CHARS = 80
 MAX_OUTPUT_CHARS = 1024
 MAX_NAME_BYTES = 255

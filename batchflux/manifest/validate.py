@@ -16,6 +16,7 @@ from typing import Any
 
 from batchflux.manifest.build import Entry, JobBuilder
 from batchflux.manifest.csv_source import csv_entries
+from batchflux.manifest.dict_source import dict_entries
 from batchflux.manifest.expand import for_each_entries
 from batchflux.manifest.inputs import InputResolver
 from batchflux.manifest.job import Job
@@ -51,6 +52,28 @@ def load_manifest(path: Path, overrides: Mapping[str, str] | None = None) -> Man
     loader = _Loader(Path(path), log)
     try:
         manifest = loader.load(overrides or {})
+    except StopReading:
+        manifest = None
+    if log or manifest is None:
+        raise log.error()
+    return manifest
+
+
+def load_jobs(
+    jobs: Iterable[object],
+    *,
+    base_dir: Path | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> Manifest:
+    """Validate jobs given as mappings exactly as a CSV manifest's rows are (model flux-kontext-max,
+    ``overrides`` as ``--set``); local ``input_image`` paths are relative to ``base_dir`` (default:
+    the current directory). Raises :class:`ManifestError` listing every problem, each named by the
+    job's position (``jobs[3].seed``). The manifest's ``path`` is ``base_dir/jobs``: no such file."""
+    log = ProblemLog()
+    loader = _Loader((base_dir or Path.cwd()).resolve() / "jobs", log)
+    loader.where = Located(log, "")
+    try:
+        manifest = loader.from_dicts(jobs, overrides or {})
     except StopReading:
         manifest = None
     if log or manifest is None:
@@ -129,6 +152,13 @@ class _Loader:
         defaults: dict[str, Any] = dict(schema.defaults()) if schema else {}
         builder = self._builder(DEFAULT_MODEL, schema, defaults, overrides, None, None)
         self._add_all(builder, csv_entries(self.path, self.where, schema))
+        return self._finish(DEFAULT_MODEL, builder)
+
+    def from_dicts(self, rows: Iterable[object], overrides: Mapping[str, str]) -> Manifest | None:
+        schema = self._schema(DEFAULT_MODEL)
+        defaults: dict[str, Any] = dict(schema.defaults()) if schema else {}
+        builder = self._builder(DEFAULT_MODEL, schema, defaults, overrides, None, None)
+        self._add_all(builder, dict_entries(rows, self.where, schema))
         return self._finish(DEFAULT_MODEL, builder)
 
     def _schema(self, model: str) -> ModelSchema | None:

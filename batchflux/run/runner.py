@@ -1,7 +1,8 @@
-"""One run of a manifest, start to finish: the wiring behind ``batchflux run`` and :func:`run_batch`.
+"""One run of a manifest, start to finish: the wiring behind ``batchflux run``, :func:`batchflux.run_batch`
+and :func:`batchflux.stream`.
 
 manifest → shard → lock → ledger replay → resume plan → credit pre-flight → engine →
-ledger ``run_finished`` → summary.json, metrics file, report.html → exit code.
+ledger ``run_finished`` → summary.json, results.jsonl/.csv, metrics file, report.html → exit code.
 Everything here is sequencing; the decisions live in the modules it calls.
 """
 
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 
@@ -26,8 +28,8 @@ from batchflux.engine.config import EngineConfig
 from batchflux.engine.core import Engine
 from batchflux.engine.progress import NullProgress, Progress
 from batchflux.engine.stats import EngineStats, FailedJob
-from batchflux.files.durable import WriteFailed
-from batchflux.files.layout import SUMMARY_FILENAME
+from batchflux.files.durable import DISK_FULL_ERRNOS, WriteFailed
+from batchflux.files.layout import RESULTS_JSONL_FILENAME, SUMMARY_FILENAME
 from batchflux.ledger import (
     LEDGER_FILENAME,
     Event,
@@ -41,8 +43,11 @@ from batchflux.ledger.resume import Action, ResumePlan, check_file, move_ledger_
 from batchflux.manifest import Manifest, ManifestError, load_manifest
 from batchflux.manifest.job import Job
 from batchflux.manifest.schema import price_for
+from batchflux.manifest.write import ManifestRow, write_csv_manifest
 from batchflux.run.exitcodes import ExitCode
+from batchflux.run.export import ExportError, write_run_results
 from batchflux.run.lock import LockHeld, RunLock
+from batchflux.run.results_out import atomic_text
 from batchflux.run.shard import Shard
 from batchflux.run.summary import RunSummary, iso_utc, write_summary
 
@@ -69,6 +74,11 @@ class RunOptions:
     report: bool = True
     metrics_file: Path | None = None
     timeout_s: float = 30.0
+    # The manifest already loaded (from Python): not read again. ``write_jobs``: the jobs were given
+    # as mappings, and the run keeps them at ``manifest`` (OUT/jobs.csv) as a CSV manifest, so that
+    # export and later runs find them.
+    jobs: Manifest | None = None
+    write_jobs: bool = False
 
     @property
     def run_dir(self) -> Path:
@@ -86,6 +96,15 @@ class RunResult:
     stats: EngineStats | None = None
 
 
+class RunWatcher(Protocol):
+    """Follows a run as it goes (:func:`batchflux.stream`): told the resume plan before the engine
+    starts, then every job event as the engine appends it to the ledger."""
+
+    def planned(self, plan: ResumePlan, out_dir: Path, price: float) -> None: ...
+
+    def event(self, event: Event) -> None: ...
+
+
 class Run:
     """One run; :meth:`request_stop` may be called from a signal handler while :meth:`execute` runs."""
 
@@ -95,10 +114,12 @@ class Run:
         *,
         progress: Progress | None = None,
         say: Callable[[str], None] | None = None,
+        watcher: RunWatcher | None = None,
     ) -> None:
         self.opt = options
         self.progress = progress or NullProgress()
         self.say = say or (lambda line: log.info("%s", line))
+        self.watcher = watcher
         self.engine: Engine | None = None
         self._stop_requests = 0
         self._pending_stop: float | None = None
@@ -123,10 +144,19 @@ class Run:
             engine.abort("interrupted", "second signal")
             self.say("stopping now; the ledger is resumable")
 
+    def stop_when_settled(self) -> bool:
+        """Stop submitting and end as soon as no submit is on the wire; requests on the server are
+        left to the next run, which polls them. False before the engine has started: nothing has
+        been submitted, and cancelling :meth:`execute` is safe."""
+        if self.engine is None:
+            return False
+        self.engine.stop_when_settled("interrupted", "stopped by the caller")
+        return True
+
     async def execute(self) -> RunResult:
         opt = self.opt
         try:
-            manifest = load_manifest(opt.manifest, opt.overrides)
+            manifest = opt.jobs if opt.jobs is not None else load_manifest(opt.manifest, opt.overrides)
         except ManifestError as exc:
             return RunResult(ExitCode.USAGE, message=str(exc))
         for warning in manifest.warnings:
@@ -175,6 +205,15 @@ class Run:
         if opt.dry_run:
             return RunResult(ExitCode.OK, out_dir, message=_dry_run_text(counts, to_submit, price), plan=plan)
 
+        if opt.jobs is not None and opt.write_jobs:
+            try:
+                _write_jobs(opt.jobs, manifest.path)
+            except OSError as exc:  # a full disk passes; a directory we may not write does not
+                code = ExitCode.TEMPFAIL if exc.errno in DISK_FULL_ERRNOS else ExitCode.USAGE
+                message = f"error: cannot write {manifest.path}: {exc.strerror or exc}; nothing was submitted"
+                return RunResult(code, out_dir, message=message)
+        if self.watcher is not None:
+            self.watcher.planned(plan, out_dir, price)
         engine_cfg = replace(opt.engine, price_usd=price)
         started = time.time()
         run_id = uuid.uuid4().hex[:12]
@@ -204,6 +243,7 @@ class Run:
                         "run_id": run_id, "manifest": str(opt.manifest), "jobs": len(jobs),
                         "shard": str(opt.shard) if opt.shard else None, "version": __version__,
                         "pid": os.getpid(), "host": socket.gethostname(),
+                        "manifest_path": str(manifest.path), "set": dict(opt.overrides), "price_usd": price,
                     }))  # fmt: skip
                 except WriteFailed as exc:
                     return RunResult(
@@ -220,6 +260,8 @@ class Run:
                     latencies=replay.latencies(manifest.model, engine_cfg.poll.memory),
                 )
                 self.engine = engine
+                if self.watcher is not None:
+                    engine.on_event = self.watcher.event
                 if self._pending_stop is not None:
                     engine.request_stop("interrupted", "signal", grace=self._pending_stop)
                 self.progress.start(len(plan.decisions))
@@ -247,7 +289,7 @@ class Run:
         except OSError as exc:  # the exit code still tells the scheduler what happened
             self.say(f"error: could not write {SUMMARY_FILENAME}: {exc.strerror or exc}")
         # Thumbnails for a big batch take a while: keep the loop (and its signal handlers) free.
-        await asyncio.to_thread(self._after, out_dir, summary)
+        await asyncio.to_thread(self._after, out_dir, summary, jobs, manifest.model, price)
         return RunResult(code, out_dir, summary, _closing_line(code, stats, engine, out_dir), plan, stats)
 
     def _summary(self, run_id: str, started: float, out_dir: Path, code: int, stats: EngineStats,
@@ -281,8 +323,14 @@ class Run:
             learned_rate=str(engine.quota.rate) if engine.quota and engine.quota.rate else None,
         )
 
-    def _after(self, out_dir: Path, summary: RunSummary) -> None:
-        """Metrics file and report: useful extras; a failure here is logged, never fatal."""
+    def _after(
+        self, out_dir: Path, summary: RunSummary, jobs: Sequence[Job], model: str, price: float
+    ) -> None:
+        """Results, metrics file and report: a failure here is logged, never fatal."""
+        try:
+            write_run_results(out_dir, jobs, model, price)
+        except (OSError, ExportError) as exc:
+            log.error("could not write %s: %s", RESULTS_JSONL_FILENAME, exc)
         if self.opt.metrics_file is not None:
             try:
                 from batchflux.run.metrics import update_metrics_file
@@ -297,6 +345,12 @@ class Run:
                 write_report([out_dir])
             except (OSError, ValueError, LedgerCorrupt) as exc:
                 log.error("could not write the report: %s", exc)
+
+
+def _write_jobs(manifest: Manifest, path: Path) -> None:
+    """Jobs given from Python, kept as a CSV manifest in the run directory (replaced atomically)."""
+    with atomic_text(path) as fh:
+        write_csv_manifest(fh, (ManifestRow.of(job) for job in manifest.jobs), path.parent)
 
 
 def out_dir_unusable(out_dir: Path, exc: OSError) -> str:
@@ -413,27 +467,3 @@ def _dry_run_text(c: dict[str, int], to_submit: int, price: float) -> str:
         f"skip {c.get('skip', 0)} done, keep {c.get('failed', 0)} failed; "
         f"estimated cost ${to_submit * price:.2f}. Nothing was submitted."
     )
-
-
-async def run_batch(
-    manifest: str | os.PathLike[str],
-    *,
-    api_key: str | None = None,
-    out_dir: str | os.PathLike[str] | None = None,
-    base_url: str | None = None,
-    **options: object,
-) -> RunResult:
-    """Run a manifest from Python. Keyword ``options`` are :class:`RunOptions` fields (``engine=
-    EngineConfig(...)``, ``shard=``, ``retry_failed=``…). Returns the :class:`RunResult` with the
-    exit code and the summary; the API key defaults to ``SEGMIND_API_KEY``."""
-    key = api_key or os.environ.get("SEGMIND_API_KEY", "")
-    if not key:
-        raise ValueError("no API key: pass api_key= or set SEGMIND_API_KEY")
-    opts = RunOptions(
-        manifest=Path(manifest),
-        api_key=key,
-        out_dir=Path(out_dir) if out_dir is not None else None,
-        base_url=base_url or os.environ.get("BATCHFLUX_BASE_URL", DEFAULT_BASE_URL),
-        **options,  # type: ignore[arg-type]
-    )
-    return await Run(opts).execute()

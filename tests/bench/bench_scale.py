@@ -1,4 +1,5 @@
-"""Benchmark: a nightly batch at scale — a 100 000-job manifest, a 1 000 000-event ledger, a 20 000-job run.
+"""Benchmark: a nightly batch at scale — a 100 000-job manifest, a 1 000 000-event ledger, a 20 000-job run,
+and the export of a 100 000-job run directory.
 
     python -m tests.bench.bench_scale [--rows 100000] [--events 1000000] [--run-jobs 20000] [--repeat 3]
 
@@ -10,6 +11,8 @@
    images), with the client's resident set sampled every 50 ms; the RSS when the 5 000th, 10 000th and
    20 000th image was on disk shows how memory grows with the batch. The verdict extrapolates that growth
    linearly to 10× the jobs (200 000) and asks that it stay under 1 GiB.
+4. **export**: ``batchflux export`` of a made-up 100 000-job run directory (``bench_export``), ``--repeat``
+   times; wall time and peak RSS beside ``batchflux validate``'s of the same manifest.
 """
 
 from __future__ import annotations
@@ -134,9 +137,11 @@ def run_row(jobs: int) -> h.Row:
 
 
 def run(quick: bool = False) -> list[h.Row]:
+    from tests.bench.bench_export import export_row
+
     if quick:
-        return [validate_rows(10_000, 1), replay_row(100_000, 1), run_row(2_000)]
-    return [validate_rows(100_000, 3), replay_row(1_000_000, 3), run_row(20_000)]
+        return [validate_rows(10_000, 1), replay_row(100_000, 1), run_row(2_000), export_row(10_000, 1)]
+    return [validate_rows(100_000, 3), replay_row(1_000_000, 3), run_row(20_000), export_row(100_000, 3)]
 
 
 def main() -> None:
@@ -146,10 +151,13 @@ def main() -> None:
     ap.add_argument("--run-jobs", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    from tests.bench.bench_export import export_row
+
     rows = [
         validate_rows(args.rows, args.repeat),
         replay_row(args.events, args.repeat),
         run_row(args.run_jobs),
+        export_row(args.rows, args.repeat),
     ]
     print(h.render_table(rows))
 

@@ -20,10 +20,10 @@ import pytest
 import yaml
 from PIL import Image, ImageDraw
 
+from batchflux import run_batch
 from batchflux.emulator import DEFAULT_API_KEY, Emulator
 from batchflux.report import REPORT_FILENAME, write_report
 from batchflux.run.exitcodes import ExitCode
-from batchflux.run.runner import run_batch
 
 pytestmark = pytest.mark.browser
 
