@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -353,3 +354,16 @@ def files_containing(root: Path, secret: str) -> list[str]:
 def summary(out: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((out / "summary.json").read_text())
     return data
+
+
+class FailingStream(io.StringIO):
+    """A console whose reader went away (no descriptor): every write fails with ``err``."""
+
+    def __init__(self, err: int) -> None:
+        super().__init__()
+        self.err = err
+        self.attempts = 0
+
+    def write(self, text: str) -> int:
+        self.attempts += 1
+        raise OSError(self.err, os.strerror(self.err))

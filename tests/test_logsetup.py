@@ -7,11 +7,11 @@ import errno
 import io
 import json
 import logging
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from runkit import FailingStream
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -183,24 +183,11 @@ def test_json_escaped_secret_is_redacted(tmp_path: Path, teardowns: Teardowns) -
     assert "cret" not in raw.replace(REDACTED, "")
 
 
-class _GoneConsole(io.StringIO):
-    """A console whose reader went away: every write fails with ``err``."""
-
-    def __init__(self, err: int) -> None:
-        super().__init__()
-        self.err = err
-        self.attempts = 0
-
-    def write(self, text: str) -> int:
-        self.attempts += 1
-        raise OSError(self.err, os.strerror(self.err))
-
-
 @pytest.mark.parametrize("err", [errno.EPIPE, errno.EIO])
 def test_a_gone_console_silences_its_handler_and_the_file_carries_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], teardowns: Teardowns, err: int
 ) -> None:
-    console = _GoneConsole(err)
+    console = FailingStream(err)
     teardowns.append(configure_logging(tmp_path, console=True, stream=console))
     for n in range(3):
         log.warning("line %d", n)

@@ -9,6 +9,7 @@ import stat
 from collections.abc import Iterator
 
 import pytest
+from runkit import FailingStream
 
 from batchflux.run.console import QuietStream
 
@@ -40,22 +41,9 @@ def test_a_write_to_a_pipe_without_reader_is_dropped_and_the_descriptor_goes_to_
     widowed_pipe.flush()
 
 
-class _Failing(io.StringIO):
-    """A stream without a descriptor whose writes fail with ``err``."""
-
-    def __init__(self, err: int) -> None:
-        super().__init__()
-        self.err = err
-        self.attempts = 0
-
-    def write(self, text: str) -> int:
-        self.attempts += 1
-        raise OSError(self.err, os.strerror(self.err))
-
-
 @pytest.mark.parametrize("err", [errno.EPIPE, errno.EIO, errno.ENOSPC])
 def test_any_oserror_silences_the_stream_for_good(err: int) -> None:
-    inner = _Failing(err)
+    inner = FailingStream(err)
     quiet = QuietStream(inner)
     for n in range(3):
         assert quiet.write(f"line {n}\n") == len(f"line {n}\n")
