@@ -7,6 +7,7 @@ unchanged. Modules:
 - :mod:`.schedule`, :mod:`.quota`, :mod:`.account`, :mod:`.jobs` — pure time-driven state.
 - :mod:`.images`, :mod:`.outputs`, :mod:`.media`, :mod:`.inputs` — output images (pure, then cached),
   hosted bytes, reading inputs.
+- :mod:`.history` — the request history's rows, queries and pages (pure).
 - :mod:`.core` — the state and decisions behind every endpoint, with stats.
 - :mod:`.app`, :mod:`.wire` — the aiohttp routes and response shapes (incl. broken ones).
 - :mod:`.server` — ``Emulator``, the async context manager, and ``serve`` for the CLI.

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from batchflux.emulator.core import EmulatorCore, Rejection
+from batchflux.emulator.history import HISTORY_PATH
 from batchflux.emulator.media import mime_for_ext, parse_data_url
 from batchflux.emulator.wire import (
     drop_connection,
@@ -218,6 +219,59 @@ async def credits(request: web.Request) -> web.StreamResponse:
     return await _with_faults(request, "credits", work)
 
 
+def _history_outage(core: EmulatorCore) -> web.Response | None:
+    """The configured outage of the request history, if any: the same answer to every call."""
+    outage = core.config.history_outage
+    if outage is None:
+        return None
+    if outage == "404":
+        return json_error(404, "Not Found")
+    if outage in ("500", "502"):
+        return server_fault(outage)
+    return json_ok({"ok": True, "result": {"count": len(core.jobs), "cursor": None}})
+
+
+async def history_list(request: web.Request) -> web.StreamResponse:
+    core = _core(request)
+    if (denied := _unauthorized(core, request)) is not None:
+        return denied
+    key = request.headers["x-api-key"]
+    core.counters.history_calls += 1
+    if core.config.count_polls and (denied := _rate_limited(core, key, "history")) is not None:
+        return denied
+
+    async def work() -> web.Response:
+        if (down := _history_outage(core)) is not None:
+            return down
+        page = core.history_page(key, dict(request.query), _base(request))
+        if isinstance(page, str):
+            return json_error(400, page)
+        return json_ok(page)
+
+    return await _with_faults(request, "history", work)
+
+
+async def history_record(request: web.Request) -> web.StreamResponse:
+    core = _core(request)
+    if (denied := _unauthorized(core, request)) is not None:
+        return denied
+    key = request.headers["x-api-key"]
+    core.counters.history_record_calls += 1
+    if core.config.count_polls and (denied := _rate_limited(core, key, "history")) is not None:
+        return denied
+
+    async def work() -> web.Response:
+        if (down := _history_outage(core)) is not None:
+            return down
+        request_id = request.match_info["request_id"]
+        row = core.history_record(key, request_id, _base(request))
+        if row is None:
+            return json_error(404, f"Request {request_id[:100]} not found")
+        return json_ok(row)
+
+    return await _with_faults(request, "history", work)
+
+
 MediaFetch = Callable[[], Awaitable[tuple[bytes, str] | None]]
 
 
@@ -292,6 +346,8 @@ def make_app(core: EmulatorCore) -> web.Application:
     app.router.add_get("/v2/requests/{request_id}", result)
     app.router.add_post("/upload-asset", upload)
     app.router.add_get("/v1/get-user-credits", credits)
+    app.router.add_get(HISTORY_PATH, history_list)
+    app.router.add_get(HISTORY_PATH + "/{request_id}", history_record)
     app.router.add_get("/media/uploads/{name}", media_upload)
     app.router.add_get(r"/media/{request_id:[0-9A-Za-z-]+}.{ext:png|jpg}", media_output)
     app.router.add_get("/_emulator/stats", emulator_stats)

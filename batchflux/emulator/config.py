@@ -12,8 +12,12 @@ DEFAULT_API_KEY = "SG_e0e0e0e0e0e0e0e0"
 # Fault kinds, in the order a request's one random draw is matched against their rates.
 FAULT_KINDS: tuple[str, ...] = ("500", "502", "504", "drop", "truncate")
 # Endpoints a fault can hit; "truncate" only ever applies to "media".
-ENDPOINTS: frozenset[str] = frozenset({"submit", "status", "result", "upload", "credits", "media"})
+ENDPOINTS: frozenset[str] = frozenset({"submit", "status", "result", "upload", "credits", "media", "history"})
 INVALID_PARAMS_AT: tuple[str, ...] = ("submit", "run")
+# What `history_outage` makes both request-history endpoints answer, every time: a JSON 404 or
+# 500, an HTML 502, or a 200 whose page envelope (or record) is of a shape no client knows.
+HISTORY_OUTAGES: tuple[str, ...] = ("404", "500", "502", "envelope")
+MEDIA_RETENTION_S = 7 * 86400.0  # an output file is served this long after its job completes
 
 
 def _frozen_faults(faults: Mapping[str, float]) -> Mapping[str, float]:
@@ -44,6 +48,11 @@ class EmulatorConfig:
     # a longer prompt is rejected at submit with 400. None = no limit.
     max_prompt_chars: int | None = None
     retention_s: float = 3600.0  # status/result 404 this long after submission
+    media_retention_s: float = MEDIA_RETENTION_S  # output files 404 this long after completion
+    # The request history (GET /inference-request/request-history[/{id}]): a request's record lands
+    # this long after submission (listed with None fields until then), and outlives retention_s.
+    history_delay_s: float = 0.0
+    history_outage: str | None = None  # one of HISTORY_OUTAGES: every history call fails that way
     credits: float = 1000.0
     price: float = 0.10  # charged at submit, refunded when the job FAILs
     image_long_side: int = 256
@@ -71,11 +80,11 @@ def config_problems(cfg: EmulatorConfig) -> list[str]:
     problems: list[str] = []
     if not cfg.keys or not all(isinstance(k, str) and k for k in cfg.keys):
         problems.append("keys must be a non-empty list of non-empty strings")
-    for name in ("latency_mean", "latency_sd", "latency_min", "credits", "price"):
+    for name in ("latency_mean", "latency_sd", "latency_min", "credits", "price", "history_delay_s"):
         value = getattr(cfg, name)
         if not _finite(value) or value < 0:
             problems.append(f"{name} must be a finite number >= 0, not {value!r}")
-    for name in ("window_s", "retention_s"):
+    for name in ("window_s", "retention_s", "media_retention_s"):
         value = getattr(cfg, name)
         if not _finite(value) or value <= 0:
             problems.append(f"{name} must be a finite number > 0, not {value!r}")
@@ -99,6 +108,10 @@ def config_problems(cfg: EmulatorConfig) -> list[str]:
         not isinstance(cfg.max_prompt_chars, int) or cfg.max_prompt_chars < 1
     ):
         problems.append("max_prompt_chars must be a positive integer or None")
+    if cfg.history_outage is not None and cfg.history_outage not in HISTORY_OUTAGES:
+        problems.append(
+            f"history_outage must be None or one of {', '.join(HISTORY_OUTAGES)}, not {cfg.history_outage!r}"
+        )
     if cfg.invalid_params_at not in INVALID_PARAMS_AT:
         problems.append(f"invalid_params_at must be 'submit' or 'run', not {cfg.invalid_params_at!r}")
     if not isinstance(cfg.image_long_side, int) or not 8 <= cfg.image_long_side <= 4096:

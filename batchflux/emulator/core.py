@@ -19,6 +19,7 @@ import aiohttp
 
 from batchflux.emulator.account import Account
 from batchflux.emulator.config import FAULT_KINDS, EmulatorConfig
+from batchflux.emulator.history import RowContext, history_row, page_body, parse_query, select, utc_date
 from batchflux.emulator.images import output_ext
 from batchflux.emulator.inputs import InputResolver
 from batchflux.emulator.jobs import COMPLETED, STATES, JobRecord, body_digest
@@ -40,6 +41,8 @@ class Counters:
     upload_calls: int = 0
     media_calls: int = 0
     credits_calls: int = 0
+    history_calls: int = 0  # GET /inference-request/request-history (the list)
+    history_record_calls: int = 0  # GET /inference-request/request-history/{id}
     rate_limited: int = 0
     # Calls of a kind (submit, poll) that arrived while a pause announced by a 429 of that kind to
     # that key was in force: sent after the client heard of it, or already on their way with it.
@@ -165,6 +168,7 @@ class EmulatorCore:
             ext=output_ext(body.get("output_format")),
             slot=slot,
             error=error,
+            price=cfg.price,
         )
         self.jobs[record.request_id] = record
         self.counters.submits += 1
@@ -208,10 +212,33 @@ class EmulatorCore:
         return f"{base}/media/{record.request_id}.{record.ext}"
 
     def completed_output(self, request_id: str, ext: str) -> JobRecord | None:
+        """The completed request behind an output URL, while its file lives (``media_retention_s``)."""
         record = self.jobs.get(request_id)
-        if record is None or record.ext != ext or record.state(self.clock()) != COMPLETED:
+        now = self.clock()
+        if record is None or record.ext != ext or record.state(now) != COMPLETED:
+            return None
+        if now - record.slot.finished >= self.config.media_retention_s:
             return None
         return record
+
+    # --- the request history ----------------------------------------------------------------------
+    def _row_context(self, base: str) -> RowContext:
+        return RowContext(self.clock(), self.unix, base, self.config.history_delay_s)
+
+    def history_page(self, key: str, raw_query: dict[str, str], base: str) -> dict[str, Any] | str:
+        """One page of the key's requests, or the 400 message for a query the server refuses."""
+        query = parse_query(raw_query, utc_date(self.unix(self.clock())))
+        if isinstance(query, str):
+            return query
+        own = [r for r in self.jobs.values() if r.key == key]
+        return page_body(select(own, query, self._row_context(base)), query)
+
+    def history_record(self, key: str, request_id: str, base: str) -> dict[str, Any] | None:
+        """One of the key's requests, of any age; None for another key's or an unknown id."""
+        record = self.jobs.get(request_id)
+        if record is None or record.key != key:
+            return None
+        return history_row(record, self._row_context(base))
 
     async def output_bytes(self, record: JobRecord) -> bytes:
         """The output image, rendered once (deterministically) and cached while memory allows."""

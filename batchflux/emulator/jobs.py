@@ -39,6 +39,7 @@ class JobRecord:
     ext: str  # output file extension, "png" or "jpg"
     slot: Slot
     error: str | None  # set: the job FAILs with this message when its slot finishes
+    price: float = 0.0  # charged at submit (refunded when it FAILs): the history's credits_deduction
     status_calls: int = 0
     result_calls: int = 0
     sha256: str | None = None  # of the output bytes, once rendered

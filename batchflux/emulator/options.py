@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from batchflux.emulator.config import ENDPOINTS, FAULT_KINDS, INVALID_PARAMS_AT, EmulatorConfig
+from batchflux.emulator.config import (
+    ENDPOINTS,
+    FAULT_KINDS,
+    HISTORY_OUTAGES,
+    INVALID_PARAMS_AT,
+    EmulatorConfig,
+)
 
 _DEFAULTS = EmulatorConfig()
 
@@ -97,7 +103,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--retention", type=float, metavar="SECONDS", default=d.retention_s, help="seconds status/result live"
     )
     jobs.add_argument(
+        "--media-retention",
+        type=float,
+        metavar="SECONDS",
+        default=d.media_retention_s,
+        help="seconds an output file is served after its job completes (default 7 days)",
+    )
+    jobs.add_argument(
         "--image-size", type=int, metavar="PX", default=d.image_long_side, help="output long side in px"
+    )
+    history = parser.add_argument_group("request history")
+    history.add_argument(
+        "--history-delay",
+        type=float,
+        metavar="SECONDS",
+        default=d.history_delay_s,
+        help="seconds after submission until a request's history record lands; until then it is "
+        "listed with empty fields (default %(default)s)",
+    )
+    history.add_argument(
+        "--history-outage",
+        choices=HISTORY_OUTAGES,
+        default=d.history_outage,
+        help="make every request-history call fail: a 404, a 500, an HTML 502, or an answer of an "
+        "unknown shape (default: the history works)",
     )
     account = parser.add_argument_group("account")
     account.add_argument(
@@ -171,6 +200,9 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         invalid_params_at=args.invalid_params_at,
         max_prompt_chars=args.max_prompt_chars,
         retention_s=args.retention,
+        media_retention_s=args.media_retention,
+        history_delay_s=args.history_delay,
+        history_outage=args.history_outage,
         credits=args.credits,
         price=args.price,
         image_long_side=args.image_size,

@@ -29,7 +29,8 @@ def test_every_knob_has_a_flag() -> None:
         "--fault-endpoints", "submit,media", "--moderation-word", "bad", "--moderation-word", "worse",
         "--invalid-params-at", "run", "--retention", "30", "--credits", "5", "--price", "0.2",
         "--key", "SG_1", "--key", "SG_2", "--seed", "9", "--image-size", "128",
-        "--host", "127.0.0.1", "--port", "0",
+        "--host", "127.0.0.1", "--port", "0", "--media-retention", "60", "--history-delay", "2.5",
+        "--history-outage", "envelope", "--fault-endpoints", "submit,media",
     )  # fmt: skip
     assert cfg == EmulatorConfig(
         keys=("SG_1", "SG_2"),
@@ -46,6 +47,9 @@ def test_every_knob_has_a_flag() -> None:
         moderation_words=("bad", "worse"),
         invalid_params_at="run",
         retention_s=30.0,
+        media_retention_s=60.0,
+        history_delay_s=2.5,
+        history_outage="envelope",
         credits=5.0,
         price=0.2,
         image_long_side=128,

@@ -169,6 +169,9 @@ def test_iso_utc_rounds_up_to_the_millisecond() -> None:
         {"keys": ()},
         {"window_s": 0},
         {"latency_mean": float("nan")},
+        {"history_delay_s": -1.0},
+        {"history_outage": "418"},
+        {"media_retention_s": 0},
     ],
 )
 def test_config_rejects_nonsense(changes: dict[str, object]) -> None:

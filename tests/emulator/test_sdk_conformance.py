@@ -7,6 +7,7 @@ test's event loop.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import io
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -161,3 +162,44 @@ async def test_sdk_upload_shape(
         with Image.open(io.BytesIO(await asyncio.to_thread(fetch, body["output"]))) as img:
             assert img.size == (256, 128)  # the upload's 2:1
         assert emu.stats()["upload_calls"] == 1
+
+
+async def test_sdk_reads_the_request_history(
+    make_emulator: Make, clients: Callable[..., SegmindClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``generations.history()`` and ``generations.get()``, aimed at the emulator through the SDK's
+    module constant, return the emulator's records: the v2 request under the same id, its body as
+    sent, its cost and output; a failed one with its error."""
+    # ``segmind.generations`` the attribute is a convenience object; the module holds the constant.
+    generations = importlib.import_module("segmind.generations")
+
+    async with make_emulator(price=0.1, **FAST) as emu:
+        url = f"{emu.base_url}/inference-request/request-history"
+        monkeypatch.setattr(generations, "REQUEST_HISTORY_URL", url)
+        client = clients(emu)
+        body = await asyncio.to_thread(client.run, "flux-kontext-max", prompt="a blue bird", seed=3)
+        with pytest.raises(InferenceFailed):
+            await asyncio.to_thread(client.run, "flux-kontext-max", prompt="nsfw bird")
+
+        page = await asyncio.to_thread(
+            client.generations.history, per_page=10, model_name="kontext", sort_order="desc"
+        )
+        rows = page["data"]
+        assert [r["model_status"] for r in rows] == ["FAILED", "COMPLETED"]
+        done = rows[1]
+        assert done["request_id"] == body["request_id"]
+        assert done["request_body"] == {"prompt": "a blue bird", "seed": 3}
+        assert done["generation_url"] == body["output"]
+        assert done["credits_deduction"] == pytest.approx(0.1)
+        assert rows[0]["error"].startswith("content blocked")
+
+        one = await asyncio.to_thread(client.generations.get, body["request_id"])
+        assert one == done
+        with pytest.raises(SegmindError) as missing:
+            await asyncio.to_thread(client.generations.get, "no-such-request")
+        assert missing.value.status == 404
+        with pytest.raises(SegmindError) as refused:
+            await asyncio.to_thread(client.generations.history, per_page=101)
+        assert refused.value.status == 400
+        stats = emu.stats()
+        assert (stats["history_calls"], stats["history_record_calls"]) == (2, 2)
