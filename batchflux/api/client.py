@@ -1,4 +1,5 @@
-"""The one place batchflux talks HTTP to Segmind: submit, status, result, upload, credits, media.
+"""The one place batchflux talks HTTP to Segmind: submit, status, result, upload, credits, media,
+and the account's request history.
 
 The client knows no file: :meth:`ApiClient.media` yields an image's bytes, and
 :mod:`batchflux.files.download` verifies and writes them.
@@ -9,10 +10,11 @@ mapped here, once, ``raise X from exc``. The client never retries: what to do ne
 :mod:`batchflux.api.policy`'s and the engine's call.
 
 The key. The caller's session carries no default headers (checked); ``x-api-key`` is added per
-request and only when the URL's scheme, host and port equal the API base's (or, for uploads,
-the upload URL's). Status and response URLs come from the server and are used as given, but
-one that points anywhere else raises ``Fatal(kind="foreign_host")`` instead of being fetched
-without the key (it would only 401) or with it (a leak): the run stops and says which host.
+request and only when the URL's scheme, host and port equal the API base's, the upload URL's or
+the request history's: three trusted origins. Status and response URLs come from the server and
+are used as given, but one that points anywhere else raises ``Fatal(kind="foreign_host")``
+instead of being fetched without the key (it would only 401) or with it (a leak): the run stops
+and says which host.
 Redirects are never followed on API calls, because aiohttp would carry the header along.
 Server-supplied text in error messages is scrubbed of the key.
 
@@ -30,11 +32,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Final
+from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
 
-from batchflux.api.errors import Ambiguous, ApiError, Fatal, JobFailed, Transient
+from batchflux.api.errors import Ambiguous, ApiError, Fatal, HistoryUnavailable, JobFailed, Transient
+from batchflux.api.history import HistoryPage, HistoryQuery, HistoryRow, page_from, record_from
 from batchflux.api.media import MediaGet
 from batchflux.api.replies import (
     JobResult,
@@ -55,6 +59,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL: Final = "https://api.segmind.com"
 DEFAULT_UPLOAD_URL: Final = "https://workflows-api.segmind.com/upload-asset"
+DEFAULT_HISTORY_URL: Final = "https://api.spotprod.segmind.com/inference-request/request-history"
+HISTORY_PATH: Final = "inference-request/request-history"
 MAX_REPLY_BYTES: Final = 4 * 2**20  # API answers are a few hundred bytes; anything this big is not one
 _KEY_HEADER: Final = "x-api-key"
 _JSON_HEADERS: Final = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -73,8 +79,12 @@ def origin_of(url: URL) -> Origin | None:
 class ApiClient:
     """Segmind's async v2 API over one caller-owned ``aiohttp.ClientSession``.
 
-    ``calls`` counts every attempt per kind (submit, status, result, upload, credits, media),
-    failures included.
+    ``calls`` counts every attempt per kind (submit, status, result, upload, credits, media,
+    history, history_record), failures included.
+
+    Endpoints: ``upload_url`` and ``history_url`` default to Segmind's hosts when ``base_url`` is
+    Segmind's, and to ``{base}/upload-asset`` and ``{base}/inference-request/request-history``
+    when only ``base_url`` is changed, so one emulator serves everything.
     """
 
     def __init__(
@@ -84,6 +94,7 @@ class ApiClient:
         api_key: str,
         base_url: str = DEFAULT_BASE_URL,
         upload_url: str | None = None,
+        history_url: str | None = None,
         timeout_s: float = 30.0,
         media_max_bytes: int = 50 * 2**20,
         media_concurrency: int = 16,
@@ -104,11 +115,17 @@ class ApiClient:
                 DEFAULT_UPLOAD_URL if self._base == URL(DEFAULT_BASE_URL) else f"{self._base}/upload-asset"
             )
         self._upload = URL(upload_url)
-        base_origin, upload_origin = origin_of(self._base), origin_of(self._upload)
-        if base_origin is None or upload_origin is None:
-            raise ValueError("base_url and upload_url must be absolute http(s) URLs")
+        default_base = self._base == URL(DEFAULT_BASE_URL)
+        if history_url is None:
+            history_url = DEFAULT_HISTORY_URL if default_base else f"{self._base}/{HISTORY_PATH}"
+        self._history = URL(history_url.strip().rstrip("/"))
+        origins = [origin_of(self._base), origin_of(self._upload), origin_of(self._history)]
+        if None in origins:
+            raise ValueError("base_url, upload_url and history_url must be absolute http(s) URLs")
+        base_origin = origins[0]
+        assert base_origin is not None
         self._base_origin: Origin = base_origin
-        self._trusted: frozenset[Origin] = frozenset({base_origin, upload_origin})
+        self._trusted: frozenset[Origin] = frozenset(o for o in origins if o is not None)
         # ``connect`` covers waiting for a pooled connection and opening one; it expires first, as a
         # ConnectionTimeoutError, so a submit that never left is told apart from one that did.
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=timeout_s / 2)
@@ -125,8 +142,15 @@ class ApiClient:
     def upload_url(self) -> str:
         return str(self._upload)
 
+    @property
+    def history_url(self) -> str:
+        return str(self._history)
+
     def __repr__(self) -> str:  # never the key
-        return f"ApiClient(base_url={str(self._base)!r}, upload_url={str(self._upload)!r})"
+        return (
+            f"ApiClient(base_url={str(self._base)!r}, upload_url={str(self._upload)!r}, "
+            f"history_url={str(self._history)!r})"
+        )
 
     # -- the calls -------------------------------------------------------------------------------
 
@@ -160,6 +184,27 @@ class ApiClient:
         with self._scrubbing:
             reply = await self._call("credits", "GET", self._base.joinpath("v1", "get-user-credits"))
             return credits_from(reply)
+
+    async def history(self, query: HistoryQuery) -> HistoryPage:
+        """One page of the account's request history (:mod:`batchflux.api.history`)."""
+        with self._scrubbing:
+            reply = await self._call("history", "GET", self._history.with_query(query.params()))
+            return page_from(reply.json(), query)
+
+    async def history_record(self, request_id: str) -> HistoryRow | None:
+        """One of the account's requests, of any age; ``None`` when the history has no such record
+        (a 404) — or when ``request_id`` could not name one."""
+        if request_id in ("", ".", ".."):
+            return None
+        url = self._history.joinpath(quote(request_id, safe=""), encoded=True)
+        with self._scrubbing:
+            try:
+                reply = await self._call("history_record", "GET", url)
+            except HistoryUnavailable as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            return record_from(reply.json())
 
     def media(self, url: str, *, timeout_s: float = 120.0) -> MediaGet:
         """GET a result's media (the ``output`` URL) from the public media host, never with the key:

@@ -20,6 +20,11 @@ HTTP status and every aiohttp/asyncio exception to exactly one of these, once, w
     │                            URL off the API's host), redirect (3xx from the API), not_found
     │                            (404 on upload/credits), config (unusable URL)
     ├── OutOfCredits             406 insufficient credits: stop submitting, drain what is in flight
+    ├── HistoryUnavailable       the request history cannot answer usefully: a 4xx other than
+    │                            401/403/429 (404 included: no such record, or no such endpoint),
+    │                            a 3xx, an answer of an unknown shape; fall back to what is done
+    │                            without it. (5xx and transport errors there are Transient; 401
+    │                            and 403 Fatal, as everywhere.)
     └── DownloadError            media download failed; ``retryable`` (truncated, 5xx, timeout…)
                                  or not (over the size cap, not the image format asked for)
 
@@ -98,6 +103,15 @@ class Fatal(ApiError):
 
 class OutOfCredits(ApiError):
     """HTTP 406 insufficient credits: submit nothing more, finish what is in flight."""
+
+
+class HistoryUnavailable(ApiError):
+    """The request history gave no usable answer. ``status`` is the HTTP status, ``None`` when
+    the answer came but could not be read."""
+
+    def __init__(self, message: str, *, status: int | None = None, op: str = "history") -> None:
+        super().__init__(message, op=op)
+        self.status = status
 
 
 class DownloadError(ApiError):

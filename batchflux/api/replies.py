@@ -11,6 +11,8 @@ tested with tables. Rules, after segmind-v2.md:
 - 5xx (and 408, 425) → Transient. Other 4xx: JobFailed on submit/upload (the request itself is
   wrong), Transient on GETs (bounded by the retry budget). 3xx → Fatal redirect.
 - A 2xx that cannot be read: Transient on GETs and uploads, Ambiguous on submit (it was accepted).
+- The request history (``history``, ``history_record``): 429, 401, 403, 5xx/408/425 as above; any
+  other answer that is not a 2xx is HistoryUnavailable (404 included), so its callers fall back.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from batchflux.api.errors import (
     ApiError,
     Expired,
     Fatal,
+    HistoryUnavailable,
     JobFailed,
     OutOfCredits,
     RateLimited,
@@ -48,6 +51,7 @@ _STATE_ALIASES: Final = {
     "CANCELED": "FAILED",
 }
 _MAX_TEXT = 300  # characters of a server's error text kept in a message
+HISTORY_OPS: Final = frozenset({"history", "history_record"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,8 @@ def failure_for(reply: Reply) -> ApiError:
         return Fatal(f"{where}: the API key was rejected ({text})", kind="auth", op=op)
     if status == 403:
         return Fatal(f"{where}: not allowed for this account ({text})", kind="forbidden", op=op)
+    if op in HISTORY_OPS and not (status >= 500 or status in (408, 425)):
+        return HistoryUnavailable(f"{where}: {text}", status=status, op=op)
     if status == 404:
         if op == "submit":
             return Fatal(f"{where}: unknown model ({text})", kind="model", op=op)
