@@ -5,21 +5,27 @@
 | run_started    | null | run_id, manifest (as given), manifest_path (resolved), set (the --set values),|
 |                |      | price_usd, jobs (count), shard ("K/N" or null), version, pid, host            |
 | submit_intent  | id   | fingerprint, model, params (no inline image data), input (local path or URL), |
-|                |      | output (relative path), attempt (1-based submit count for this job)           |
-| submitted      | id   | request_id, status_url, response_url, submitted_at (unix s)                   |
+|                |      | output (relative path), attempt (1-based submit count for this job);          |
+|                |      | input_sent (optional): the input_image POSTed when not params' own — the URL  |
+|                |      | a local file was uploaded to, or "sha256:<hex>" of an inline data URI         |
+| submitted      | id   | request_id, status_url, response_url, submitted_at (unix s); recovered: true  |
+|                |      | when the id was found in the request history instead of heard from the POST;  |
+|                |      | cost_usd when the history said what it cost                                  |
 | state          | id   | request_id, status ("QUEUED" / "PROCESSING"); or request_id null, status      |
 |                |      | "NOT_SUBMITTED", reason: the submit certainly created nothing (closes intent) |
 | result         | id   | request_id, output_url, metrics (dict), completed_at (unix s, first seen),    |
-|                |      | latency (s, optional: the poll schedule's estimate of how long the job took)  |
+|                |      | latency (s, optional: the poll schedule's estimate of how long the job took); |
+|                |      | via: "history" and cost_usd when read from the request history's record       |
 | downloaded     | id   | request_id, path (relative), size, sha256                                     |
 | failed         | id   | request_id (or null), cause, error, http_status (or null); fingerprint when   |
-|                |      | no submit_intent came first (optional)                                        |
+|                |      | no submit_intent came first (optional); cost_usd (optional, as for result)    |
 | expired        | id   | request_id                                                                    |
 | paused         | null | kind (submit / poll / upload / credits / history), until (unix s): a 429's    |
 |                |      | announced pause of that kind of call, which a run starting inside it waits out |
 | run_finished   | null | run_id, exit_code, counts (dict), wall_s                                      |
 
 ``cause`` is one of :data:`FAILURE_CAUSES`. Events never carry the API key or image bytes.
+Optional fields are only ever added; a reader ignores fields it does not know.
 A ``failed`` closes an open intent (the submit was answered); so does ``state`` NOT_SUBMITTED.
 """
 

@@ -6,6 +6,7 @@ ambiguous submits, expirations). :mod:`.replay` builds them from a file; resume 
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -70,6 +71,12 @@ class JobRecord:
     first_ts: float = 0.0
     last_ts: float = 0.0
     downloaded_at: float | None = None  # ts of the 'downloaded' event (the file was in place before it)
+    intent_at: float | None = None  # ts of the latest 'submit_intent'
+    input_sent: str | None = None  # the input_image POSTed, when not the recorded one (see events)
+    superseded: str | None = None  # the request the latest intent replaced (its previous attempt's)
+    recovered: bool = False  # the latest request_id was found in the request history, not answered
+    result_via: str | None = None  # "history": the result came from the request history's record
+    cost_usd: float | None = None  # what Segmind charged for the latest request, when known
 
     def apply_fields(self, kind: EventType, ts: float, d: dict[str, Any]) -> None:
         """Fold one event given as its parts; ``d`` may also hold the envelope keys (ignored)."""
@@ -85,6 +92,12 @@ class JobRecord:
             if self.fingerprint and fingerprint != self.fingerprint:
                 self.accidents = 0  # a changed job is a new job: its budget starts afresh
             self.fingerprint = fingerprint
+            self.intent_at = ts
+            self.input_sent = _str(d.get("input_sent"))
+            self.superseded = self.request_id or self.superseded
+            self.recovered = False
+            self.result_via = None
+            self.cost_usd = None
             self.model = _intern(_str(d.get("model")) or "")
             self.params = _params(d.get("params"))
             self.input = _str(d.get("input"))
@@ -108,6 +121,8 @@ class JobRecord:
             self.response_url = _str(d.get("response_url"))
             self.submitted_at = _float(d.get("submitted_at"), ts)
             self.last_status = "QUEUED"
+            self.recovered = d.get("recovered") is True
+            self._cost(d)
         elif kind is _STATE:
             status = _str(d.get("status"))
             if self.state is JobState.SUBMITTED:
@@ -124,6 +139,8 @@ class JobRecord:
             latency = d.get("latency")
             self.latency = float(latency) if isinstance(latency, int | float) else None
             self.last_status = "COMPLETED"
+            self.result_via = _str(d.get("via"))
+            self._cost(d)
         elif kind is _DOWNLOADED:
             self.state = JobState.DOWNLOADED
             path = _str(d.get("path"))
@@ -142,11 +159,17 @@ class JobRecord:
             status = d.get("http_status")
             self.http_status = status if type(status) is int else None
             self.last_status = "FAILED"
+            self._cost(d)
             if not self.fingerprint:  # a job that failed before any intent (e.g. an unreadable input)
                 self.fingerprint = _str(d.get("fingerprint")) or ""
         elif kind is _EXPIRED:
             self.state = JobState.EXPIRED
             self.expirations += 1
+
+    def _cost(self, d: dict[str, Any]) -> None:
+        cost = d.get("cost_usd")
+        if isinstance(cost, int | float) and not isinstance(cost, bool) and math.isfinite(cost):
+            self.cost_usd = float(cost)
 
     @property
     def open_intent(self) -> bool:

@@ -33,12 +33,15 @@ FIELDS: dict[EventType, dict[str, st.SearchStrategy[Any]]] = {
         "input": MAYBE_STR,
         "output": MAYBE_STR,
         "attempt": st.integers(1, 5),
+        "input_sent": MAYBE_STR,
     },
     EventType.SUBMITTED: {
         "request_id": MAYBE_STR,
         "status_url": MAYBE_STR,
         "response_url": MAYBE_STR,
         "submitted_at": TS | JSON_SCALARS,
+        "recovered": JSON_SCALARS,
+        "cost_usd": JSON_SCALARS,
     },
     EventType.STATE: {
         "request_id": MAYBE_STR,
@@ -49,6 +52,8 @@ FIELDS: dict[EventType, dict[str, st.SearchStrategy[Any]]] = {
         "metrics": JSON_VALUES,
         "completed_at": TS | JSON_SCALARS,
         "latency": TS | JSON_SCALARS,
+        "via": MAYBE_STR,
+        "cost_usd": JSON_SCALARS,
     },
     EventType.DOWNLOADED: {"path": MAYBE_STR, "size": JSON_SCALARS, "sha256": MAYBE_STR},
     EventType.FAILED: {
@@ -56,6 +61,7 @@ FIELDS: dict[EventType, dict[str, st.SearchStrategy[Any]]] = {
         "error": MAYBE_STR,
         "http_status": JSON_SCALARS,
         "fingerprint": MAYBE_STR,
+        "cost_usd": JSON_SCALARS,
     },
     EventType.EXPIRED: {"request_id": MAYBE_STR},
     EventType.PAUSED: {"kind": st.sampled_from(["submit", "poll"]) | MAYBE_STR, "until": TS | JSON_SCALARS},
