@@ -206,6 +206,14 @@ class ApiClient:
                 raise
             return record_from(reply.json())
 
+    def submission_for(self, request_id: str) -> Submission:
+        """The status and response URLs of a request whose submit answer was never heard (a request
+        found in the history): the v2 API's own, under the API base."""
+        request = self._base.joinpath("v2", "requests", quote(request_id, safe=""), encoded=True)
+        return Submission(
+            request_id=request_id, status_url=str(request / "status"), response_url=str(request)
+        )
+
     def media(self, url: str, *, timeout_s: float = 120.0) -> MediaGet:
         """GET a result's media (the ``output`` URL) from the public media host, never with the key:
         ``async with client.media(url) as body: async for chunk in body.chunks(): ...``. At most

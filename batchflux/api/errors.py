@@ -115,8 +115,12 @@ class HistoryUnavailable(ApiError):
 
 
 class DownloadError(ApiError):
-    """A media download failed. ``retryable``: the same URL may well work next time."""
+    """A media download failed. ``retryable``: the same URL may well work next time. ``status``:
+    the media host's HTTP status when it answered with one other than 200."""
 
-    def __init__(self, message: str, *, retryable: bool, op: str = "media") -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, op: str = "media", status: int | None = None
+    ) -> None:
         super().__init__(message, op=op)
         self.retryable = retryable
+        self.status = status

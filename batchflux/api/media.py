@@ -106,7 +106,9 @@ class MediaGet:
             if resp.status != 200:
                 retryable = resp.status >= 500 or resp.status in _RETRYABLE_STATUS
                 await self._close()
-                raise DownloadError(f"media {self._where}: HTTP {resp.status}", retryable=retryable)
+                raise DownloadError(
+                    f"media {self._where}: HTTP {resp.status}", retryable=retryable, status=resp.status
+                )
             try:
                 return MediaBody(resp, self._where, self._max_bytes)
             except BaseException:

@@ -128,6 +128,25 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         help="upload endpoint (default: Segmind's, or {base}/upload-asset with --base-url)",
     )
     api.add_argument(
+        "--history-url",
+        metavar="URL",
+        help="Segmind's request history (default: $BATCHFLUX_HISTORY_URL, Segmind's, or "
+        "{base}/inference-request/request-history with --base-url)",
+    )
+    api.add_argument(
+        "--no-history",
+        action="store_true",
+        help="never ask the request history: resubmit open submits and expired requests as-is",
+    )
+    api.add_argument(
+        "--history-wait",
+        type=float,
+        default=EngineConfig().history_wait_s,
+        metavar="SECONDS",
+        help="a submit not found in the request history is looked up once more this long after it "
+        "was sent, before it is paid again (default %(default)g)",
+    )
+    api.add_argument(
         "--inline-inputs",
         action="store_true",
         help="send local input images as data URIs instead of uploading them",
@@ -210,6 +229,8 @@ def run_options(args: argparse.Namespace, *, api_key: str) -> RunOptions:
             rate = Rate(limit, period)
     if args.outage_after <= 0 or args.grace < 0:
         raise UsageError("--outage-after must be positive and --grace not negative")
+    if not math.isfinite(args.history_wait) or args.history_wait < 0:
+        raise UsageError("--history-wait must be 0 or more seconds")
     for name in ("max_in_flight", "max_jobs"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -223,6 +244,8 @@ def run_options(args: argparse.Namespace, *, api_key: str) -> RunOptions:
         max_cost_usd=args.max_cost,
         outage_after_s=args.outage_after,
         drain_s=args.grace,
+        history=not args.no_history,
+        history_wait_s=args.history_wait,
     )
     return RunOptions(
         manifest=Path(args.manifest),
@@ -231,6 +254,7 @@ def run_options(args: argparse.Namespace, *, api_key: str) -> RunOptions:
         overrides=dict(args.set),
         base_url=args.base_url or os.environ.get("BATCHFLUX_BASE_URL") or DEFAULT_BASE_URL,
         upload_url=args.upload_url,
+        history_url=args.history_url or os.environ.get("BATCHFLUX_HISTORY_URL") or None,
         engine=engine,
         shard=shard,
         retry_failed=_retry_failed(args.retry_failed),

@@ -28,6 +28,11 @@ class EngineConfig:
     download_attempts: int = 6
     expired_resubmits: int = 1  # a request that expired before its result was fetched is submitted again
     inline_inputs: bool = False  # send local inputs as data URIs instead of uploading them
+    # The request history (--no-history turns it off): open intents are looked up before they are
+    # paid again, and expired requests read before they are resubmitted. A record not found is
+    # looked for once more when this long has passed since its intent (it may not have landed).
+    history: bool = True
+    history_wait_s: float = 30.0
     max_new_submits: int | None = None  # --max-jobs
     max_cost_usd: float | None = None  # --max-cost
     price_usd: float = 0.10

@@ -19,6 +19,7 @@ import functools
 from collections.abc import Sequence
 
 from batchflux.engine.fetch import FetchStage
+from batchflux.engine.history import EXPIRED_WORKERS, HistoryStage
 from batchflux.engine.state import EngineState
 from batchflux.engine.stats import EngineStats
 from batchflux.engine.submit import SubmitStage
@@ -39,10 +40,18 @@ class Engine(EngineState):
     def fetcher(self) -> FetchStage:
         return FetchStage(self)
 
+    @functools.cached_property
+    def history(self) -> HistoryStage:
+        return HistoryStage(self, resubmit=self._queue_submit, expire=self.fetcher.expire)
+
     # ---- the run -------------------------------------------------------------------------
 
     async def run(self, decisions: Sequence[Decision]) -> EngineStats:
         self.stats.total = len(decisions)
+        if self.history.holdings is None:  # the runner gives the whole ledger's; else the plan's
+            self.history.use_ledger(
+                (d.job for d in decisions), {d.job.id: d.record for d in decisions if d.record}
+            )
         try:
             await self._run_stages(decisions)
         except* WriteFailed as group:  # the ledger cannot be written: nothing more can be done safely
@@ -72,6 +81,9 @@ class Engine(EngineState):
                 (self.cfg.download_workers, self.fetcher.download_worker),
             ):
                 tasks.extend(tg.create_task(worker()) for _ in range(n))
+            if self.history.enabled:
+                tasks.append(tg.create_task(self.history.intent_worker()))
+                tasks.extend(tg.create_task(self.history.expired_worker()) for _ in range(EXPIRED_WORKERS))
             tasks.append(tg.create_task(self._report_progress()))
             await self._until_finished()
             for task in (*tasks, *self._pre_submit):
@@ -111,16 +123,20 @@ class Engine(EngineState):
         self._fed = True
         self.touch()
         for d in to_submit:
-            rec = d.record
-            if d.reason == "expired" and rec is not None and rec.state is JobState.SUBMITTED:
-                self.event(EventType.EXPIRED, d.job, request_id=rec.request_id)
-            if d.reason == "expired":
-                self.stats.resubmitted_expired += 1
-            if d.job.local_input is not None:
-                await self.upload_q.put(d.job)
-            else:
-                await self.feed_room.acquire()
-                self.submit_q.put_nowait((d.job, True))
+            if not self.history.takes(d):  # open intents and expired requests ask it first
+                await self._queue_submit(d)
+
+    async def _queue_submit(self, d: Decision) -> None:
+        rec = d.record
+        if d.reason == "expired" and rec is not None and rec.state is JobState.SUBMITTED:
+            self.event(EventType.EXPIRED, d.job, request_id=rec.request_id)
+        if d.reason == "expired":
+            self.stats.resubmitted_expired += 1
+        if d.job.local_input is not None:
+            await self.upload_q.put(d.job)
+        else:
+            await self.feed_room.acquire()
+            self.submit_q.put_nowait((d.job, True))
 
     def _resume_poll(self, d: Decision) -> None:
         rec = d.record

@@ -119,6 +119,9 @@ class FetchStage:
                 e.disk_failed(exc)
                 return e.leave(track, str(exc))
             except DownloadError as exc:
+                if track.via_history and exc.status in (404, 410):  # the record's file is gone
+                    e.media_breaker.success()  # the host answered: the file is not there
+                    return self.expire(track, f"its output file is gone ({exc})")
                 if not exc.retryable:
                     e.media_breaker.success()  # the host answered, with something we cannot use
                     return e.finish_failed(track, "download", f"download failed: {exc}")
@@ -145,25 +148,35 @@ class FetchStage:
             e.finish(track)
             return None
 
+    def expire(self, track: Track, why: str) -> None:
+        """The request's result can no longer be had: submit the job again (counted as expired),
+        or fail it when it expired too often or the run is stopping."""
+        e = self.e
+        job = track.job
+        e.event(EventType.EXPIRED, job, request_id=track.request_id)
+        e.release(track)
+        n = e.expirations[job.id] = e.expirations.get(job.id, 0) + 1
+        if n <= e.cfg.expired_resubmits and not e.stopping:
+            log.warning("%s: request %s expired before its result was fetched (%s); resubmitting",
+                        job.id, track.request_id, why)  # fmt: skip
+            e.active -= 1
+            e.stats.resubmitted_expired += 1
+            e.submit_q.put_nowait((job, False))
+        else:
+            e.finish_failed(
+                track, "expired", f"request {track.request_id} expired before its result was fetched ({why})"
+            )
+
     def request_error(self, track: Track, exc: ApiError) -> None:
         e = self.e
         if isinstance(exc, JobFailed):
             e.stats.server_failed += 1
             e.finish_failed(track, exc.cause, exc.error, http_status=exc.http_status)
         elif isinstance(exc, Expired):
-            job = track.job
-            e.event(EventType.EXPIRED, job, request_id=track.request_id)
-            e.release(track)
-            n = e.expirations[job.id] = e.expirations.get(job.id, 0) + 1
-            if n <= e.cfg.expired_resubmits and not e.stopping:
-                log.warning("%s: request %s expired before its result was fetched; resubmitting",
-                            job.id, track.request_id)  # fmt: skip
-                e.active -= 1
-                e.stats.resubmitted_expired += 1
-                e.submit_q.put_nowait((job, False))
+            if e.history.enabled:
+                e.history.expired(track)  # its record may say it completed
             else:
-                why = f"request {track.request_id} expired before its result was fetched ({exc})"
-                e.finish_failed(track, "expired", why)
+                self.expire(track, str(exc))
         elif isinstance(exc, Fatal):
             e.fatal(exc)
         else:

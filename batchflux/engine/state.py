@@ -14,9 +14,9 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from batchflux.api import ApiClient, ApiError, Fatal, RateLimited, Transient, policy
+from batchflux.api import ApiClient, ApiError, Fatal, HistoryRow, RateLimited, Transient, policy
 from batchflux.engine.breaker import Breaker
 from batchflux.engine.config import EngineConfig
 from batchflux.engine.deadlines import DeadlineQueue
@@ -36,13 +36,28 @@ from batchflux.manifest.job import Job
 log = logging.getLogger("batchflux.engine")
 
 # Kinds of call that a 429 pauses together: status and result calls are both polling.
-GATE_KINDS = ("submit", "poll", "upload")
-GATE_OF = {"status": "poll", "result": "poll"}
+GATE_KINDS = ("submit", "poll", "upload", "history")
+GATE_OF = {"status": "poll", "result": "poll", "history_record": "history"}
 T = TypeVar("T")
 A = TypeVar("A")
 
 
+class History(Protocol):
+    """What the stages ask of the request history (:class:`~.history.HistoryStage`)."""
+
+    enabled: bool
+
+    async def recover(self, job: Job, sent: Mapping[str, Any], at: float) -> HistoryRow | None: ...
+    def hold(self, job: Job, request_id: str) -> None: ...
+    def expired(self, track: Track) -> None: ...
+
+
 class EngineState:
+    @property
+    def history(self) -> History:
+        """The request history's stage: the :class:`~.core.Engine` makes it."""
+        raise NotImplementedError
+
     def __init__(
         self,
         *,

@@ -33,6 +33,13 @@ class EngineStats:
     retries: Counter[str] = field(default_factory=Counter)  # by kind of call
     peak_in_flight: int = 0  # most requests submitted and not yet resolved at once
     server_failed: int = 0  # jobs the server FAILED (not billed)
+    # The request history (see engine/history.py):
+    recovered_submits: int = 0  # ambiguous submits whose request was found there: not paid again
+    recovered_resumed: int = 0  # ... of them, intents left open by an earlier run
+    recovered_results: int = 0  # requests past their hour fetched from their record, not resubmitted
+    history_fallbacks: int = 0  # lookups the history could not answer: done as without it
+    known_cost_usd: float = 0.0  # what the history said this run's requests it was asked about cost
+    known_cost_requests: int = 0
 
     @property
     def done(self) -> int:

@@ -3,8 +3,10 @@
 ``submit_intent`` is appended before every POST that could create a request and ``submitted``
 (the request_id) right after it. A submit is retried only when nothing can have been created
 (429, 5xx answer, connection never made); one that got no answer is re-sent under a new intent,
-so the ledger counts it as a possible duplicate charge. Every POST, retries included, takes a
-slot of the sliding window.
+so the ledger counts it as a possible duplicate charge — unless the request history shows the
+request it created (:mod:`.history`): then that request is adopted, ``submitted`` with
+``recovered: true``, and nothing is paid again. Every POST, retries included, takes a slot of
+the sliding window.
 """
 
 from __future__ import annotations
@@ -15,11 +17,22 @@ import errno
 import logging
 from typing import Any
 
-from batchflux.api import Ambiguous, ApiError, Fatal, JobFailed, OutOfCredits, RateLimited, Transient
+from batchflux.api import (
+    Ambiguous,
+    ApiError,
+    Fatal,
+    HistoryRow,
+    JobFailed,
+    OutOfCredits,
+    RateLimited,
+    Transient,
+)
+from batchflux.engine.history import cost_field
 from batchflux.engine.state import EngineState
 from batchflux.engine.tracks import Track
 from batchflux.files.durable import WriteFailed, free_bytes
 from batchflux.ledger import EventType
+from batchflux.ledger.reconcile import input_sent
 from batchflux.manifest.job import Job
 
 log = logging.getLogger("batchflux.engine")
@@ -124,7 +137,8 @@ class SubmitStage:
         e = self.e
         attempt = 0  # 5xx / connection failures: nothing was created
         ambiguous = 0
-        self.intent(job)
+        recovered: HistoryRow | None = None  # the request of a submit without an answer, found
+        intent_at = self.intent(job, params)
         e.new_submits += 1
         # On disk, not just in the OS, before the POST: a power cut must not lose the only trace
         # of a request that may be billed. Concurrent submits share one fsync.
@@ -159,6 +173,10 @@ class SubmitStage:
                 continue
             except Ambiguous as exc:
                 e.api_failed(exc)
+                recovered = await e.history.recover(job, params, intent_at)
+                if recovered is not None and recovered.request_id:
+                    sub = e.client.submission_for(recovered.request_id)
+                    break
                 ambiguous += 1
                 e.stats.ambiguous += 1
                 log.warning("%s: no answer to submit (%s); a possible duplicate charge", job.id, exc)
@@ -168,7 +186,7 @@ class SubmitStage:
                 e.stats.retries["submit"] += 1
                 await asyncio.sleep(e.backoff(ambiguous))
                 slot = await self.pace()
-                self.intent(job)
+                intent_at = self.intent(job, params)
                 await e.ledger.commit()
                 continue
             except JobFailed as exc:
@@ -187,14 +205,18 @@ class SubmitStage:
         if e.quota is not None:
             e.learned(e.quota.accepted())
         now, wall = e.clock(), e.wall()
+        born = wall if recovered is None else min(wall, recovered.created_at or wall)
         e.event(
             EventType.SUBMITTED,
             job,
             request_id=sub.request_id,
             status_url=sub.status_url,
             response_url=sub.response_url,
-            submitted_at=wall,
+            submitted_at=born,
+            **({} if recovered is None else {"recovered": True, **cost_field(recovered)}),
         )
+        e.history.hold(job, sub.request_id)
+        now -= wall - born
         e.stats.submitted += 1
         e.progress.submitted()
         track = Track(
@@ -210,9 +232,12 @@ class SubmitStage:
         e.schedule_first_poll(track)
         return None
 
-    def intent(self, job: Job) -> None:
+    def intent(self, job: Job, sent: dict[str, Any]) -> float:
+        """Append the ``submit_intent`` of sending ``sent``; returns its time (unix)."""
         e = self.e
         params = dict(job.params)
+        at = e.wall()
+        uploaded = input_sent(params, sent)
         e.event(
             EventType.SUBMIT_INTENT,
             job,
@@ -221,7 +246,9 @@ class SubmitStage:
             params=params,
             input=str(job.local_input) if job.local_input else params.get("input_image"),
             output=job.output,
+            **({} if uploaded is None else {"input_sent": uploaded}),
         )
+        return at
 
     def fail_submit(self, job: Job, cause: str, error: str, http_status: int | None = None) -> None:
         e = self.e

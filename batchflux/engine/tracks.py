@@ -26,6 +26,7 @@ class Track:
     last_status: str = "QUEUED"
     output_url: str = ""
     holds_slot: bool = False  # counts toward --max-in-flight
+    via_history: bool = False  # output_url came from the request history's record (the v2 one expired)
 
 
 @dataclass(order=True, slots=True)

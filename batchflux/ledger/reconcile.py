@@ -43,7 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from batchflux.ledger.records import JobRecord
 from batchflux.ledger.resume import Action, Decision
@@ -77,6 +77,9 @@ class Row(Protocol):
     def error(self) -> str | None: ...
     @property
     def credits_deduction(self) -> float | None: ...
+
+
+R = TypeVar("R", bound=Row)
 
 
 # ---- what was sent ------------------------------------------------------------------------------
@@ -227,19 +230,19 @@ def _rank(intent: Intent, row: Row) -> tuple[bool, float, str]:
 
 def match_intents(
     intents: Sequence[Intent],
-    rows: Iterable[Row],
+    rows: Iterable[R],
     holdings: Holdings,
     *,
     skew_s: float = CLOCK_SKEW_S,
-) -> dict[str, Row]:
+) -> dict[str, R]:
     """Job id → the row that is its intent's request, for the intents that have one. Intents are
     served oldest first; no row goes to two intents, nor to one whose request it is not (rule 6)."""
-    by_prompt: dict[Any, list[Row]] = {}
+    by_prompt: dict[Any, list[R]] = {}
     for row in rows:
         body = row.request_body
         prompt = body.get("prompt") if body is not None else None
         by_prompt.setdefault(prompt if isinstance(prompt, str) else None, []).append(row)
-    found: dict[str, Row] = {}
+    found: dict[str, R] = {}
     used: set[str] = set()
     for intent in sorted(intents, key=lambda i: (i.at, i.job_id)):
         prompt = intent.params.get("prompt")

@@ -9,7 +9,8 @@ find them later. Ledger, resume and pacing are the command line's: call again wi
 and ``out_dir`` to resume.
 
 Options are keywords: ``rpm=`` or ``rate=`` (``Rate`` or ``"60/6s"``), ``out_dir=``, ``api_key=``
-(default ``$SEGMIND_API_KEY``), ``base_url=`` (default ``$BATCHFLUX_BASE_URL`` or Segmind's), any
+(default ``$SEGMIND_API_KEY``), ``base_url=`` (default ``$BATCHFLUX_BASE_URL`` or Segmind's),
+``history_url=`` (default ``$BATCHFLUX_HISTORY_URL``, else Segmind's or the base's), any
 :class:`~batchflux.run.runner.RunOptions` field (``shard="0/4"``, ``retry_failed=True`` or a list of
 causes, ``overrides={"aspect_ratio": "1:1"}``, ``report=False``, ``dry_run=``, ``price=`` …), any
 :class:`~batchflux.engine.config.EngineConfig` field (``max_in_flight=``, ``max_cost_usd=`` …), or
@@ -159,6 +160,7 @@ def run_options(
             engine_kw[name] = value
         elif name != "engine":
             raise TypeError(f"{caller}() got an unexpected keyword argument {name!r}")
+    run_kw.setdefault("history_url", os.environ.get("BATCHFLUX_HISTORY_URL") or None)
     engine = options.get("engine") or EngineConfig()
     if not isinstance(engine, EngineConfig):
         raise TypeError(f"{caller}(): engine= takes an EngineConfig")

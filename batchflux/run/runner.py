@@ -15,6 +15,7 @@ import random
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,6 +40,7 @@ from batchflux.ledger import (
     Replay,
     replay_file,
 )
+from batchflux.ledger.reconcile import Lookup, lookup_for
 from batchflux.ledger.resume import Action, ResumePlan, check_file, move_ledger_aside, plan_resume
 from batchflux.manifest import Manifest, ManifestError, load_manifest
 from batchflux.manifest.job import Job
@@ -64,6 +66,7 @@ class RunOptions:
     overrides: Mapping[str, str] = field(default_factory=dict)
     base_url: str = DEFAULT_BASE_URL
     upload_url: str | None = None
+    history_url: str | None = None  # default: Segmind's, or {base}/inference-request/request-history
     engine: EngineConfig = field(default_factory=EngineConfig)
     shard: Shard | None = None
     retry_failed: frozenset[str] | None = None  # None: failed jobs stay failed; empty: retry every cause
@@ -197,6 +200,9 @@ class Run:
         )
         if replay.jobs:
             self.say(plan.summary_line())
+            lookups = _history_lookups(plan) if opt.engine.history else ""
+            if lookups and not opt.dry_run:
+                self.say(lookups)
         price = price_for(manifest.model, opt.price)
         counts = plan.counts()
         to_submit = counts[Action.SUBMIT]
@@ -224,6 +230,7 @@ class Run:
                 api_key=opt.api_key,
                 base_url=opt.base_url,
                 upload_url=opt.upload_url,
+                history_url=opt.history_url,
                 timeout_s=opt.timeout_s,
             )
             if to_submit and opt.credit_check:
@@ -259,6 +266,7 @@ class Run:
                     pauses=replay.pauses,
                     latencies=replay.latencies(manifest.model, engine_cfg.poll.memory),
                 )
+                engine.history.use_ledger(jobs, replay.jobs)
                 self.engine = engine
                 if self.watcher is not None:
                     engine.on_event = self.watcher.event
@@ -313,9 +321,13 @@ class Run:
             api_calls=calls,
             rate_limited=stats.rate_limited,
             retries=sum(stats.retries.values()),
-            possible_duplicates=plan.possible_duplicates + stats.ambiguous,
+            possible_duplicates=plan.possible_duplicates - stats.recovered_resumed + stats.ambiguous,
             expired_resubmits=stats.resubmitted_expired,
             estimated_spend_usd=round((stats.submitted - stats.server_failed) * engine.cfg.price_usd, 4),
+            recovered_submits=stats.recovered_submits,
+            recovered_results=stats.recovered_results,
+            actual_spend_usd=round(stats.known_cost_usd, 6),
+            actual_spend_requests=stats.known_cost_requests,
             failed_jobs=(*_failed_before(plan, replay), *(replace(f, run_id=run_id) for f in stats.failures)),
             interrupted=engine.stop_reason == "interrupted",
             stop_reason=engine.stop_reason,
@@ -459,6 +471,20 @@ async def _credit_preflight(
             "(--max-jobs to submit fewer, --no-credit-check to skip this check)"
         )
     return None
+
+
+def _history_lookups(plan: ResumePlan) -> str:
+    """The line saying what the request history is asked before anything is paid again."""
+    kinds = Counter(lookup_for(d) for d in plan.decisions)
+    intents, expired = kinds[Lookup.INTENT], kinds[Lookup.EXPIRED]
+    if not intents and not expired:
+        return ""
+    parts = []
+    if intents:
+        parts.append(f"{intents} open submit{'s' if intents != 1 else ''}")
+    if expired:
+        parts.append(f"{expired} expired request{'s' if expired != 1 else ''}")
+    return f"request history: looking up {' and '.join(parts)} before paying for them again"
 
 
 def _dry_run_text(c: dict[str, int], to_submit: int, price: float) -> str:

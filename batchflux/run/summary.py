@@ -29,7 +29,9 @@ from batchflux.files.layout import SUMMARY_FILENAME
 
 SUMMARY_SCHEMA = 1
 OUTCOMES: tuple[str, ...] = ("done", "failed", "in_flight", "pending")
-API_CALL_KINDS: tuple[str, ...] = ("submit", "status", "result", "upload", "credits", "download")
+API_CALL_KINDS: tuple[str, ...] = (
+    "submit", "status", "result", "upload", "credits", "download", "history", "history_record"
+)  # fmt: skip
 
 
 def iso_utc(ts: float) -> str:
@@ -65,6 +67,10 @@ class RunSummary:
     possible_duplicates: int = 0  # resubmits after an ambiguous submit: may have been paid twice
     expired_resubmits: int = 0  # resubmits of requests that expired before their result was fetched
     estimated_spend_usd: float = 0.0  # submits this run × price per image
+    recovered_submits: int = 0  # ambiguous submits whose request the history showed: not paid again
+    recovered_results: int = 0  # requests past their hour fetched from their history record
+    actual_spend_usd: float = 0.0  # what the history said the requests it was asked about cost
+    actual_spend_requests: int = 0  # how many requests that sum covers
     failed_jobs: tuple[FailedJob, ...] = ()
     interrupted: bool = False  # a signal stopped the run
     stop_reason: str | None = None  # why submitting stopped early: "interrupted", "budget", "credits", …
@@ -79,6 +85,7 @@ class RunSummary:
         # No float noise (0.30000000000000004) in a file people read.
         object.__setattr__(self, "wall_s", round(self.wall_s, 3))
         object.__setattr__(self, "estimated_spend_usd", round(self.estimated_spend_usd, 6))
+        object.__setattr__(self, "actual_spend_usd", round(self.actual_spend_usd, 6))
 
     @property
     def started_ts(self) -> float:

@@ -85,6 +85,7 @@ async def test_requests_past_retention_are_resubmitted_and_only_they(tmp_path: P
         stats = emu.stats()
         assert stats["submits"] - submits_before == 10
         assert stats["duplicate_submits"] == 10  # the same bodies again: paid twice, and counted
+        assert stats["history_record_calls"] == 10  # each record asked first: still PENDING
         assert_images_match_emulator(emu, out, [j["id"] for j in jobs])
 
     events = read_events(out)

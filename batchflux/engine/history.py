@@ -1,0 +1,407 @@
+"""The request history at work: an open intent is looked up before it is paid again, and a request
+past its hour is read before it is resubmitted. What the answers mean is decided in
+:mod:`batchflux.ledger.reconcile`; this stage asks and acts.
+
+- **Intents** — at resume, every open ``submit_intent``; in a run, a submit that got no answer
+  (:meth:`HistoryStage.recover`). Intents due together share one scan of the list: the model's
+  rows, newest first, pages of 100, only as far back as the oldest intent. Found: the request is
+  adopted (``submitted`` with ``recovered: true``) and carried on as if its answer had come. Not
+  found while the intent is younger than ``history_wait_s``: looked up once more then, since its
+  record may not have landed. Otherwise it is submitted again, as without the history, and
+  counted as a possible duplicate charge.
+- **Expired requests** — at resume, those past retention; in a run, a 404 on status or result.
+  One ``history_record`` call each: COMPLETED → the result is recorded (``via: "history"``) and
+  downloaded; FAILED → the job fails with the server's error; anything else → resubmitted and
+  counted as expired, as without the history.
+
+Every call waits at the shared 429 gate. Any failure of the history (a 404, 5xx or transport
+errors after a few tries, an unknown envelope) falls back to the behaviour without it and is said
+once, in one warning line; a 401 or 403 stops the run as it does anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from batchflux.api import (
+    ApiError,
+    Fatal,
+    HistoryQuery,
+    HistoryRow,
+    HistoryUnavailable,
+    RateLimited,
+    Transient,
+)
+from batchflux.api.policy import classify_failure_text
+from batchflux.engine.state import EngineState
+from batchflux.engine.tracks import Track
+from batchflux.ledger import EventType
+from batchflux.ledger.reconcile import (
+    ExpiredOutcome,
+    Holdings,
+    Intent,
+    Lookup,
+    Verdict,
+    expired_outcome,
+    input_sent,
+    lookup_for,
+    match_intents,
+    scan_done,
+    scan_windows,
+)
+from batchflux.ledger.records import JobRecord
+from batchflux.ledger.resume import Decision
+from batchflux.manifest.job import Job
+
+log = logging.getLogger("batchflux.engine")
+A = TypeVar("A")
+T = TypeVar("T")
+
+ATTEMPTS = 3  # tries of a history call through 5xx and transport errors before falling back
+MAX_SCAN_PAGES = 50  # pages of 100 rows in one scan; past that, what is not found is resubmitted
+EXPIRED_WORKERS = 4  # history_record calls under way at once
+STOP_CHECK_S = 1.0  # an in-run lookup waiting for its second look notices a stop this soon
+
+
+class NoAnswer(Exception):
+    """The request history could not answer a call: do as without it."""
+
+
+@dataclass(eq=False, slots=True)
+class _Look:
+    """An intent to look up: from the resume plan (``decision``) or a submit under way (``answer``)."""
+
+    intent: Intent
+    job: Job
+    due: float  # unix
+    last: bool  # the look after the landing wait: a miss now is final
+    decision: Decision | None = None
+    answer: asyncio.Future[HistoryRow | None] | None = None
+
+
+class HistoryStage:
+    def __init__(
+        self,
+        engine: EngineState,
+        *,
+        resubmit: Callable[[Decision], Awaitable[None]],
+        expire: Callable[[Track, str], None],
+    ) -> None:
+        self.e = engine
+        self.enabled = engine.cfg.history
+        self.holdings: Holdings | None = None
+        self._resubmit = resubmit  # the feeder's path for a decision to submit
+        self._expire = expire  # the fetcher's path for a request whose record is gone
+        self._looks: list[_Look] = []
+        self._wake = asyncio.Event()
+        self._expired_q: asyncio.Queue[tuple[Track, Decision | None]] = asyncio.Queue()
+        self._costed: set[str] = set()
+        self._warned = False
+
+    def use_ledger(self, jobs: Iterable[Job], records: Mapping[str, JobRecord]) -> None:
+        """Who holds which request, from the manifest's jobs and every record of the ledger."""
+        self.holdings = Holdings.of(jobs, records)
+
+    def hold(self, job: Job, request_id: str) -> None:
+        if self.holdings is not None:
+            self.holdings.hold(job.id, request_id)
+
+    # ---- entry points ----------------------------------------------------------------------
+
+    def takes(self, d: Decision) -> bool:
+        """The resume decision asks the history before it is submitted (and this stage owns it now)."""
+        if not self.enabled:
+            return False
+        kind = lookup_for(d)
+        if kind is None or d.record is None:
+            return False
+        if kind is Lookup.INTENT:
+            self._add(_Look(Intent.of(d.job, d.record), d.job, self.e.wall(), False, decision=d))
+        else:
+            self._expired_q.put_nowait((Track(job=d.job, request_id=d.record.request_id or ""), d))
+        return True
+
+    async def recover(self, job: Job, sent: Mapping[str, Any], at: float) -> HistoryRow | None:
+        """A submit of ``job`` sent at ``at`` (unix) got no answer: its request's history row, or
+        None when the history has none (after the landing wait) or cannot answer."""
+        if not self.enabled:
+            return None
+        intent = Intent(
+            job.id, job.model, job.params, job.local_input is not None, input_sent(job.params, sent), at
+        )
+        answer: asyncio.Future[HistoryRow | None] = asyncio.get_running_loop().create_future()
+        self._add(_Look(intent, job, self.e.wall(), False, answer=answer))
+        return await answer
+
+    def expired(self, track: Track) -> None:
+        """A request of this run answered 404: read its record before resubmitting it."""
+        self._expired_q.put_nowait((track, None))
+
+    # ---- intents ---------------------------------------------------------------------------
+
+    def _add(self, look: _Look) -> None:
+        self._looks.append(look)
+        self._wake.set()
+
+    async def intent_worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._settle_waiting_on_stop()
+            now = self.e.wall()
+            due = [k for k in self._looks if k.due <= now]
+            if not due:
+                self._wake.clear()
+                timer = None
+                if self._looks:
+                    delay = min(k.due for k in self._looks) - now
+                    if any(k.answer is not None for k in self._looks):
+                        delay = min(delay, STOP_CHECK_S)
+                    timer = loop.call_later(delay, self._wake.set)
+                try:
+                    await self._wake.wait()
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+                continue
+            self._looks = [k for k in self._looks if k.due > now]
+            await self._look(due)
+
+    def _settle_waiting_on_stop(self) -> None:
+        """Stopping: a submit waiting for a second look gets its answer now (none), so the drain
+        need not wait for it; its intent stays open for the next run."""
+        if not self.e.stopping:
+            return
+        waiting = [k for k in self._looks if k.answer is not None]
+        self._looks = [k for k in self._looks if k.answer is None]
+        for look in waiting:
+            if look.answer is not None and not look.answer.done():
+                look.answer.set_result(None)
+
+    async def _look(self, due: list[_Look]) -> None:
+        rows = await self._scan([k.intent for k in due])
+        if self.holdings is None:
+            self.holdings = Holdings()
+        found = match_intents([k.intent for k in due], rows or (), self.holdings)
+        now = self.e.wall()
+        for look in due:
+            row = found.get(look.job.id)
+            landed_by = look.intent.at + self.e.cfg.history_wait_s
+            if row is not None and row.request_id:
+                self.hold(look.job, row.request_id)
+                await self._found(look, row)
+            elif rows is not None and not look.last and not self.e.stopping and now < landed_by:
+                look.due = landed_by  # the record may not have landed yet: look once more then
+                look.last = True
+                self._add(look)
+            else:
+                await self._not_found(look)
+
+    async def _found(self, look: _Look, row: HistoryRow) -> None:
+        e, job = self.e, look.job
+        rid = row.request_id or ""
+        e.stats.recovered_submits += 1
+        self._cost(row)
+        log.info("%s: its request %s was found in the request history; not paid again", job.id, rid)
+        if look.answer is not None:
+            if not look.answer.done():
+                look.answer.set_result(row)
+            return
+        assert look.decision is not None
+        e.stats.recovered_resumed += 1
+        sub = e.client.submission_for(rid)
+        born = row.created_at if row.created_at is not None else look.intent.at
+        e.event(
+            EventType.SUBMITTED, job, request_id=rid, status_url=sub.status_url,
+            response_url=sub.response_url, submitted_at=born, recovered=True, **cost_field(row),
+        )  # fmt: skip
+        age = max(0.0, e.wall() - born)
+        if age >= e.cfg.retention_s:  # its v2 record is gone too: the row is all there is
+            await self._settle(Track(job=job, request_id=rid), look.decision, row, written_submitted=True)
+            return
+        now = e.clock()
+        track = Track(
+            job=job,
+            request_id=rid,
+            status_url=sub.status_url,
+            response_url=sub.response_url,
+            submitted_mono=now - age,
+            deadline=now - age + e.cfg.retention_s,
+        )
+        e.inflight.force()
+        e.hold(track)
+        e.active += 1
+        e.scheduler.add(track, now)
+
+    async def _not_found(self, look: _Look) -> None:
+        if look.answer is not None:
+            if not look.answer.done():
+                look.answer.set_result(None)
+            return
+        assert look.decision is not None
+        log.info("%s: no request of its open submit in the request history; submitting it again "
+                 "(a possible duplicate charge)", look.job.id)  # fmt: skip
+        await self._resubmit(look.decision)
+
+    async def _scan(self, intents: Sequence[Intent]) -> list[HistoryRow] | None:
+        """The rows that can be these intents' requests; None when the history cannot answer."""
+        rows: list[HistoryRow] = []
+        by_model: dict[str, list[Intent]] = {}
+        for intent in intents:
+            by_model.setdefault(intent.model, []).append(intent)
+        for model, group in by_model.items():
+            for window in scan_windows([i.at for i in group], self.e.wall()):
+                for page in range(1, MAX_SCAN_PAGES + 1):
+                    query = HistoryQuery(
+                        page=page, from_date=window.from_date, to_date=window.to_date, model_name=model
+                    )
+                    try:
+                        got = await self._ask("history", self.e.client.history, query)
+                    except NoAnswer:
+                        return None
+                    rows.extend(got.rows)
+                    if not got.more or scan_done(got.rows, window.since):
+                        break
+                else:
+                    log.warning("request history: stopped after %d pages of %s; what was not found "
+                                "in them is submitted again", MAX_SCAN_PAGES, model)  # fmt: skip
+        return rows
+
+    # ---- expired requests ------------------------------------------------------------------
+
+    async def expired_worker(self) -> None:
+        while True:
+            track, decision = await self._expired_q.get()
+            try:
+                row = await self._ask("history_record", self.e.client.history_record, track.request_id)
+            except NoAnswer:
+                await self._fallback_expired(track, decision, "no history record to read")
+                continue
+            await self._settle(track, decision, row)
+
+    async def _settle(
+        self,
+        track: Track,
+        decision: Decision | None,
+        row: HistoryRow | None,
+        *,
+        written_submitted: bool = False,
+    ) -> None:
+        """Act on an expired request's record. ``decision``: it came from the resume plan (the
+        track is not counted as active yet); None: a request of this run (it is)."""
+        e, job = self.e, track.job
+        outcome = expired_outcome(track.request_id, row, now=e.wall())
+        if row is not None:
+            self._cost(row)
+        if outcome.verdict is Verdict.FETCH:
+            assert outcome.output_url is not None
+            e.event(
+                EventType.RESULT, job, request_id=track.request_id, output_url=outcome.output_url, metrics={},
+                completed_at=e.wall(), via="history", **cost_of(outcome),
+            )  # fmt: skip
+            e.stats.recovered_results += 1
+            log.info("%s: request %s past its hour, fetched from its history record",
+                     job.id, track.request_id)  # fmt: skip
+            track.output_url = outcome.output_url
+            track.via_history = True
+            if decision is None:
+                e.release(track)
+            else:
+                e.active += 1
+            e.download_q.put(e.clock(), track)
+        elif outcome.verdict is Verdict.FAIL:
+            self._fail(track, decision, outcome)
+        elif decision is None:
+            self._expire(track, f"its history record says {outcome.why}")
+        else:
+            await self._fallback_expired(track, decision, f"its history record says {outcome.why}",
+                                         written_submitted=written_submitted)  # fmt: skip
+
+    def _fail(self, track: Track, decision: Decision | None, outcome: ExpiredOutcome) -> None:
+        e, job = self.e, track.job
+        error = outcome.error or "FAILED"
+        cause = classify_failure_text(error)
+        e.event(
+            EventType.FAILED, job, request_id=track.request_id, cause=cause, error=error, http_status=None,
+            **cost_of(outcome),
+        )  # fmt: skip
+        e.stats.server_failed += 1
+        e.record_failure(job, cause, error, track.request_id)
+        if decision is None:
+            e.finish(track)
+        else:
+            e.pending -= 1
+            e.touch()
+
+    async def _fallback_expired(
+        self, track: Track, decision: Decision | None, why: str, *, written_submitted: bool = False
+    ) -> None:
+        if decision is None:
+            self._expire(track, why)
+            return
+        log.info("%s: request %s expired before its result was fetched (%s); resubmitting",
+                 track.job.id, track.request_id, why)  # fmt: skip
+        if written_submitted:  # adopted just now: the plan's record predates it
+            self.e.event(EventType.EXPIRED, track.job, request_id=track.request_id)
+            decision = replace(decision, reason="expired")
+        await self._resubmit(decision)
+
+    # ---- calls -----------------------------------------------------------------------------
+
+    async def _ask(self, kind: str, fn: Callable[[A], Awaitable[T]], arg: A) -> T:
+        """One history call through the 429 gate, a few tries through 5xx and transport errors.
+        :class:`NoAnswer` when the history cannot answer (said once per run); a 401/403 also
+        stops the run."""
+        e = self.e
+        attempt = 0
+        gate = e.gate(kind)
+        while True:
+            await gate.wait()
+            try:
+                return await fn(arg)
+            except RateLimited as exc:
+                attempt += 1
+                e.rate_limited(exc, attempt, kind)
+                if attempt < ATTEMPTS * 4:
+                    continue
+                raise self._unavailable(kind, exc) from exc
+            except Transient as exc:
+                attempt += 1
+                if attempt < ATTEMPTS and not e.stopping:
+                    e.stats.retries[kind] += 1
+                    await asyncio.sleep(e.backoff(attempt))
+                    continue
+                raise self._unavailable(kind, exc) from exc
+            except Fatal as exc:
+                e.fatal(exc)
+                raise NoAnswer(str(exc)) from exc
+            except (HistoryUnavailable, ApiError) as exc:
+                raise self._unavailable(kind, exc) from exc
+
+    def _unavailable(self, kind: str, exc: ApiError) -> NoAnswer:
+        self.e.stats.history_fallbacks += 1
+        if not self._warned:
+            self._warned = True
+            log.warning("the request history could not answer (%s); open submits and expired requests "
+                        "are submitted again as without it", exc)  # fmt: skip
+        else:
+            log.debug("request history %s: %s", kind, exc)
+        return NoAnswer(str(exc))
+
+    def _cost(self, row: HistoryRow) -> None:
+        rid, cost = row.request_id, row.credits_deduction
+        if rid and cost is not None and rid not in self._costed:
+            self._costed.add(rid)
+            self.e.stats.known_cost_usd += cost
+            self.e.stats.known_cost_requests += 1
+
+
+def cost_field(row: HistoryRow) -> dict[str, float]:
+    return {} if row.credits_deduction is None else {"cost_usd": row.credits_deduction}
+
+
+def cost_of(outcome: ExpiredOutcome) -> dict[str, float]:
+    return {} if outcome.cost_usd is None else {"cost_usd": outcome.cost_usd}
