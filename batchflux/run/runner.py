@@ -446,7 +446,11 @@ async def _credit_preflight(
         try:
             balance = await client.credits()
             break
-        except Fatal as exc:  # a bad key or a wrong base URL: skipping the check would not help
+        except Fatal as exc:
+            if exc.kind == "not_found":  # no credits endpoint there: a 406 at submit still stops
+                log.warning("could not check the account's credits (%s); going on without the check", exc)
+                return None
+            # A bad key: skipping the check would not help.
             return ExitCode.STOPPED, f"the API refused the credit check: {exc}"
         except (Transient, RateLimited) as exc:  # a passing fault must not cancel a nightly run
             if attempt == attempts:  # the API is unreachable or failing: try again later

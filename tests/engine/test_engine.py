@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 
 import aiohttp
+import pytest
+from aiohttp import web
 from runkit import (
     assert_images_match_emulator,
     files_containing,
@@ -27,6 +30,7 @@ from batchflux.ledger import LedgerWriter
 from batchflux.ledger.resume import Action, Decision
 from batchflux.manifest.job import Job
 from batchflux.run.exitcodes import ExitCode
+from batchflux.run.runner import _credit_preflight
 
 
 async def test_happy_path_with_local_inputs(tmp_path: Path) -> None:
@@ -240,3 +244,42 @@ async def test_a_finished_scout_is_not_replaced_a_failed_one_is(tmp_path: Path) 
             engine.release(scouts[1])  # failed or expired: a held request takes its place
             assert len(engine.scouting) == 4
             assert len(engine.held) == 2
+
+
+async def test_a_credits_endpoint_that_is_not_there_warns_and_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A 404 from the credit pre-flight stops nothing (an account or a proxy without that endpoint);
+    a 401 still refuses to start, and a 406 at submit still stops the run."""
+
+    async def unauthorized(request: web.Request) -> web.Response:
+        return web.json_response({"error": "bad key"}, status=401)
+
+    app = web.Application()  # no credits route: 404
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    locked = web.Application()
+    locked.router.add_get("/v1/get-user-credits", unauthorized)
+    locked_runner = web.AppRunner(locked, access_log=None)
+    await locked_runner.setup()
+    await web.TCPSite(locked_runner, "127.0.0.1", 0).start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            missing = ApiClient(
+                session, api_key=DEFAULT_API_KEY, base_url=f"http://127.0.0.1:{runner.addresses[0][1]}"
+            )
+            with caplog.at_level(logging.WARNING, logger="batchflux"):
+                assert await _credit_preflight(missing, 3, 0.1) is None
+            assert "could not check the account's credits" in caplog.text
+            refused = ApiClient(
+                session, api_key=DEFAULT_API_KEY, base_url=f"http://127.0.0.1:{locked_runner.addresses[0][1]}"
+            )
+            refusal = await _credit_preflight(refused, 3, 0.1)
+            assert refusal is not None
+            assert refusal[0] == ExitCode.STOPPED
+            assert "refused the credit check" in refusal[1]
+    finally:
+        await runner.cleanup()
+        await locked_runner.cleanup()
