@@ -83,6 +83,7 @@ class Engine(EngineState):
                 tasks.extend(tg.create_task(worker()) for _ in range(n))
             if self.history.enabled:
                 tasks.append(tg.create_task(self.history.intent_worker()))
+                tasks.append(tg.create_task(self.history.resubmit_worker()))
                 tasks.extend(tg.create_task(self.history.expired_worker()) for _ in range(EXPIRED_WORKERS))
             tasks.append(tg.create_task(self._report_progress()))
             await self._until_finished()

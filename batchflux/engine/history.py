@@ -94,7 +94,8 @@ class HistoryStage:
         self.e = engine
         self.enabled = engine.cfg.history
         self.holdings: Holdings | None = None
-        self._resubmit = resubmit  # the feeder's path for a decision to submit
+        self._submit = resubmit  # the feeder's path for a decision to submit (it may wait for room)
+        self._resubmit_q: asyncio.Queue[Decision] = asyncio.Queue()
         self._expire = expire  # the fetcher's path for a request whose record is gone
         self._looks: list[_Look] = []
         self._wake = asyncio.Event()
@@ -111,6 +112,15 @@ class HistoryStage:
             self.holdings.hold(job.id, request_id)
 
     # ---- entry points ----------------------------------------------------------------------
+
+    async def resubmit_worker(self) -> None:
+        """Hands the feeder's path the decisions to submit after all. The lookups never wait for
+        room in the submit queue themselves: submit workers may be waiting for a lookup."""
+        while True:
+            await self._submit(await self._resubmit_q.get())
+
+    def _resubmit(self, d: Decision) -> None:
+        self._resubmit_q.put_nowait(d)
 
     def takes(self, d: Decision) -> bool:
         """The resume decision asks the history before it is submitted (and this stage owns it now)."""
@@ -192,15 +202,15 @@ class HistoryStage:
             landed_by = look.intent.at + self.e.cfg.history_wait_s
             if row is not None and row.request_id:
                 self.hold(look.job, row.request_id)
-                await self._found(look, row)
+                self._found(look, row)
             elif rows is not None and not look.last and not self.e.stopping and now < landed_by:
                 look.due = landed_by  # the record may not have landed yet: look once more then
                 look.last = True
                 self._add(look)
             else:
-                await self._not_found(look)
+                self._not_found(look)
 
-    async def _found(self, look: _Look, row: HistoryRow) -> None:
+    def _found(self, look: _Look, row: HistoryRow) -> None:
         e, job = self.e, look.job
         rid = row.request_id or ""
         e.stats.recovered_submits += 1
@@ -220,7 +230,7 @@ class HistoryStage:
         )  # fmt: skip
         age = max(0.0, e.wall() - born)
         if age >= e.cfg.retention_s:  # its v2 record is gone too: the row is all there is
-            await self._settle(Track(job=job, request_id=rid), look.decision, row, written_submitted=True)
+            self._settle(Track(job=job, request_id=rid), look.decision, row, written_submitted=True)
             return
         now = e.clock()
         track = Track(
@@ -236,7 +246,7 @@ class HistoryStage:
         e.active += 1
         e.scheduler.add(track, now)
 
-    async def _not_found(self, look: _Look) -> None:
+    def _not_found(self, look: _Look) -> None:
         if look.answer is not None:
             if not look.answer.done():
                 look.answer.set_result(None)
@@ -244,7 +254,7 @@ class HistoryStage:
         assert look.decision is not None
         log.info("%s: no request of its open submit in the request history; submitting it again "
                  "(a possible duplicate charge)", look.job.id)  # fmt: skip
-        await self._resubmit(look.decision)
+        self._resubmit(look.decision)
 
     async def _scan(self, intents: Sequence[Intent]) -> list[HistoryRow] | None:
         """The rows that can be these intents' requests; None when the history cannot answer."""
@@ -278,11 +288,11 @@ class HistoryStage:
             try:
                 row = await self._ask("history_record", self.e.client.history_record, track.request_id)
             except NoAnswer:
-                await self._fallback_expired(track, decision, "no history record to read")
+                self._fallback_expired(track, decision, "no history record to read")
                 continue
-            await self._settle(track, decision, row)
+            self._settle(track, decision, row)
 
-    async def _settle(
+    def _settle(
         self,
         track: Track,
         decision: Decision | None,
@@ -317,7 +327,7 @@ class HistoryStage:
         elif decision is None:
             self._expire(track, f"its history record says {outcome.why}")
         else:
-            await self._fallback_expired(track, decision, f"its history record says {outcome.why}",
+            self._fallback_expired(track, decision, f"its history record says {outcome.why}",
                                          written_submitted=written_submitted)  # fmt: skip
 
     def _fail(self, track: Track, decision: Decision | None, outcome: ExpiredOutcome) -> None:
@@ -336,7 +346,7 @@ class HistoryStage:
             e.pending -= 1
             e.touch()
 
-    async def _fallback_expired(
+    def _fallback_expired(
         self, track: Track, decision: Decision | None, why: str, *, written_submitted: bool = False
     ) -> None:
         if decision is None:
@@ -347,7 +357,7 @@ class HistoryStage:
         if written_submitted:  # adopted just now: the plan's record predates it
             self.e.event(EventType.EXPIRED, track.job, request_id=track.request_id)
             decision = replace(decision, reason="expired")
-        await self._resubmit(decision)
+        self._resubmit(decision)
 
     # ---- calls -----------------------------------------------------------------------------
 
