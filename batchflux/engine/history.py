@@ -405,8 +405,8 @@ class HistoryStage:
         rid, cost = row.request_id, row.credits_deduction
         if rid and cost is not None and rid not in self._costed:
             self._costed.add(rid)
-            self.e.stats.known_cost_usd += cost
-            self.e.stats.known_cost_requests += 1
+            self.e.stats.history_cost_usd += cost
+            self.e.stats.history_cost_requests += 1
 
 
 def cost_field(row: HistoryRow) -> dict[str, float]:

@@ -38,8 +38,8 @@ class EngineStats:
     recovered_resumed: int = 0  # ... of them, intents left open by an earlier run
     recovered_results: int = 0  # requests past their hour fetched from their record, not resubmitted
     history_fallbacks: int = 0  # lookups the history could not answer: done as without it
-    known_cost_usd: float = 0.0  # what the history said this run's requests it was asked about cost
-    known_cost_requests: int = 0
+    history_cost_usd: float = 0.0  # what the history said the requests it was asked about cost
+    history_cost_requests: int = 0
 
     @property
     def done(self) -> int:

@@ -277,6 +277,8 @@ class Run:
                     stats = await engine.run(plan.decisions)
                 finally:
                     self.progress.close()
+                if stats.recovered_submits or stats.recovered_results:
+                    self.say(_history_outcome(stats))
                 code = _exit_code(engine, stats)
                 wall = time.time() - started
                 try:
@@ -326,8 +328,8 @@ class Run:
             estimated_spend_usd=round((stats.submitted - stats.server_failed) * engine.cfg.price_usd, 4),
             recovered_submits=stats.recovered_submits,
             recovered_results=stats.recovered_results,
-            actual_spend_usd=round(stats.known_cost_usd, 6),
-            actual_spend_requests=stats.known_cost_requests,
+            history_cost_usd=round(stats.history_cost_usd, 6),
+            history_cost_requests=stats.history_cost_requests,
             failed_jobs=(*_failed_before(plan, replay), *(replace(f, run_id=run_id) for f in stats.failures)),
             interrupted=engine.stop_reason == "interrupted",
             stop_reason=engine.stop_reason,
@@ -489,6 +491,20 @@ def _history_lookups(plan: ResumePlan) -> str:
     if expired:
         parts.append(f"{expired} expired request{'s' if expired != 1 else ''}")
     return f"request history: looking up {' and '.join(parts)} before paying for them again"
+
+
+def _history_outcome(stats: EngineStats) -> str:
+    """What the request history saved this run, in one line."""
+    parts = []
+    if stats.recovered_submits:
+        n = stats.recovered_submits
+        parts.append(f"{n} submit{'s' if n != 1 else ''} without an answer found, not paid again")
+    if stats.recovered_results:
+        n = stats.recovered_results
+        parts.append(
+            f"{n} expired request{'s' if n != 1 else ''} fetched from {'their' if n != 1 else 'its'} record"
+        )
+    return "request history: " + "; ".join(parts)
 
 
 def _dry_run_text(c: dict[str, int], to_submit: int, price: float) -> str:

@@ -69,8 +69,10 @@ class RunSummary:
     estimated_spend_usd: float = 0.0  # submits this run × price per image
     recovered_submits: int = 0  # ambiguous submits whose request the history showed: not paid again
     recovered_results: int = 0  # requests past their hour fetched from their history record
-    actual_spend_usd: float = 0.0  # what the history said the requests it was asked about cost
-    actual_spend_requests: int = 0  # how many requests that sum covers
+    # What Segmind's request history said the requests it was asked about this run cost (recovered
+    # submits, expired requests), whichever run paid for them: the real figure beside the estimate.
+    history_cost_usd: float = 0.0
+    history_cost_requests: int = 0  # how many requests that sum covers
     failed_jobs: tuple[FailedJob, ...] = ()
     interrupted: bool = False  # a signal stopped the run
     stop_reason: str | None = None  # why submitting stopped early: "interrupted", "budget", "credits", …
@@ -85,7 +87,7 @@ class RunSummary:
         # No float noise (0.30000000000000004) in a file people read.
         object.__setattr__(self, "wall_s", round(self.wall_s, 3))
         object.__setattr__(self, "estimated_spend_usd", round(self.estimated_spend_usd, 6))
-        object.__setattr__(self, "actual_spend_usd", round(self.actual_spend_usd, 6))
+        object.__setattr__(self, "history_cost_usd", round(self.history_cost_usd, 6))
 
     @property
     def started_ts(self) -> float:

@@ -127,8 +127,8 @@ async def test_submits_without_an_answer_are_found_and_not_paid_again(tmp_path: 
     assert [e.get("recovered") for e in events] == [True] * 6
     assert {e["cost_usd"] for e in events} == {0.1}
     s = summary_of(result)
-    assert (s["recovered_submits"], s["possible_duplicates"], s["actual_spend_requests"]) == (6, 0, 6)
-    assert s["actual_spend_usd"] == pytest.approx(0.6)
+    assert (s["recovered_submits"], s["possible_duplicates"], s["history_cost_requests"]) == (6, 0, 6)
+    assert s["history_cost_usd"] == pytest.approx(0.6)
     assert s["api_calls"]["history"] == stats["history_calls"] >= 1
     assert count(read_events(out), "submit_intent") == 6  # one POST each: none sent twice
 

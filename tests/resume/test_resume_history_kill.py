@@ -67,6 +67,7 @@ async def test_a_kill_past_retention_costs_no_second_payment(tmp_path: Path, cli
     assert stats["submits"] == JOBS  # 0 resubmits: every record said COMPLETED
     assert stats["history_record_calls"] == JOBS
     assert "request history: looking up 10 expired requests" in resumed.stderr
+    assert "request history: 10 expired requests fetched from their record" in resumed.stderr
     s = summary(out)
     assert (s["expired_resubmits"], s["recovered_results"]) == (0, JOBS)
     events = read_events(out)
