@@ -27,7 +27,8 @@ async def test_an_outage_ends_the_run_with_75_and_the_rerun_finishes_every_job(
     jobs = plain_jobs(300)
     manifest = write_manifest(tmp_path / "m", jobs)
     out = tmp_path / "out"
-    # A short outage window and drain keep the test quick; the defaults are 20 s and 30 s.
+    # A short outage window and drain keep the test quick; the defaults are 20 s and 30 s. So does
+    # a short landing wait for submits the outage cut off (the emulator's records land at once).
     args = (
         "run",
         manifest,
@@ -39,6 +40,8 @@ async def test_an_outage_ends_the_run_with_75_and_the_rerun_finishes_every_job(
         "2",
         "--grace",
         "3",
+        "--history-wait",
+        "1",
     )
     async with Emulator(EmulatorConfig(latency_mean=0.3, latency_sd=0.05)) as emu:
         cli = await clis.start(*args, "--rate", "20/1s", emu=emu)

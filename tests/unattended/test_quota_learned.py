@@ -44,7 +44,9 @@ async def test_a_run_killed_inside_a_pause_waits_it_out_when_resumed(tmp_path: P
     jobs = plain_jobs(40)
     manifest = write_manifest(tmp_path / "m", jobs)
     out = tmp_path / "out"
-    args = ("run", manifest, "--out", out, "--no-progress", "--no-report")
+    # The emulator's history records land at once: a short landing wait for the killed run's open
+    # submits keeps the test quick.
+    args = ("run", manifest, "--out", out, "--no-progress", "--no-report", "--history-wait", "1")
     # A long window: the pause announced by the first 429 outlasts the kill and the restart.
     async with Emulator(EmulatorConfig(latency_mean=0.2, latency_sd=0.02, rpm=8, window_s=6.0)) as emu:
         cli = await clis.start(*args, emu=emu)
