@@ -6,6 +6,8 @@
 - :mod:`.writer` — the one appender, with flush-before-dependent-action and group-commit fsync.
 
 - :mod:`.resume` — what a rerun does with each manifest job, decided from the replay (pure rules).
+- :mod:`.reconcile` — what the request history's rows mean for open intents and expired requests
+  (pure rules; the engine asks, the ledger only decides).
 
 ``batchflux status`` reads ledgers through :mod:`batchflux.run.state`.
 
