@@ -410,8 +410,8 @@ class HistoryStage:
 
 
 def cost_field(row: HistoryRow) -> dict[str, float]:
-    return {} if row.credits_deduction is None else {"cost_usd": row.credits_deduction}
+    return {} if row.credits_deduction is None else {"credits_deduction": row.credits_deduction}
 
 
 def cost_of(outcome: ExpiredOutcome) -> dict[str, float]:
-    return {} if outcome.cost_usd is None else {"cost_usd": outcome.cost_usd}
+    return {} if outcome.cost_usd is None else {"credits_deduction": outcome.cost_usd}

@@ -10,15 +10,15 @@
 |                |      | a local file was uploaded to, or "sha256:<hex>" of an inline data URI         |
 | submitted      | id   | request_id, status_url, response_url, submitted_at (unix s); recovered: true  |
 |                |      | when the id was found in the request history instead of heard from the POST;  |
-|                |      | cost_usd when the history said what it cost                                  |
+|                |      | credits_deduction (USD) when the history said what it cost                   |
 | state          | id   | request_id, status ("QUEUED" / "PROCESSING"); or request_id null, status      |
 |                |      | "NOT_SUBMITTED", reason: the submit certainly created nothing (closes intent) |
 | result         | id   | request_id, output_url, metrics (dict), completed_at (unix s, first seen),    |
 |                |      | latency (s, optional: the poll schedule's estimate of how long the job took); |
-|                |      | via: "history" and cost_usd when read from the request history's record       |
+|                |      | via: "history" and credits_deduction when read from the history's record      |
 | downloaded     | id   | request_id, path (relative), size, sha256                                     |
 | failed         | id   | request_id (or null), cause, error, http_status (or null); fingerprint when   |
-|                |      | no submit_intent came first (optional); cost_usd (optional, as for result)    |
+|                |      | no submit_intent came first (optional); credits_deduction (optional)          |
 | expired        | id   | request_id                                                                    |
 | paused         | null | kind (submit / poll / upload / credits / history), until (unix s): a 429's    |
 |                |      | announced pause of that kind of call, which a run starting inside it waits out |

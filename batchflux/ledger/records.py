@@ -76,7 +76,7 @@ class JobRecord:
     superseded: str | None = None  # the request the latest intent replaced (its previous attempt's)
     recovered: bool = False  # the latest request_id was found in the request history, not answered
     result_via: str | None = None  # "history": the result came from the request history's record
-    cost_usd: float | None = None  # what Segmind charged for the latest request, when known
+    credits_deduction: float | None = None  # what Segmind charged for the latest request (USD), when known
 
     def apply_fields(self, kind: EventType, ts: float, d: dict[str, Any]) -> None:
         """Fold one event given as its parts; ``d`` may also hold the envelope keys (ignored)."""
@@ -97,7 +97,7 @@ class JobRecord:
             self.superseded = self.request_id or self.superseded
             self.recovered = False
             self.result_via = None
-            self.cost_usd = None
+            self.credits_deduction = None
             self.model = _intern(_str(d.get("model")) or "")
             self.params = _params(d.get("params"))
             self.input = _str(d.get("input"))
@@ -122,7 +122,7 @@ class JobRecord:
             self.submitted_at = _float(d.get("submitted_at"), ts)
             self.last_status = "QUEUED"
             self.recovered = d.get("recovered") is True
-            self._cost(d)
+            self._credits(d)
         elif kind is _STATE:
             status = _str(d.get("status"))
             if self.state is JobState.SUBMITTED:
@@ -140,7 +140,7 @@ class JobRecord:
             self.latency = float(latency) if isinstance(latency, int | float) else None
             self.last_status = "COMPLETED"
             self.result_via = _str(d.get("via"))
-            self._cost(d)
+            self._credits(d)
         elif kind is _DOWNLOADED:
             self.state = JobState.DOWNLOADED
             path = _str(d.get("path"))
@@ -159,17 +159,17 @@ class JobRecord:
             status = d.get("http_status")
             self.http_status = status if type(status) is int else None
             self.last_status = "FAILED"
-            self._cost(d)
+            self._credits(d)
             if not self.fingerprint:  # a job that failed before any intent (e.g. an unreadable input)
                 self.fingerprint = _str(d.get("fingerprint")) or ""
         elif kind is _EXPIRED:
             self.state = JobState.EXPIRED
             self.expirations += 1
 
-    def _cost(self, d: dict[str, Any]) -> None:
-        cost = d.get("cost_usd")
+    def _credits(self, d: dict[str, Any]) -> None:
+        cost = d.get("credits_deduction")
         if isinstance(cost, int | float) and not isinstance(cost, bool) and math.isfinite(cost):
-            self.cost_usd = float(cost)
+            self.credits_deduction = float(cost)
 
     @property
     def open_intent(self) -> bool:

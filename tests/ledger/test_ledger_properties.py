@@ -41,7 +41,7 @@ FIELDS: dict[EventType, dict[str, st.SearchStrategy[Any]]] = {
         "response_url": MAYBE_STR,
         "submitted_at": TS | JSON_SCALARS,
         "recovered": JSON_SCALARS,
-        "cost_usd": JSON_SCALARS,
+        "credits_deduction": JSON_SCALARS,
     },
     EventType.STATE: {
         "request_id": MAYBE_STR,
@@ -53,7 +53,7 @@ FIELDS: dict[EventType, dict[str, st.SearchStrategy[Any]]] = {
         "completed_at": TS | JSON_SCALARS,
         "latency": TS | JSON_SCALARS,
         "via": MAYBE_STR,
-        "cost_usd": JSON_SCALARS,
+        "credits_deduction": JSON_SCALARS,
     },
     EventType.DOWNLOADED: {"path": MAYBE_STR, "size": JSON_SCALARS, "sha256": MAYBE_STR},
     EventType.FAILED: {
@@ -61,7 +61,7 @@ FIELDS: dict[EventType, dict[str, st.SearchStrategy[Any]]] = {
         "error": MAYBE_STR,
         "http_status": JSON_SCALARS,
         "fingerprint": MAYBE_STR,
-        "cost_usd": JSON_SCALARS,
+        "credits_deduction": JSON_SCALARS,
     },
     EventType.EXPIRED: {"request_id": MAYBE_STR},
     EventType.PAUSED: {"kind": st.sampled_from(["submit", "poll"]) | MAYBE_STR, "until": TS | JSON_SCALARS},

@@ -419,16 +419,16 @@ def test_records_keep_recovered_ids_costs_and_where_a_result_came_from() -> None
     records = ledger(
         intent_ev("a"),
         ("submitted", "a", {"request_id": "ra", "status_url": "s", "response_url": "r", "recovered": True}),
-        ("result", "a", {"request_id": "ra", "output_url": "u", "via": "history", "cost_usd": 0.1}),
+        ("result", "a", {"request_id": "ra", "output_url": "u", "via": "history", "credits_deduction": 0.1}),
         intent_ev("b"), submitted_ev("b", "rb"),
-        ("failed", "b", {"request_id": "rb", "cause": "moderation", "error": "blocked", "cost_usd": 0}),
+        ("failed", "b", {"request_id": "rb", "cause": "moderation", "error": "x", "credits_deduction": 0}),
         intent_ev("c"), submitted_ev("c", "rc"),
-        ("result", "c", {"request_id": "rc", "output_url": "https://x/c.png", "cost_usd": "lots"}),
+        ("result", "c", {"request_id": "rc", "output_url": "https://x/c.png", "credits_deduction": "lots"}),
     )  # fmt: skip
     a, b, c = records["a"], records["b"], records["c"]
-    assert (a.recovered, a.result_via, a.cost_usd) == (True, "history", 0.1)
-    assert (b.recovered, b.result_via, b.cost_usd) == (False, None, 0.0)
-    assert (c.recovered, c.result_via, c.cost_usd) == (False, None, None)
+    assert (a.recovered, a.result_via, a.credits_deduction) == (True, "history", 0.1)
+    assert (b.recovered, b.result_via, b.credits_deduction) == (False, None, 0.0)
+    assert (c.recovered, c.result_via, c.credits_deduction) == (False, None, None)
     again = ledger(
         intent_ev("a"), ("submitted", "a", {"request_id": "ra", "recovered": True}), intent_ev("a")
     )

@@ -12,6 +12,7 @@ would (the CLI and a real kill: ``test_resume_history_kill.py``).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from pathlib import Path
@@ -125,7 +126,9 @@ async def test_submits_without_an_answer_are_found_and_not_paid_again(tmp_path: 
     assert (stats["submits"], stats["duplicate_submits"], stats["faults"]["drop"]) == (6, 0, 6)
     events = submitted(out)
     assert [e.get("recovered") for e in events] == [True] * 6
-    assert {e["cost_usd"] for e in events} == {0.1}
+    assert {e["credits_deduction"] for e in events} == {0.1}
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert {(r["cost_usd"], r["cost_source"]) for r in rows} == {(0.1, "actual")}  # what Segmind said
     s = summary_of(result)
     assert (s["recovered_submits"], s["possible_duplicates"], s["history_cost_requests"]) == (6, 0, 6)
     assert s["history_cost_usd"] == pytest.approx(0.6)
