@@ -15,11 +15,13 @@ import asyncio
 import json
 import logging
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from runkit import (
     assert_images_match_emulator,
     count,
@@ -415,3 +417,49 @@ async def test_no_history_asks_nothing(tmp_path: Path) -> None:
     assert result.exit_code == ExitCode.JOBS_FAILED
     assert (stats["history_calls"], stats["history_record_calls"]) == (0, 0)
     assert summary_of(result)["possible_duplicates"] == 4
+
+
+async def test_a_429_from_the_history_pauses_its_calls_and_they_go_on(tmp_path: Path) -> None:
+    """History calls wait at a 429 gate of their own kind, announced in the ledger like the others.
+    The history answers through a small proxy that refuses its first call with a 429."""
+    jobs = plain_jobs(2)
+    manifest = write_manifest(tmp_path / "m", jobs)
+    out = tmp_path / "out"
+    calls: list[int] = []
+
+    async with emulator(faults={"drop": 1.0}, fault_endpoints=frozenset({"submit"})) as emu:
+
+        async def proxy(request: web.Request) -> web.Response:
+            calls.append(1)
+            if len(calls) == 1:
+                reset = datetime.fromtimestamp(time.time() + 0.3, UTC).isoformat()
+                return web.json_response(
+                    {"error": "slow down"}, status=429, headers={"x-rate-limit-reset-at-utc": reset}
+                )
+            url = f"{emu.base_url}/inference-request/request-history"
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(url, params=request.query, headers={"x-api-key": DEFAULT_API_KEY}) as r,
+            ):
+                return web.json_response(await r.json(), status=r.status)
+
+        app = web.Application()
+        app.router.add_get("/h", proxy)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        try:
+            history_url = f"http://127.0.0.1:{runner.addresses[0][1]}/h"
+            result = await run_against(
+                emu, manifest, out, engine=engine(), report=False, history_url=history_url
+            )
+        finally:
+            await runner.cleanup()
+        stats = emu.stats()
+        assert result.exit_code == ExitCode.OK, result.message
+    assert (stats["submits"], stats["duplicate_submits"]) == (2, 0)
+    s = summary_of(result)
+    assert (s["recovered_submits"], s["rate_limited"]) == (2, 1)
+    paused = [e for e in read_events(out) if e["event"] == "paused"]
+    assert [e["kind"] for e in paused] == ["history"]
+    assert len(calls) >= 2
