@@ -13,11 +13,15 @@
    at ``--rate 100/1s``, 5 % of submit connections dropped after the request was created (a real
    ambiguous submit) and 5 % of media bodies truncated.
 
+Each runs twice: with the request history on (the default: an ambiguous intent or an expired request is
+looked up before it is paid again) and with ``--no-history`` (the ledger alone decides).
+
 Checks, for both: jobs lost (a job of the manifest without an image on disk and without a failure —
 must be 0); corrupt images (a file whose sha256 differs from the ledger's or from what the emulator
 served for that request — must be 0); extra paid submits (emulator submits beyond one per job) against
-the ambiguous windows the ledger records (intents never answered); paid requests abandoned while still
-unresolved (must be 0); media requests that carried the API key (must be 0).
+the ambiguous windows the ledger records (intents never answered) — with the history, 0 must be paid
+twice; without it, no more than the ambiguous windows; paid requests abandoned while still unresolved
+(must be 0); media requests that carried the API key (must be 0).
 """
 
 from __future__ import annotations
@@ -54,13 +58,12 @@ class Integrity:
     rate_limited: int
     faults: dict[str, int]
 
-    @property
-    def ok(self) -> bool:
+    def ok(self, *, history: bool) -> bool:
+        paid_twice = max(self.extra_submits, self.duplicate_bodies)
         return (
             self.lost == 0
             and self.corrupt == 0
-            and self.extra_submits <= self.ambiguous
-            and self.duplicate_bodies <= self.ambiguous
+            and paid_twice <= (0 if history else self.ambiguous)
             and self.abandoned == 0
             and self.media_with_key == 0
             and self.done == self.jobs
@@ -124,7 +127,14 @@ def _env() -> dict[str, str]:
     return {**os.environ, "SEGMIND_API_KEY": h.API_KEY, "PYTHONUNBUFFERED": "1"}
 
 
-def fault_mix(jobs: int, seed: int) -> h.Row:
+def _variant(history: bool) -> tuple[list[str], str, str]:
+    """The extra flags, the row's label and the paid-twice target of a run with or without the history."""
+    if history:
+        return [], "history on", "0 paid twice"
+    return ["--no-history"], "--no-history", "extra paid ≤ ambiguous"
+
+
+def fault_mix(jobs: int, seed: int, *, history: bool = True) -> h.Row:
     faults = {"500": 0.1, "502": 0.1, "drop": 0.1, "truncate": 0.1}
     emu_args = h.emulator_args(
         latency="0.3,0.1", latency_min=0.02, rpm=80, window=1.0, faults=faults, seed=seed
@@ -134,8 +144,9 @@ def fault_mix(jobs: int, seed: int) -> h.Row:
         manifest = h.write_manifest(tmp / "m.csv", jobs)
         out = tmp / "out"
         codes = []
+        flags, label, target = _variant(history)
         with h.emulator(*emu_args) as emu:
-            argv = h.batchflux_cmd(manifest, out, emu.url)
+            argv = h.batchflux_cmd(manifest, out, emu.url, *flags)
             for attempt in range(3):
                 h.say(f"faults: batchflux run, {jobs} jobs, 10 % each of 500/502/drop/truncate, 80/1 s quota")
                 extra = ["--retry-failed"] if attempt else []
@@ -145,13 +156,13 @@ def fault_mix(jobs: int, seed: int) -> h.Row:
             result = check(emu, out, [f"job{i:06d}" for i in range(jobs)])
     runs = " then ".join(f"exit {c}" for c in codes)
     return h.Row(
-        "5. faults: 10 % 500/502/drop/truncate + 429s",
-        f"batchflux run m.csv --no-report (then --retry-failed while exit 1); {jobs} jobs, emulator "
-        f"--fault 500=0.1 --fault 502=0.1 --fault drop=0.1 --fault truncate=0.1 --rpm 80 --window 1 "
+        f"5. faults: 10 % 500/502/drop/truncate + 429s ({label})",
+        f"batchflux run m.csv --no-report {' '.join(flags)} (then --retry-failed while exit 1); {jobs} jobs, "
+        f"emulator --fault 500=0.1 --fault 502=0.1 --fault drop=0.1 --fault truncate=0.1 --rpm 80 --window 1 "
         f"--latency 0.3,0.1",
         f"{runs}; {result.text()}",
-        "0 lost, 0 corrupt, extra paid ≤ ambiguous, 0 key leaks",
-        h.verdict(result.ok and codes[-1] == 0, "see figure"),
+        f"0 lost, 0 corrupt, {target}, 0 key leaks",
+        h.verdict(result.ok(history=history) and codes[-1] == 0, "see figure"),
     )
 
 
@@ -163,7 +174,7 @@ def _wait_lines_or_exit(proc: subprocess.Popen[bytes], out: Path, lines: int, wi
         time.sleep(0.005)
 
 
-def chaos(jobs: int, kills: int, seed: int) -> h.Row:
+def chaos(jobs: int, kills: int, seed: int, *, history: bool = True) -> h.Row:
     rng = random.Random(seed)
     emu_args = h.emulator_args(latency="0.3,0.1", latency_min=0.02, seed=seed,
                                faults={"drop": 0.05, "truncate": 0.05})  # fmt: skip
@@ -174,8 +185,9 @@ def chaos(jobs: int, kills: int, seed: int) -> h.Row:
         out = tmp / "out"
         at_kill: list[Any] = []
         finals: list[int] = []
+        flags, label, target = _variant(history)
         with h.emulator(*emu_args) as emu:
-            argv = h.batchflux_cmd(manifest, out, emu.url, "--rate", "100/1s")
+            argv = h.batchflux_cmd(manifest, out, emu.url, "--rate", "100/1s", *flags)
             for n in range(kills):
                 # Each job needs ≥ 4 lines (intent, submitted, result, downloaded): with at most 200 new lines
                 # a run, five runs cannot finish 300 jobs before their kills.
@@ -206,19 +218,21 @@ def chaos(jobs: int, kills: int, seed: int) -> h.Row:
     )
     resumes = ", ".join(f"exit {c}" for c in finals)
     return h.Row(
-        f"5. faults: kill -9 × {kills} then resume",
-        f"batchflux run m.csv --no-report --rate 100/1s; {jobs} jobs, emulator --latency 0.3,0.1 "
-        f"--fault drop=0.05 --fault truncate=0.05 --fault-endpoints submit,media; seed {seed}",
+        f"5. faults: kill -9 × {kills} then resume ({label})",
+        f"batchflux run m.csv --no-report --rate 100/1s {' '.join(flags)}; {jobs} jobs, emulator --latency "
+        f"0.3,0.1 --fault drop=0.05 --fault truncate=0.05 --fault-endpoints submit,media; seed {seed}",
         f"{len(killed)} SIGKILLs ({interrupted}); resumes: {resumes}; {result.text()}",
-        "0 lost, 0 corrupt, extra paid ≤ ambiguous, 0 abandoned",
-        h.verdict(result.ok and len(killed) == kills and finals[-1] == 0, "see figure"),
+        f"0 lost, 0 corrupt, {target}, 0 abandoned",
+        h.verdict(result.ok(history=history) and len(killed) == kills and finals[-1] == 0, "see figure"),
     )
 
 
 def run(quick: bool = False) -> list[h.Row]:
-    if quick:
-        return [fault_mix(60, seed=8), chaos(100, kills=2, seed=8)]
-    return [fault_mix(200, seed=8), chaos(300, kills=5, seed=8)]
+    jobs, chaos_jobs, kills = (60, 100, 2) if quick else (200, 300, 5)
+    return [
+        *(fault_mix(jobs, seed=8, history=history) for history in (True, False)),
+        *(chaos(chaos_jobs, kills=kills, seed=8, history=history) for history in (True, False)),
+    ]
 
 
 def main() -> None:
@@ -228,7 +242,8 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--seed", type=int, default=8)
     args = ap.parse_args()
-    rows = [fault_mix(args.jobs, args.seed), chaos(args.chaos_jobs, args.kills, args.seed)]
+    rows = [fault_mix(args.jobs, args.seed, history=history) for history in (True, False)]
+    rows += [chaos(args.chaos_jobs, args.kills, args.seed, history=history) for history in (True, False)]
     print(h.render_table(rows))
 
 
