@@ -15,7 +15,6 @@ import random
 import socket
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,11 +23,11 @@ from typing import Protocol
 import aiohttp
 
 from batchflux import __version__
-from batchflux.api import ApiClient, ApiError, Fatal, RateLimited, Transient, policy
+from batchflux.api import ApiClient
 from batchflux.engine.config import EngineConfig
 from batchflux.engine.core import Engine
 from batchflux.engine.progress import NullProgress, Progress
-from batchflux.engine.stats import EngineStats, FailedJob
+from batchflux.engine.stats import EngineStats
 from batchflux.files.durable import DISK_FULL_ERRNOS, WriteFailed
 from batchflux.files.layout import RESULTS_JSONL_FILENAME, SUMMARY_FILENAME
 from batchflux.ledger import (
@@ -37,21 +36,21 @@ from batchflux.ledger import (
     EventType,
     LedgerCorrupt,
     LedgerWriter,
-    Replay,
     replay_file,
 )
-from batchflux.ledger.reconcile import Lookup, lookup_for
 from batchflux.ledger.resume import Action, ResumePlan, check_file, move_ledger_aside, plan_resume
 from batchflux.manifest import Manifest, ManifestError, load_manifest
 from batchflux.manifest.job import Job
 from batchflux.manifest.schema import price_for
 from batchflux.manifest.write import ManifestRow, write_csv_manifest
+from batchflux.run import outcome
 from batchflux.run.exitcodes import ExitCode
 from batchflux.run.export import ExportError, write_run_results
 from batchflux.run.lock import LockHeld, RunLock
+from batchflux.run.preflight import credit_preflight, dry_run_text, history_lookups
 from batchflux.run.results_out import atomic_text
 from batchflux.run.shard import Shard
-from batchflux.run.summary import RunSummary, iso_utc, write_summary
+from batchflux.run.summary import RunSummary, write_summary
 
 log = logging.getLogger("batchflux.run")
 
@@ -200,7 +199,7 @@ class Run:
         )
         if replay.jobs:
             self.say(plan.summary_line())
-            lookups = _history_lookups(plan) if opt.engine.history else ""
+            lookups = history_lookups(plan) if opt.engine.history else ""
             if lookups and not opt.dry_run:
                 self.say(lookups)
         price = price_for(manifest.model, opt.price)
@@ -209,7 +208,7 @@ class Run:
         if opt.engine.max_new_submits is not None:
             to_submit = min(to_submit, opt.engine.max_new_submits)
         if opt.dry_run:
-            return RunResult(ExitCode.OK, out_dir, message=_dry_run_text(counts, to_submit, price), plan=plan)
+            return RunResult(ExitCode.OK, out_dir, message=dry_run_text(counts, to_submit, price), plan=plan)
 
         if opt.jobs is not None and opt.write_jobs:
             try:
@@ -234,7 +233,7 @@ class Run:
                 timeout_s=opt.timeout_s,
             )
             if to_submit and opt.credit_check:
-                refusal = await _credit_preflight(client, to_submit, price)
+                refusal = await credit_preflight(client, to_submit, price)
                 if refusal:
                     code, message = refusal
                     return RunResult(code, out_dir, message=message, plan=plan)
@@ -278,13 +277,13 @@ class Run:
                 finally:
                     self.progress.close()
                 if stats.recovered_submits or stats.recovered_results:
-                    self.say(_history_outcome(stats))
-                code = _exit_code(engine, stats)
+                    self.say(outcome.history_outcome(stats))
+                code = outcome.exit_code(engine, stats)
                 wall = time.time() - started
                 try:
                     ledger.append(Event(EventType.RUN_FINISHED, None, {
                         "run_id": run_id, "exit_code": int(code), "wall_s": round(wall, 3),
-                        "counts": _counts(stats, engine),
+                        "counts": outcome.counts(stats, engine),
                     }))  # fmt: skip
                 except WriteFailed as exc:  # the run is over; the ledger has every job's events
                     log.error("could not record the end of the run: %s", exc)
@@ -293,48 +292,28 @@ class Run:
                     ledger.close()
                 except WriteFailed as exc:
                     log.error("could not close the ledger: %s", exc)
-            summary = self._summary(run_id, started, out_dir, code, stats, engine, client, plan, replay)
+            summary = outcome.build_summary(
+                manifest=str(opt.manifest),
+                shard=str(opt.shard) if opt.shard else None,
+                run_id=run_id,
+                started=started,
+                finished=time.time(),
+                out_dir=out_dir,
+                code=code,
+                stats=stats,
+                engine=engine,
+                client=client,
+                plan=plan,
+                replay=replay,
+            )
         try:
             write_summary(out_dir, summary)
         except OSError as exc:  # the exit code still tells the scheduler what happened
             self.say(f"error: could not write {SUMMARY_FILENAME}: {exc.strerror or exc}")
         # Thumbnails for a big batch take a while: keep the loop (and its signal handlers) free.
         await asyncio.to_thread(self._after, out_dir, summary, jobs, manifest.model, price)
-        return RunResult(code, out_dir, summary, _closing_line(code, stats, engine, out_dir), plan, stats)
-
-    def _summary(self, run_id: str, started: float, out_dir: Path, code: int, stats: EngineStats,
-                 engine: Engine, client: ApiClient, plan: ResumePlan,
-                 replay: Replay) -> RunSummary:  # fmt: skip
-        finished = time.time()
-        calls = dict(client.calls)
-        if "media" in calls:
-            calls["download"] = calls.pop("media")
-        return RunSummary(
-            run_id=run_id,
-            manifest=str(self.opt.manifest),
-            out_dir=str(out_dir),
-            started_at=iso_utc(started),
-            finished_at=iso_utc(finished),
-            wall_s=round(finished - started, 3),
-            exit_code=int(code),
-            jobs=stats.total,
-            counts=_counts(stats, engine),
-            skipped=stats.skipped,
-            api_calls=calls,
-            rate_limited=stats.rate_limited,
-            retries=sum(stats.retries.values()),
-            possible_duplicates=plan.possible_duplicates - stats.recovered_resumed + stats.ambiguous,
-            expired_resubmits=stats.resubmitted_expired,
-            estimated_spend_usd=round((stats.submitted - stats.server_failed) * engine.cfg.price_usd, 4),
-            recovered_submits=stats.recovered_submits,
-            recovered_results=stats.recovered_results,
-            history_cost_usd=round(stats.history_cost_usd, 6),
-            history_cost_requests=stats.history_cost_requests,
-            failed_jobs=(*_failed_before(plan, replay), *(replace(f, run_id=run_id) for f in stats.failures)),
-            interrupted=engine.stop_reason == "interrupted",
-            stop_reason=engine.stop_reason,
-            shard=str(self.opt.shard) if self.opt.shard else None,
-            learned_rate=str(engine.quota.rate) if engine.quota and engine.quota.rate else None,
+        return RunResult(
+            code, out_dir, summary, outcome.closing_line(code, stats, engine, out_dir), plan, stats
         )
 
     def _after(
@@ -381,135 +360,3 @@ def _remove_partial_downloads(out_dir: Path) -> None:
             log.info("removed a partial download left by an earlier run: %s", part.name)
         except OSError as exc:
             log.warning("could not remove %s: %s", part, exc)
-
-
-def _failed_before(plan: ResumePlan, replay: Replay) -> list[FailedJob]:
-    """The jobs this run kept failed, as the ledger recorded them, each with the run it failed in."""
-    kept = []
-    for d in plan.select(Action.FAILED):
-        rec = d.record
-        if rec is None:
-            continue
-        started = [run.run_id for run in replay.runs if run.started_at <= rec.last_ts]
-        kept.append(
-            FailedJob(
-                d.job.id,
-                rec.cause or "",
-                rec.error or "",
-                rec.http_status,
-                rec.request_id,
-                run_id=started[-1] if started else None,
-            )
-        )
-    return kept
-
-
-def _counts(stats: EngineStats, engine: Engine) -> dict[str, int]:
-    in_flight = engine.in_flight
-    return {
-        "done": stats.done,
-        "failed": stats.failed_total,
-        "in_flight": in_flight,
-        "pending": max(0, stats.remaining - in_flight),
-    }
-
-
-# Stops that retrying later fixes by itself (exit 75), unlike auth, credits or a budget (exit 3).
-TEMPORARY_STOPS = frozenset({"unreachable", "disk"})
-
-
-def _exit_code(engine: Engine, stats: EngineStats) -> ExitCode:
-    if engine.stop_reason == "interrupted":
-        return ExitCode.INTERRUPTED
-    if engine.stop_reason in TEMPORARY_STOPS:
-        return ExitCode.TEMPFAIL
-    if engine.stop_reason is not None:
-        return ExitCode.STOPPED
-    if stats.failed_total or stats.remaining:
-        return ExitCode.JOBS_FAILED
-    return ExitCode.OK
-
-
-def _closing_line(code: int, stats: EngineStats, engine: Engine, out_dir: Path) -> str:
-    head = f"{stats.done}/{stats.total} done, {stats.failed_total} failed"
-    if stats.remaining:
-        head += f", {stats.remaining} left for the next run"
-    if engine.stop_reason and engine.stop_reason != "interrupted":
-        head += f" — stopped: {engine.stop_detail or engine.stop_reason}"
-    return f"{head}. Output: {out_dir}"
-
-
-async def _credit_preflight(
-    client: ApiClient, jobs: int, price: float, attempts: int = 6
-) -> tuple[ExitCode, str] | None:
-    """None to go on, or why not: the exit code and the one line for the user."""
-    rng = random.Random()
-    for attempt in range(1, attempts + 1):
-        try:
-            balance = await client.credits()
-            break
-        except Fatal as exc:
-            if exc.kind == "not_found":  # no credits endpoint there: a 406 at submit still stops
-                log.warning("could not check the account's credits (%s); going on without the check", exc)
-                return None
-            # A bad key: skipping the check would not help.
-            return ExitCode.STOPPED, f"the API refused the credit check: {exc}"
-        except (Transient, RateLimited) as exc:  # a passing fault must not cancel a nightly run
-            if attempt == attempts:  # the API is unreachable or failing: try again later
-                return ExitCode.TEMPFAIL, (
-                    f"could not read the account's credits ({exc}); nothing was submitted, retry later "
-                    "(--no-credit-check to skip this check)"
-                )
-            delay = (
-                policy.rate_limit_delay(exc, attempt, rng)
-                if isinstance(exc, RateLimited)
-                else (policy.backoff_delay(attempt, rng=rng))
-            )
-            await asyncio.sleep(delay)
-        except ApiError as exc:
-            return ExitCode.STOPPED, (
-                f"could not read the account's credits ({exc}); use --no-credit-check to skip this check"
-            )
-    need = jobs * price
-    if balance + 1e-9 < need:
-        return ExitCode.STOPPED, (
-            f"not enough credits: {jobs} jobs × ${price:.2f} = ${need:.2f}, balance ${balance:.2f} "
-            "(--max-jobs to submit fewer, --no-credit-check to skip this check)"
-        )
-    return None
-
-
-def _history_lookups(plan: ResumePlan) -> str:
-    """The line saying what the request history is asked before anything is paid again."""
-    kinds = Counter(lookup_for(d) for d in plan.decisions)
-    intents, expired = kinds[Lookup.INTENT], kinds[Lookup.EXPIRED]
-    if not intents and not expired:
-        return ""
-    parts = []
-    if intents:
-        parts.append(f"{intents} open submit{'s' if intents != 1 else ''}")
-    if expired:
-        parts.append(f"{expired} expired request{'s' if expired != 1 else ''}")
-    return f"request history: looking up {' and '.join(parts)} before paying for them again"
-
-
-def _history_outcome(stats: EngineStats) -> str:
-    """What the request history saved this run, in one line."""
-    parts = []
-    if stats.recovered_submits:
-        n = stats.recovered_submits
-        parts.append(f"{n} submit{'s' if n != 1 else ''} without an answer found, not paid again")
-    if stats.recovered_results:
-        n = stats.recovered_results
-        parts.append(
-            f"{n} expired request{'s' if n != 1 else ''} fetched from {'their' if n != 1 else 'its'} record"
-        )
-    return "request history: " + "; ".join(parts)
-
-
-def _dry_run_text(c: dict[str, int], to_submit: int, price: float) -> str:
-    return (
-        f"dry run: would submit {to_submit}, re-poll {c.get('poll', 0)}, download {c.get('download', 0)}, "
-        f"skip {c.get('skip', 0)} done, keep {c.get('failed', 0)} failed; "
-        f"estimated cost ${to_submit * price:.2f}. Nothing was submitted."
-    )
