@@ -1,7 +1,7 @@
 """batchflux: run thousands of FLUX.1 Kontext [max] edits through Segmind's async v2 queue.
 
 No job lost, no job paid twice, the account's rate quota used to the full, and a clear
-answer for every failure. See README.md.
+answer for every failure. See README.md and the docs in docs/.
 
     result = await batchflux.run_batch("catalog.yaml", rpm=50)
     result = await batchflux.run_batch([{"prompt": "…", "input_image": "cat.jpg"}], out_dir="out/x")

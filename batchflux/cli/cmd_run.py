@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     key = os.environ.get("SEGMIND_API_KEY", "").strip()
     if not key and not args.dry_run:
         print(
-            "error: set SEGMIND_API_KEY to your Segmind API key (see README, 'Getting started')",
+            "error: set SEGMIND_API_KEY to your Segmind API key (see docs/tutorial/first-batch.md)",
             file=sys.stderr,
         )
         return ExitCode.USAGE

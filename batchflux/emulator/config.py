@@ -26,7 +26,8 @@ def _frozen_faults(faults: Mapping[str, float]) -> Mapping[str, float]:
 
 @dataclass(frozen=True, slots=True)
 class EmulatorConfig:
-    """Everything that shapes the emulator's behaviour. See README "The emulator" and DESIGN.md.
+    """Everything that shapes the emulator's behaviour; each field is described in the docs'
+    emulator reference (``docs/reference/emulator.md``).
 
     Defaults are realistic in shape but fast: sub-second latency, no quota, no faults.
     """

@@ -12,6 +12,10 @@ from batchflux.ledger.resume import RETENTION_S
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
+    """The engine's knobs: pacing, worker pools, bounded retries, caps, the outage breaker. ``run_batch``
+    and ``stream`` take any field as a keyword (``max_in_flight=``, ``max_cost_usd=`` …), or a whole
+    ``engine=EngineConfig(...)``."""
+
     rate: Rate | None = None  # --rpm / --rate; None = learned from the server's 429s
     max_in_flight: int = 256  # requests submitted and not yet resolved
     submit_workers: int = 16

@@ -1,6 +1,6 @@
 """The one ledger appender.
 
-Durability contract (README, "What survives a crash"):
+Durability contract (docs/explanation/how-it-works.md, "What survives a crash"):
 
 - :meth:`LedgerWriter.append` writes the whole line and hands it to the OS before returning, so an
   event that a later action depends on (the ``submitted`` request_id before the first poll) has

@@ -1,4 +1,4 @@
-"""The exit codes: the contract with cron and monitoring (README, "Exit codes")."""
+"""The exit codes: the contract with cron and monitoring (docs/reference/exit-codes.md)."""
 
 from enum import IntEnum
 

@@ -2,7 +2,7 @@
 
 The rows of ``OUT/results.jsonl`` and ``OUT/results.csv``, of ``batchflux export`` and of
 ``batchflux.stream()`` are all built here, so they agree. A row is a dict whose keys are
-:func:`columns` in order (the README's "results" table):
+:func:`columns` in order (docs/reference/results.md):
 
 - ``id``, ``status`` (:data:`STATUSES`), ``out_dir`` (the run directory whose ledger knows the job),
   ``output`` (the image, relative to ``out_dir``), ``sha256``, ``bytes``, ``width``, ``height``;

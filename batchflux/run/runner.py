@@ -59,6 +59,9 @@ DEFAULT_BASE_URL = "https://api.segmind.com"
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:
+    """The options of one run, as ``batchflux run`` gives them; ``run_batch`` and ``stream`` take any
+    field as a keyword (``shard="0/4"``, ``retry_failed=True``, ``overrides={...}`` for ``--set``)."""
+
     manifest: Path
     api_key: str
     out_dir: Path | None = None  # default: out/<manifest stem>/
@@ -90,6 +93,10 @@ class RunOptions:
 
 @dataclass(slots=True)
 class RunResult:
+    """What a run ended with: the exit code (the command line's), the run directory, the summary
+    (``summary.json``'s contents; ``None`` when nothing ran: a dry run, a manifest error, a held
+    lock), one line for the user, and the resume plan and engine figures behind them."""
+
     exit_code: int
     out_dir: Path | None = None
     summary: RunSummary | None = None

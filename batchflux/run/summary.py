@@ -2,8 +2,8 @@
 
 The engine builds one :class:`RunSummary` at the end of a run and calls :func:`write_summary`;
 monitoring, ``report`` and ``status`` read it back with :func:`read_summary`. The file is
-replaced atomically, so a reader never sees half of it. Schema (``"schema": 1``) in the README,
-"summary.json"; keys are only ever added, and readers ignore keys they do not know.
+replaced atomically, so a reader never sees half of it. Schema (``"schema": 1``) in
+docs/reference/summary-json.md; keys are only ever added, and readers ignore keys they do not know.
 
 ``counts`` holds every job of the manifest (of this shard) by outcome — :data:`OUTCOMES` —
 after the run: ``done`` (image on disk, this run or an earlier one), ``failed`` (permanently,
