@@ -30,7 +30,7 @@ from batchflux.ledger import LedgerWriter
 from batchflux.ledger.resume import Action, Decision
 from batchflux.manifest.job import Job
 from batchflux.run.exitcodes import ExitCode
-from batchflux.run.runner import _credit_preflight
+from batchflux.run.preflight import credit_preflight
 
 
 async def test_happy_path_with_local_inputs(tmp_path: Path) -> None:
@@ -271,12 +271,12 @@ async def test_a_credits_endpoint_that_is_not_there_warns_and_goes_on(
                 session, api_key=DEFAULT_API_KEY, base_url=f"http://127.0.0.1:{runner.addresses[0][1]}"
             )
             with caplog.at_level(logging.WARNING, logger="batchflux"):
-                assert await _credit_preflight(missing, 3, 0.1) is None
+                assert await credit_preflight(missing, 3, 0.1) is None
             assert "could not check the account's credits" in caplog.text
             refused = ApiClient(
                 session, api_key=DEFAULT_API_KEY, base_url=f"http://127.0.0.1:{locked_runner.addresses[0][1]}"
             )
-            refusal = await _credit_preflight(refused, 3, 0.1)
+            refusal = await credit_preflight(refused, 3, 0.1)
             assert refusal is not None
             assert refusal[0] == ExitCode.STOPPED
             assert "refused the credit check" in refusal[1]
