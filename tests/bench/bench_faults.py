@@ -144,7 +144,7 @@ def fault_mix(jobs: int, seed: int, *, history: bool = True) -> h.Row:
         manifest = h.write_manifest(tmp / "m.csv", jobs)
         out = tmp / "out"
         codes = []
-        flags, label, target = _variant(history)
+        flags, label, paid_target = _variant(history)
         with h.emulator(*emu_args) as emu:
             argv = h.batchflux_cmd(manifest, out, emu.url, *flags)
             for attempt in range(3):
@@ -161,7 +161,7 @@ def fault_mix(jobs: int, seed: int, *, history: bool = True) -> h.Row:
         f"emulator --fault 500=0.1 --fault 502=0.1 --fault drop=0.1 --fault truncate=0.1 --rpm 80 --window 1 "
         f"--latency 0.3,0.1",
         f"{runs}; {result.text()}",
-        f"0 lost, 0 corrupt, {target}, 0 key leaks",
+        f"0 lost, 0 corrupt, {paid_target}, 0 key leaks",
         h.verdict(result.ok(history=history) and codes[-1] == 0, "see figure"),
     )
 
@@ -185,7 +185,7 @@ def chaos(jobs: int, kills: int, seed: int, *, history: bool = True) -> h.Row:
         out = tmp / "out"
         at_kill: list[Any] = []
         finals: list[int] = []
-        flags, label, target = _variant(history)
+        flags, label, paid_target = _variant(history)
         with h.emulator(*emu_args) as emu:
             argv = h.batchflux_cmd(manifest, out, emu.url, "--rate", "100/1s", *flags)
             for n in range(kills):
@@ -222,7 +222,7 @@ def chaos(jobs: int, kills: int, seed: int, *, history: bool = True) -> h.Row:
         f"batchflux run m.csv --no-report --rate 100/1s {' '.join(flags)}; {jobs} jobs, emulator --latency "
         f"0.3,0.1 --fault drop=0.05 --fault truncate=0.05 --fault-endpoints submit,media; seed {seed}",
         f"{len(killed)} SIGKILLs ({interrupted}); resumes: {resumes}; {result.text()}",
-        f"0 lost, 0 corrupt, {target}, 0 abandoned",
+        f"0 lost, 0 corrupt, {paid_target}, 0 abandoned",
         h.verdict(result.ok(history=history) and len(killed) == kills and finals[-1] == 0, "see figure"),
     )
 
