@@ -223,7 +223,9 @@ def candidate(intent: Intent, row: Row, *, skew_s: float = CLOCK_SKEW_S) -> bool
     return row.request_id != intent.superseded and body_matches(intent, body)
 
 
-def _rank(intent: Intent, row: Row) -> tuple[bool, float, str]:
+def rank(intent: Intent, row: Row) -> tuple[bool, float, str]:
+    """How well ``row`` fits as ``intent``'s request, smaller first: created at or after the intent,
+    then the nearest in time, then the smaller ``request_id``."""
     created = row.created_at if row.created_at is not None else -math.inf
     return (created < intent.at, abs(created - intent.at), row.request_id or "")
 
@@ -255,7 +257,7 @@ def match_intents(
             and not holdings.taken(r.request_id or "")
         ]
         if fits:
-            best = min(fits, key=lambda r: _rank(intent, r))
+            best = min(fits, key=lambda r: rank(intent, r))
             found[intent.job_id] = best
             used.add(best.request_id or "")
     return found
