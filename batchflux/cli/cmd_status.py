@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from batchflux.cli.runopts import add_base_url, add_history_url
+from batchflux.cli.spend_view import EXIT_CODES_HELP, run_spend
 from batchflux.ledger import LedgerCorrupt
 from batchflux.ledger.resume import RETENTION_S
 from batchflux.run.exitcodes import ExitCode
@@ -42,13 +44,22 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "Read the ledger of one or more run directories (the shards of one batch are merged) and show "
             "counts by state, failures grouped by cause with an example each, requests in flight with the "
             "time left before the server forgets them (1 h after submission), possible duplicate charges, "
-            "expirations, and the last run's start, end and exit code. Safe while a run is going."
+            "expirations, and the last run's start, end and exit code. Safe while a run is going. "
+            "With --spend, set the ledgers against the account's request history instead: what the "
+            "requests they hold really cost, and the requests paid twice (the API key is read from "
+            "SEGMIND_API_KEY)."
         ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("out", nargs="+", type=Path, metavar="OUT", help="run directory (holds ledger.jsonl)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument(
-        "--limit", type=int, default=20, metavar="N", help="in-flight requests to list, soonest expiry first"
+        "--limit",
+        type=int,
+        default=20,
+        metavar="N",
+        help="in-flight requests to list, soonest expiry first (with --spend: requests paid twice)",
     )
     parser.add_argument(
         "--retention",
@@ -57,10 +68,21 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         metavar="SECONDS",
         help="how long the server keeps a request after submission (default: %(default)g; for emulators)",
     )
+    spend = parser.add_argument_group("spend")
+    spend.add_argument(
+        "--spend",
+        action="store_true",
+        help="ask the request history what the batch cost: the requests the ledgers hold with their "
+        "real cost, the requests paid twice (named by job), the totals beside the ledgers' estimate",
+    )
+    add_base_url(spend)
+    add_history_url(spend)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.spend:
+        return run_spend(args)
     try:
         status = load_status(args.out, now=time.time(), retention_s=args.retention)
     except (NoLedger, LedgerCorrupt) as exc:
@@ -107,6 +129,12 @@ def render(status: RunStatus, limit: int = 20) -> str:
             "(the next run resubmits them, counted as expired)"
         )
     lines.append(f"possible duplicate charges (ambiguous submits): {status.possible_duplicates}")
+    if status.actual_spend_requests:
+        n = status.actual_spend_requests
+        lines.append(
+            f"actual spend known: ${status.actual_spend_usd:,.2f} for {n} request{'s' if n != 1 else ''} "
+            "the request history priced (--spend asks it about every request)"
+        )
     lines.append(f"expirations: {status.expirations}")
     lines.extend(_last_run_line(run, several=len(status.out_dirs) > 1) for run in status.last_runs)
     if not status.last_runs:

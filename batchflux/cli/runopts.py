@@ -62,6 +62,30 @@ def add_set_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_base_url(group: argparse._ActionsContainer) -> None:
+    """``--base-url``: the API base, for ``run``, ``demo`` and ``status --spend``."""
+    group.add_argument(
+        "--base-url", metavar="URL", help=f"API base (default: $BATCHFLUX_BASE_URL or {DEFAULT_BASE_URL})"
+    )
+
+
+def add_history_url(group: argparse._ActionsContainer) -> None:
+    """``--history-url``: where Segmind's request history is read."""
+    group.add_argument(
+        "--history-url",
+        metavar="URL",
+        help="Segmind's request history (default: $BATCHFLUX_HISTORY_URL, Segmind's, or "
+        "{base}/inference-request/request-history with --base-url)",
+    )
+
+
+def api_urls(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The API base and the request history's URL (None: the client's default for that base),
+    from the options, else the environment."""
+    base = args.base_url or os.environ.get("BATCHFLUX_BASE_URL") or DEFAULT_BASE_URL
+    return base, args.history_url or os.environ.get("BATCHFLUX_HISTORY_URL") or None
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR", type=Path, help="run directory (default: out/<manifest stem>/)")
     add_set_option(p)
@@ -119,20 +143,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         help="start over: move the old ledger aside (it is kept) and submit everything",
     )
     api = p.add_argument_group("API")
-    api.add_argument(
-        "--base-url", metavar="URL", help=f"API base (default: $BATCHFLUX_BASE_URL or {DEFAULT_BASE_URL})"
-    )
+    add_base_url(api)
     api.add_argument(
         "--upload-url",
         metavar="URL",
         help="upload endpoint (default: Segmind's, or {base}/upload-asset with --base-url)",
     )
-    api.add_argument(
-        "--history-url",
-        metavar="URL",
-        help="Segmind's request history (default: $BATCHFLUX_HISTORY_URL, Segmind's, or "
-        "{base}/inference-request/request-history with --base-url)",
-    )
+    add_history_url(api)
     api.add_argument(
         "--no-history",
         action="store_true",
@@ -247,14 +264,15 @@ def run_options(args: argparse.Namespace, *, api_key: str) -> RunOptions:
         history=not args.no_history,
         history_wait_s=args.history_wait,
     )
+    base_url, history_url = api_urls(args)
     return RunOptions(
         manifest=Path(args.manifest),
         api_key=api_key,
         out_dir=args.out,
         overrides=dict(args.set),
-        base_url=args.base_url or os.environ.get("BATCHFLUX_BASE_URL") or DEFAULT_BASE_URL,
+        base_url=base_url,
         upload_url=args.upload_url,
-        history_url=args.history_url or os.environ.get("BATCHFLUX_HISTORY_URL") or None,
+        history_url=history_url,
         engine=engine,
         shard=shard,
         retry_failed=_retry_failed(args.retry_failed),
