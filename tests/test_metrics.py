@@ -220,6 +220,7 @@ EXPECTED_FAMILIES = {
     "batchflux_run_duration_seconds",
     "batchflux_rate_limited_total",
     "batchflux_estimated_spend_usd",
+    "batchflux_last_run_history_cost_usd",
     "batchflux_possible_duplicate_charges",
     "batchflux_last_success_timestamp_seconds",
     "batchflux_last_run_exit_code",
@@ -240,6 +241,8 @@ def make_summary(**overrides: object) -> RunSummary:
         "rate_limited": 7,
         "possible_duplicates": 2,
         "estimated_spend_usd": 0.1 * 3,
+        "history_cost_usd": 0.1 * 2,
+        "history_cost_requests": 2,
     }
     values.update(overrides)
     return RunSummary(**values)  # type: ignore[arg-type]
@@ -261,6 +264,7 @@ def test_gauges_of_a_successful_run() -> None:
     assert sample(families, "batchflux_run_duration_seconds", manifest="catalog") == 600.123
     assert sample(families, "batchflux_rate_limited_total", manifest="catalog") == 7
     assert sample(families, "batchflux_estimated_spend_usd", manifest="catalog") == 0.3
+    assert sample(families, "batchflux_last_run_history_cost_usd", manifest="catalog") == 0.2
     assert sample(families, "batchflux_possible_duplicate_charges", manifest="catalog") == 2
     assert sample(families, "batchflux_last_success_timestamp_seconds", manifest="catalog") == finished
     assert sample(families, "batchflux_last_run_timestamp_seconds", manifest="catalog") == finished

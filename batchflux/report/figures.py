@@ -1,7 +1,8 @@
 """Header figures: counts, wall time, quota use, spend, duplicates, timings (pure).
 
 Computed from the ledger itself; ``summary.json`` (optional, the last run's own counts) adds what
-only the engine saw: API calls by kind, 429s and retries.
+only the engine saw: API calls by kind, 429s and retries. Actual spend is what the ledgers recorded
+of the request history's ``credits_deduction``: the requests a run asked it about.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Figures:
     rate_limited: int | None
     spend_usd: float  # billed requests as the ledger sees them, every run
     spend_summary_usd: float | None  # the last run's own estimate (summary.json), when every dir has one
+    actual_spend_usd: float  # what the request history said requests cost, as the ledgers recorded it
+    actual_spend_requests: int  # how many requests that covers (0: the ledgers recorded no cost)
     retries: int | None
     stopped: tuple[str, ...]  # why the last run of a directory stopped early ("credits", "interrupted", …)
     possible_duplicates: int
@@ -68,6 +71,7 @@ def compute_figures(dirs: Sequence[RunDir], rows: Sequence[JobRow]) -> Figures:
     spend_summary = _sum_key(summaries, "estimated_spend_usd") if all_summaries else None
     dup_summary = _sum_key(summaries, "possible_duplicates") if all_summaries else None
     notes = tuple(f"{rd.path.name}: {rd.replay.torn_tail}" for rd in dirs if rd.replay.torn_tail is not None)
+    actual = {rid: cost for rd in dirs for rid, cost in rd.costs.items()}
     span = submits[-1] - submits[0] if len(submits) > 1 else 0.0
     return Figures(
         total=len(rows),
@@ -84,6 +88,8 @@ def compute_figures(dirs: Sequence[RunDir], rows: Sequence[JobRow]) -> Figures:
         rate_limited=_int_or_none(_sum_key(summaries, "rate_limited")) if summaries else None,
         spend_usd=_ledger_spend(dirs),
         spend_summary_usd=spend_summary,
+        actual_spend_usd=sum(actual.values()),
+        actual_spend_requests=len(actual),
         retries=_int_or_none(_sum_key(summaries, "retries")) if summaries else None,
         stopped=tuple(
             f"{rd.path.name}: {reason}" if len(dirs) > 1 else reason

@@ -161,6 +161,13 @@ def _stats(f: Figures) -> str:
     if f.spend_summary_usd is not None and abs(f.spend_summary_usd - f.spend_usd) >= 0.005:
         spend_note += f"; summary.json says ${f.spend_summary_usd:,.2f} for the last run's submits"
     tiles.append(("est. spend", f"${f.spend_usd:,.2f}", "", spend_note))
+    if f.actual_spend_requests:
+        n = f.actual_spend_requests
+        actual_note = (
+            f"{n} request{'s' if n != 1 else ''} priced by the request history; "
+            "batchflux status --spend asks it about every one"
+        )
+        tiles.append(("actual spend known", f"${f.actual_spend_usd:,.2f}", "", actual_note))
     tiles.append(
         (
             "possible duplicate charges",

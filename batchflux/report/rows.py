@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +12,13 @@ from batchflux.ledger import Replay
 
 @dataclass(frozen=True, slots=True)
 class RunDir:
-    """One output directory as read from disk: its ledger's replay and its summary.json, if any."""
+    """One output directory as read from disk: its ledger's replay, its summary.json if any, and
+    what its events recorded its requests cost (where the request history said so)."""
 
     path: Path
     replay: Replay
     summary: Mapping[str, Any] | None = None
+    costs: Mapping[str, float] = field(default_factory=dict)  # request id -> credits_deduction recorded
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,10 @@ _HELP: dict[str, str] = {
     "batchflux_run_duration_seconds": "Wall time of the last run.",
     "batchflux_rate_limited_total": "HTTP 429 answers received during the last run.",
     "batchflux_estimated_spend_usd": "Estimated spend of the last run's submissions, in US dollars.",
+    "batchflux_last_run_history_cost_usd": (
+        "What Segmind's request history said the requests the last run asked it about cost "
+        "(recovered submits, expired requests), in US dollars."
+    ),
     "batchflux_possible_duplicate_charges": "Resubmits in the last run that may have been paid twice.",
     "batchflux_last_success_timestamp_seconds": "Unix time at which the last run that exited 0 finished.",
     "batchflux_last_run_exit_code": (
@@ -54,6 +58,7 @@ class RunMetrics:
     last_run_ts: float
     last_success_ts: float | None = None  # None: never succeeded (as far as this file knows)
     shard: str | None = None
+    history_cost_usd: float = 0.0  # summary.json's history_cost_usd
 
     @classmethod
     def from_summary(cls, summary: RunSummary, previous_text: str | None = None) -> RunMetrics:
@@ -78,6 +83,7 @@ class RunMetrics:
             last_run_ts=finished,
             last_success_ts=last_success,
             shard=summary.shard,
+            history_cost_usd=summary.history_cost_usd,
         )
 
 
@@ -120,6 +126,7 @@ def render_metrics(m: RunMetrics) -> str:
         "batchflux_run_duration_seconds": [(base, round(m.duration_s, 3))],
         "batchflux_rate_limited_total": [(base, m.rate_limited)],
         "batchflux_estimated_spend_usd": [(base, round(m.estimated_spend_usd, 6))],
+        "batchflux_last_run_history_cost_usd": [(base, round(m.history_cost_usd, 6))],
         "batchflux_possible_duplicate_charges": [(base, m.possible_duplicates)],
         _LAST_SUCCESS: [] if m.last_success_ts is None else [(base, m.last_success_ts)],
         "batchflux_last_run_exit_code": [(base, m.exit_code)],

@@ -6,14 +6,16 @@ reads the ledgers. ``batchflux status`` prints the result.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from batchflux.files.layout import LEDGER_FILENAME
-from batchflux.ledger.replay import JobRecord, JobState, Replay, replay_file
+from batchflux.ledger.replay import JobRecord, JobState, Replay
+from batchflux.ledger.requests import RequestLog, read_ledger
 from batchflux.ledger.resume import RETENTION_S
+from batchflux.ledger.spend import ledger_costs
 
 
 class NoLedger(Exception):
@@ -80,6 +82,10 @@ class RunStatus:
     last_runs: tuple[LastRun, ...]  # one per directory with a run
     torn_tails: tuple[str, ...]
     duplicate_ids: int  # job ids found in more than one directory (the latest record counts)
+    # What Segmind's request history said the ledgers' requests cost, where a run asked it (a
+    # recovered submit, an expired request's record): ``credits_deduction`` recorded in the ledger.
+    actual_spend_usd: float = 0.0
+    actual_spend_requests: int = 0  # how many requests that sum covers
 
     def to_json(self, limit: int | None = None) -> dict[str, Any]:
         shown = self.in_flight if limit is None else self.in_flight[:limit]
@@ -132,13 +138,21 @@ class RunStatus:
             ],
             "torn_tails": list(self.torn_tails),
             "duplicate_ids": self.duplicate_ids,
+            "actual_spend_usd": round(self.actual_spend_usd, 6),
+            "actual_spend_requests": self.actual_spend_requests,
         }
 
 
 def summarize(
-    ledgers: Sequence[tuple[str, Replay]], *, now: float, retention_s: float = RETENTION_S
+    ledgers: Sequence[tuple[str, Replay]],
+    *,
+    now: float,
+    retention_s: float = RETENTION_S,
+    costs: Mapping[str, float] | None = None,
 ) -> RunStatus:
-    """Fold replays (each named by its directory) into one status. ``now`` is unix time."""
+    """Fold replays (each named by its directory) into one status. ``now`` is unix time; ``costs``
+    what the ledgers recorded their requests cost (request id -> USD, see
+    :func:`~batchflux.ledger.spend.ledger_costs`)."""
     records: dict[str, tuple[str, JobRecord]] = {}
     duplicate_ids = 0
     last_runs: list[LastRun] = []
@@ -197,6 +211,8 @@ def summarize(
         last_runs=tuple(last_runs),
         torn_tails=tuple(rep.torn_tail for _, rep in ledgers if rep.torn_tail),
         duplicate_ids=duplicate_ids,
+        actual_spend_usd=sum((costs or {}).values()),
+        actual_spend_requests=len(costs or {}),
     )
 
 
@@ -219,9 +235,12 @@ def load_status(out_dirs: Sequence[Path], *, now: float, retention_s: float = RE
     """Replay each directory's ledger and summarize them together. Raises :class:`NoLedger` for a
     directory without one and :class:`~batchflux.ledger.LedgerCorrupt` for an unreadable one."""
     ledgers = []
+    logs = []
     for out_dir in out_dirs:
         path = out_dir / LEDGER_FILENAME
         if not path.is_file():
             raise NoLedger(path)
-        ledgers.append((str(out_dir), replay_file(path)))
-    return summarize(ledgers, now=now, retention_s=retention_s)
+        log = RequestLog()
+        ledgers.append((str(out_dir), read_ledger(path, log)))
+        logs.append(log)
+    return summarize(ledgers, now=now, retention_s=retention_s, costs=ledger_costs(logs))

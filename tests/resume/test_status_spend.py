@@ -227,3 +227,33 @@ async def test_a_window_stops_at_a_short_page_at_no_more_and_at_a_page_seen_befo
     asked.clear()
     rows, calls, complete = await list_rows(serving([page_of(full, more=True)]), "m", day)  # page ignored
     assert (calls, complete, asked) == (2, False, [1, 2])
+
+
+# ---- actual spend where a run asked the history -------------------------------------------------
+
+
+async def test_what_the_history_priced_shows_in_status_the_report_and_the_metrics(
+    tmp_path: Path, clis: Clis
+) -> None:
+    """Every submit loses its answer and is found in the history: its cost is in the ledger, and
+    status, report.html and the metrics file show it beside the estimate."""
+    manifest = write_manifest(tmp_path / "m", plain_jobs(6))
+    out, prom = tmp_path / "out", tmp_path / "metrics" / "batch.prom"
+    knobs = {"faults": {"drop": 1.0}, "fault_endpoints": frozenset({"submit"})}
+    async with emulator(**knobs) as emu:
+        run = await run_against(
+            emu, manifest, out, engine=EngineConfig(history_wait_s=0.5), metrics_file=prom, report=True
+        )
+        assert run.exit_code == ExitCode.OK, run.message
+        assert emu.stats()["duplicate_submits"] == 0
+        text = await clis.run("status", out, emu=emu)
+        as_json = await clis.run("status", "--json", out, emu=emu)
+    assert text.code == as_json.code == ExitCode.OK
+    assert "actual spend known: $0.60 for 6 requests the request history priced" in text.stdout
+    data = json.loads(as_json.stdout)
+    assert (data["actual_spend_usd"], data["actual_spend_requests"]) == (pytest.approx(0.6), 6)
+    html = (out / "report.html").read_text()
+    assert re.search(r'<div class="v">\$0\.60</div><div class="l">actual spend known</div>', html)
+    assert re.search(
+        r'^batchflux_last_run_history_cost_usd\{manifest="batch"\} 0\.6$', prom.read_text(), re.M
+    )
