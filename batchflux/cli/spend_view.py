@@ -85,8 +85,8 @@ def render_spend(report: SpendReport, limit: int = 20) -> str:
         known += f" ({t.known_priced} priced; {', '.join(parts)})"
     lines.append(known)
     lines.append(
-        f"paid twice: {len(t.duplicates)} request{_s(len(t.duplicates))} "
-        f"no ledger holds, with the body a job sent, {_usd(t.duplicates_cost_usd)}"
+        f"paid twice: {len(t.duplicates)} request{_s(len(t.duplicates))} made by submits that never heard "
+        f"their answer, {_usd(t.duplicates_cost_usd)}"
     )
     shown = t.duplicates[:limit]
     jw = max((len(d.job_id) for d in shown), default=0)
@@ -97,6 +97,11 @@ def render_spend(report: SpendReport, limit: int = 20) -> str:
         lines.append(f"  {d.job_id:<{jw}}  {d.request_id}  {when}  {d.status or '?':<9}  {cost}{where}")
     if len(t.duplicates) > len(shown):
         lines.append(f"  … and {len(t.duplicates) - len(shown)} more (--json lists them all)")
+    if t.elsewhere:
+        lines.append(
+            f"same body, not sent from {ledger}: {t.elsewhere}, {_usd(t.elsewhere_cost_usd)} (another "
+            "directory of the same jobs, a ledger moved aside by --fresh, another client)"
+        )
     if t.not_landed:
         lines.append(f"not landed yet: {t.not_landed} (records incomplete; ask again later to match them)")
     if t.other:

@@ -10,7 +10,9 @@ them all. :class:`RequestLog` folds the events that say so:
 - ``failed`` with a request id and a server cause (moderation, invalid, server): the server
   FAILED it, and a FAILED request is not billed;
 - ``submit_intent``: what each POST sent (kept when ``keep_intents`` asks for them), as the
-  :class:`~batchflux.ledger.reconcile.Intent` that body matching reads.
+  :class:`~batchflux.ledger.reconcile.Intent` that body matching reads; and which of them never
+  heard an answer (no ``submitted``, ``failed`` or ``state`` NOT_SUBMITTED before the job's next
+  intent, or the end): the only POSTs that can have made a request no ledger holds.
 
 :func:`read_ledger` replays a ledger and fills a log in the same pass over its lines.
 """
@@ -25,12 +27,16 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from batchflux.ledger.reconcile import Intent
+from batchflux.ledger.records import NOT_SUBMITTED
 from batchflux.ledger.replay import Replay, replay_lines
 
 # A request the server FAILED is refunded: these causes, on a ``failed`` event naming a request.
 SERVER_FAILED: Final = frozenset({"moderation", "invalid", "server"})
 # Lines worth decoding a second time: only these events carry what the log folds.
-_MARKS: Final = (b'"submit_intent"', b'"submitted"', b'"credits_deduction"', b'"failed"', b'"run_started"')
+_MARKS: Final = (
+    b'"submit_intent"', b'"submitted"', b'"failed"', b'"NOT_SUBMITTED"', b'"credits_deduction"',
+    b'"run_started"',
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,8 @@ class RequestLog:
     intents: list[Intent] = field(default_factory=list)
     _price: float | None = field(default=None, init=False)  # of the latest run_started
     _latest: dict[str, str] = field(default_factory=dict, init=False)  # job id -> its latest request
+    _open: dict[str, Intent] = field(default_factory=dict, init=False)  # job id -> its unanswered intent
+    _lost: list[Intent] = field(default_factory=list, init=False)  # intents a later one replaced unanswered
 
     def add(self, event: Mapping[str, Any]) -> None:
         """Fold one decoded event (a ledger line's object); anything malformed is passed over."""
@@ -72,6 +80,8 @@ class RequestLog:
             if self.keep_intents:
                 self._intent(job, float(ts), event)
             return
+        if kind in ("submitted", "failed") or (kind == "state" and event.get("status") == NOT_SUBMITTED):
+            self._open.pop(job, None)  # answered: the POST made the request recorded, or none
         if kind == "submitted" and rid is not None:
             at = event.get("submitted_at")
             when = float(at) if isinstance(at, int | float) and not isinstance(at, bool) else float(ts)
@@ -93,17 +103,25 @@ class RequestLog:
         sent = event.get("input_sent")
         image = params.get("input_image")
         local = isinstance(image, str) and not image.startswith(("http://", "https://", "data:"))
-        self.intents.append(
-            Intent(
-                job_id=job,
-                model=model,
-                params=params,
-                local=local,
-                input_sent=sent if isinstance(sent, str) and sent else None,
-                at=ts,
-                superseded=self._latest.get(job),
-            )
+        made = Intent(
+            job_id=job,
+            model=model,
+            params=params,
+            local=local,
+            input_sent=sent if isinstance(sent, str) and sent else None,
+            at=ts,
+            superseded=self._latest.get(job),
         )
+        self.intents.append(made)
+        unanswered = self._open.get(job)
+        if unanswered is not None:
+            self._lost.append(unanswered)
+        self._open[job] = made
+
+    def unanswered(self) -> list[Intent]:
+        """The intents whose POST never heard an answer (the ledger's possible duplicate charges),
+        in ledger order per job. Kept only with ``keep_intents``."""
+        return [*self._lost, *self._open.values()]
 
     @property
     def billable(self) -> int:

@@ -9,10 +9,13 @@ whole cost):
   its cost is the row's ``credits_deduction``, else what the ledger recorded; without either it
   has *no cost yet* (its record has not landed, it is still pending) or is *not listed* (not
   among the rows of these dates);
-- **duplicate** — a request no ledger holds whose body is one a job sent (the matching rules of
-  :mod:`.reconcile`: same parameters, the input as sent, created no earlier than the POST that
-  could have made it less the clock skew): paid a second time, named by the job whose POST it
-  most likely was;
+- **duplicate** — a request no ledger holds that a POST of theirs made without hearing the answer:
+  paid a second time, named by the job. Only a POST whose ``submit_intent`` never got an answer
+  (the ledgers' possible duplicate charges) can have made one, and each at most one; a row is
+  such a POST's request by the matching rules of :mod:`.reconcile` (the same parameters, the
+  input as sent, created no earlier than the POST less the clock skew; the nearest after it);
+- **elsewhere** — a request with a job's body that no POST of these ledgers can have made:
+  another run directory of the same jobs, a ledger moved aside by ``--fresh``, another client;
 - **not landed** — a request no ledger holds whose record is not complete yet: it cannot be
   matched now; asking again later can;
 - **other** — the model's other requests in those days: not this batch's.
@@ -27,8 +30,9 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from batchflux.ledger.reconcile import CLOCK_SKEW_S, MAX_WINDOW_DAYS, Intent, Row, candidate, rank
+from batchflux.ledger.reconcile import CLOCK_SKEW_S, MAX_WINDOW_DAYS, Intent, R, Row, candidate, rank
 from batchflux.ledger.requests import RequestLog
 
 
@@ -53,6 +57,8 @@ class SpendTally:
     known_not_listed: int  # not among the history's rows, and no cost in the ledger
     duplicates: tuple[Duplicate, ...]  # oldest first
     duplicates_cost_usd: float
+    elsewhere: int  # rows no ledger holds with a job's body that none of their POSTs can have made
+    elsewhere_cost_usd: float
     not_landed: int  # rows no ledger holds whose record has not landed: cannot be matched yet
     other: int  # the model's other requests in those days
     other_cost_usd: float
@@ -77,11 +83,10 @@ def tally_spend(
     rows: Iterable[Row],
     *,
     price_usd: float,
-    possible_duplicates: int = 0,
     skew_s: float = CLOCK_SKEW_S,
 ) -> SpendTally:
-    """Sort the history's ``rows`` against the ledgers' request logs, each named by its directory.
-    ``price_usd`` prices a request whose run recorded no price."""
+    """Sort the history's ``rows`` against the ledgers' request logs (folded with their intents),
+    each named by its directory. ``price_usd`` prices a request whose run recorded no price."""
     unique: dict[str, Row] = {}
     nameless = 0
     for row in rows:
@@ -118,25 +123,22 @@ def tally_spend(
                 billable += 1
                 estimate += req.price_usd if req.price_usd is not None else price_usd
 
-    intents = _IntentIndex(logs)
-    duplicates: list[Duplicate] = []
-    not_landed, other, other_cost = nameless, 0, 0.0
-    for rid, row in unique.items():
-        if rid in held:
-            continue
-        if row.model_status is None or row.request_body is None:
-            not_landed += 1
-            continue
-        found = intents.best(row, skew_s)
-        if found is None:
-            other += 1
-            other_cost += row.credits_deduction or 0.0
-            continue
-        out_dir, intent = found
-        duplicates.append(
-            Duplicate(intent.job_id, out_dir, rid, row.created_at, row.model_status, row.credits_deduction)
-        )
+    unheld = [row for rid, row in unique.items() if rid not in held]
+    landed = [row for row in unheld if row.model_status is not None and row.request_body is not None]
+    lost = [(out_dir, intent) for out_dir, log in logs for intent in log.unanswered()]
+    made = _made_by(lost, landed, skew_s)
+    duplicates = [
+        Duplicate(i.job_id, d, r.request_id or "", r.created_at, r.model_status, r.credits_deduction)
+        for (d, i), r in made
+    ]
     duplicates.sort(key=lambda d: (d.created_at if d.created_at is not None else math.inf, d.request_id))
+    taken = {d.request_id for d in duplicates}
+    bodies = _IntentIndex([(out_dir, i) for out_dir, log in logs for i in log.intents])
+    elsewhere: list[Row] = []
+    other: list[Row] = []
+    for row in landed:
+        if row.request_id not in taken:
+            (elsewhere if bodies.fits(row, skew_s) else other).append(row)
     return SpendTally(
         known=len(held),
         known_cost_usd=known_cost,
@@ -145,36 +147,52 @@ def tally_spend(
         known_not_listed=not_listed,
         duplicates=tuple(duplicates),
         duplicates_cost_usd=sum(d.cost_usd or 0.0 for d in duplicates),
-        not_landed=not_landed,
-        other=other,
-        other_cost_usd=other_cost,
+        elsewhere=len(elsewhere),
+        elsewhere_cost_usd=sum(r.credits_deduction or 0.0 for r in elsewhere),
+        not_landed=nameless + len(unheld) - len(landed),
+        other=len(other),
+        other_cost_usd=sum(r.credits_deduction or 0.0 for r in other),
         billable_submits=billable,
         estimate_usd=estimate,
-        possible_duplicates=possible_duplicates,
+        possible_duplicates=len(lost),
     )
 
 
+def _made_by(
+    lost: Sequence[tuple[str, Intent]], rows: Sequence[R], skew_s: float
+) -> list[tuple[tuple[str, Intent], R]]:
+    """Which unanswered POST made which row: each POST at most one row and each row one POST;
+    the POSTs served oldest first, each taking the row that fits it best (:func:`.reconcile.rank`)."""
+    by_prompt: dict[str | None, list[R]] = {}
+    for row in rows:
+        by_prompt.setdefault(_prompt_of(row.request_body), []).append(row)
+    made: list[tuple[tuple[str, Intent], R]] = []
+    used: set[str] = set()
+    for out_dir, intent in sorted(lost, key=lambda p: (p[1].at, p[1].job_id, p[0])):
+        fits = [
+            r
+            for r in by_prompt.get(_prompt_of(intent.params), ())
+            if r.request_id not in used and candidate(intent, r, skew_s=skew_s)
+        ]
+        if fits:
+            best = min(fits, key=lambda r: rank(intent, r))
+            used.add(best.request_id or "")
+            made.append(((out_dir, intent), best))
+    return made
+
+
 class _IntentIndex:
-    """Every POST the ledgers recorded, by prompt (a row's prompt narrows the search at once)."""
+    """POSTs of the ledgers by prompt (a row's prompt narrows the search at once)."""
 
-    def __init__(self, logs: Sequence[tuple[str, RequestLog]]) -> None:
-        self._by_prompt: dict[str | None, list[tuple[str, Intent]]] = {}
-        for out_dir, log in logs:
-            for intent in log.intents:
-                prompt = intent.params.get("prompt")
-                key = prompt if isinstance(prompt, str) else None
-                self._by_prompt.setdefault(key, []).append((out_dir, intent))
+    def __init__(self, intents: Iterable[tuple[str, Intent]]) -> None:
+        self._by_prompt: dict[str | None, list[Intent]] = {}
+        for _, intent in intents:
+            self._by_prompt.setdefault(_prompt_of(intent.params), []).append(intent)
 
-    def best(self, row: Row, skew_s: float) -> tuple[str, Intent] | None:
-        """The POST that most likely made ``row``: among those whose body it carries, the nearest
-        before it (then the smaller job id)."""
-        body = row.request_body
-        prompt = body.get("prompt") if body is not None else None
-        pool = self._by_prompt.get(prompt if isinstance(prompt, str) else None, ())
-        fits = [(d, i) for d, i in pool if candidate(i, row, skew_s=skew_s)]
-        if not fits:
-            return None
-        return min(fits, key=lambda f: (rank(f[1], row), f[1].job_id))
+    def fits(self, row: Row, skew_s: float) -> bool:
+        """Some POST of the ledgers sent the body ``row`` carries (created after it, less the skew)."""
+        pool = self._by_prompt.get(_prompt_of(row.request_body), ())
+        return any(candidate(intent, row, skew_s=skew_s) for intent in pool)
 
 
 def spend_windows(
@@ -209,6 +227,11 @@ def ledger_costs(logs: Iterable[RequestLog]) -> Mapping[str, float]:
         for rid, cost in log.known_costs().items():
             costs.setdefault(rid, cost)
     return costs
+
+
+def _prompt_of(body: Mapping[str, Any] | None) -> str | None:
+    prompt = body.get("prompt") if body is not None else None
+    return prompt if isinstance(prompt, str) else None
 
 
 def _day(unix: float) -> date:

@@ -67,7 +67,6 @@ class SpendDir:
     name: str
     log: RequestLog
     span: tuple[float, float] | None  # first run_started .. last event (unix); None: nothing ran
-    possible_duplicates: int
     models: frozenset[str]
 
 
@@ -96,7 +95,7 @@ def read_spend_dir(path: Path) -> SpendDir:
     models = frozenset(i.model for i in log.intents) | frozenset(
         rec.model for rec in replay.jobs.values() if rec.model
     )
-    return SpendDir(str(path), log, span, replay.possible_duplicates, models)
+    return SpendDir(str(path), log, span, models)
 
 
 PageFetch = Callable[[HistoryQuery], Awaitable[HistoryPage]]
@@ -209,7 +208,6 @@ async def spend_report(
         [(d.name, d.log) for d in dirs],
         rows,
         price_usd=price_usd if price_usd is not None else price_for(models[0]),
-        possible_duplicates=sum(d.possible_duplicates for d in dirs),
     )
     return SpendReport(
         out_dirs=tuple(d.name for d in dirs),
@@ -254,6 +252,7 @@ def report_json(report: SpendReport) -> dict[str, Any]:
                 for d in t.duplicates
             ],
         },
+        "elsewhere": {"count": t.elsewhere, "cost_usd": round(t.elsewhere_cost_usd, 6)},
         "not_landed": t.not_landed,
         "other": {"count": t.other, "cost_usd": round(t.other_cost_usd, 6)},
         "actual_usd": round(t.actual_usd, 6),

@@ -79,6 +79,11 @@ def test_the_fold_keeps_every_request_of_every_job_with_its_price_and_cost() -> 
             submitted("c", T0 + 4006, "rc1"),
             ev("failed", "c", T0 + 4030, request_id="rc1", cause="download", error="x", http_status=None),
             ev("failed", "d", T0 + 4040, request_id=None, cause="input", error="unreadable"),
+            intent("e", T0 + 4050),
+            ev("state", "e", T0 + 4051, request_id=None, status="NOT_SUBMITTED", reason="stopping"),
+            intent("f", T0 + 4060),
+            ev("failed", "f", T0 + 4061, request_id=None, cause="invalid", error="400", http_status=400),
+            intent("g", T0 + 4070),  # killed before the answer came: still open
         ]
     )
     assert sorted(log.requests) == ["ra1", "ra2", "rb1", "rc1"]  # ra1 too, not only a's latest
@@ -92,7 +97,12 @@ def test_the_fold_keeps_every_request_of_every_job_with_its_price_and_cost() -> 
         ("a", T0 + 4001, "ra1"),
         ("b", T0 + 4003, None),
         ("c", T0 + 4005, None),
+        ("e", T0 + 4050, None),
+        ("f", T0 + 4060, None),
+        ("g", T0 + 4070, None),
     ]
+    # Only these POSTs can have made a request nobody heard of: a's first, and g's.
+    assert [(i.job_id, i.at) for i in log.unanswered()] == [("a", T0 + 1), ("g", T0 + 4070)]
 
 
 @pytest.mark.parametrize(
@@ -200,7 +210,7 @@ def test_a_request_no_ledger_holds_whose_body_a_job_sent_is_paid_twice_and_named
         row("ry", "edit b", T0 - 3600),  # b's body, an hour before b was ever sent: not b's
         row("rz", "edit a", T0 + 9, cost=None, model_status=None, body=None),  # not landed yet
     ]
-    t = tally(events, rows, possible_duplicates=1)
+    t = tally(events, rows)
     assert [(d.job_id, d.request_id, d.out_dir, d.cost_usd) for d in t.duplicates] == [
         ("a", "ra1", "out", 0.1)
     ]
@@ -210,6 +220,31 @@ def test_a_request_no_ledger_holds_whose_body_a_job_sent_is_paid_twice_and_named
     assert t.other_cost_usd == pytest.approx(0.3)
     assert t.actual_usd == pytest.approx(0.3)  # a and b once each, and a's duplicate
     assert (t.billable_submits, t.estimate_usd, t.possible_duplicates) == (2, pytest.approx(0.2), 1)
+
+
+def test_a_request_with_a_jobs_body_that_no_unanswered_post_made_was_sent_elsewhere() -> None:
+    """The same jobs run in another directory the same day: their requests carry these bodies,
+    but every POST of this ledger heard its answer, so none of them is this ledger's duplicate.
+    And a POST that got no answer made one request at most."""
+    events = [
+        intent("a", T0),
+        submitted("a", T0 + 1, "ra"),
+        intent("b", T0),  # lost
+        intent("b", T0 + 10),
+        submitted("b", T0 + 11, "rb"),
+    ]
+    rows = [
+        row("ra", "edit a", T0 + 1),
+        row("rb", "edit b", T0 + 11),
+        row("a-elsewhere", "edit a", T0 + 30, cost=0.1),
+        row("b-lost", "edit b", T0 + 0.5),
+        row("b-elsewhere", "edit b", T0 + 31, cost=0.1),
+    ]
+    t = tally(events, rows)
+    assert [(d.job_id, d.request_id) for d in t.duplicates] == [("b", "b-lost")]
+    assert (t.elsewhere, t.other, t.possible_duplicates) == (2, 0, 1)
+    assert t.elsewhere_cost_usd == pytest.approx(0.2)
+    assert t.actual_usd == pytest.approx(0.3)  # elsewhere is not this batch's spend
 
 
 def test_a_body_two_jobs_send_is_named_by_the_job_whose_post_came_just_before() -> None:

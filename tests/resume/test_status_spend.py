@@ -88,7 +88,8 @@ async def test_spend_names_every_job_paid_twice_and_adds_up_to_the_charges(
     }
     charged = EmulatorConfig().credits - stats["credits_left"]
     assert data["actual_usd"] == pytest.approx(charged) == pytest.approx(stats["submits"] * PRICE)
-    assert (data["other"]["count"], data["not_landed"], data["unpriced"], data["complete"]) == (0, 0, 0, True)
+    assert (data["other"]["count"], data["elsewhere"]["count"]) == (0, 0)
+    assert (data["not_landed"], data["unpriced"], data["complete"]) == (0, 0, True)
     assert data["estimate"] == {
         "usd": pytest.approx(len(jobs) * PRICE),
         "billable_submits": len(jobs),
@@ -105,6 +106,36 @@ async def test_spend_names_every_job_paid_twice_and_adds_up_to_the_charges(
         assert re.search(rf"^  {d['job']}\s+{d['request_id']}\s", text.stdout, re.M), d
     assert f"paid twice: {len(dups)} requests" in text.stdout
     assert f"actual spend: ${charged:,.2f};" in text.stdout
+
+
+async def test_the_same_jobs_in_another_directory_are_not_this_directorys_duplicates(
+    tmp_path: Path, clis: Clis
+) -> None:
+    """Two directories of one manifest the same day: every request of one carries a body of the
+    other, yet only POSTs that never heard their answer make duplicates. Asked together, the two
+    ledgers hold every request but their own duplicates."""
+    manifest = write_manifest(tmp_path / "m", plain_jobs(30))
+    lossy, clean = tmp_path / "lossy", tmp_path / "clean"
+    knobs = {"faults": {"drop": 0.3}, "fault_endpoints": frozenset({"submit"}), "seed": 5}
+    async with emulator(**knobs) as emu:
+        first = await run_against(
+            emu, manifest, lossy, engine=no_history(ambiguous_resubmits=30), report=False
+        )
+        assert first.exit_code == ExitCode.OK, first.message
+        lost = emu.stats()["duplicate_submits"]
+        assert lost > 0
+        emu.reconfigure(faults={})
+        assert (await run_against(emu, manifest, clean, report=False)).exit_code == ExitCode.OK
+        alone = await spend_json(clis, emu, clean)
+        both = await spend_json(clis, emu, lossy, clean)
+        submits = emu.stats()["submits"]
+    assert (alone["known"]["requests"], alone["duplicates"]["count"]) == (30, 0)
+    assert alone["elsewhere"]["count"] + alone["other"]["count"] == 30 + lost  # all of lossy's
+    assert both["known"]["requests"] == 60
+    assert both["duplicates"]["count"] == lost
+    assert {d["out_dir"] for d in both["duplicates"]["requests"]} == {str(lossy)}
+    assert (both["elsewhere"]["count"], both["other"]["count"]) == (0, 0)
+    assert both["actual_usd"] == pytest.approx(submits * PRICE)
 
 
 async def test_a_clean_batch_has_no_duplicates_and_costs_what_the_ledger_estimated(
