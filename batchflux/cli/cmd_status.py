@@ -1,4 +1,5 @@
-"""``batchflux status OUT [OUT ...] [--json]``: where a batch stands, read from its ledgers."""
+"""``batchflux status OUT [OUT ...] [--json]``: where a batch stands, read from its ledgers; with
+``--spend``, what it really cost (:mod:`.spend_view`)."""
 
 from __future__ import annotations
 

@@ -8,6 +8,9 @@
 - :mod:`.resume` — what a rerun does with each manifest job, decided from the replay (pure rules).
 - :mod:`.reconcile` — what the request history's rows mean for open intents and expired requests
   (pure rules; the engine asks, the ledger only decides).
+- :mod:`.requests` — every request a ledger holds, every attempt of every job, with its cost.
+- :mod:`.spend` — the request history's rows tallied against those: what a batch really cost,
+  and which requests were paid twice (pure; ``batchflux status --spend`` asks).
 
 ``batchflux status`` reads ledgers through :mod:`batchflux.run.state`.
 

@@ -184,7 +184,6 @@ async def spend_report(
     base_url: str,
     history_url: str | None,
     now: float,
-    price_usd: float | None = None,
     timeout_s: float = 30.0,
 ) -> SpendReport:
     """List the history over the directories' dates and tally it. Raises :class:`SpendUnavailable`,
@@ -207,7 +206,7 @@ async def spend_report(
     tally = tally_spend(
         [(d.name, d.log) for d in dirs],
         rows,
-        price_usd=price_usd if price_usd is not None else price_for(models[0]),
+        price_usd=price_for(models[0]),  # for a request whose run recorded no price
     )
     return SpendReport(
         out_dirs=tuple(d.name for d in dirs),
