@@ -14,7 +14,8 @@ them all. :class:`RequestLog` folds the events that say so:
   heard an answer (no ``submitted``, ``failed`` or ``state`` NOT_SUBMITTED before the job's next
   intent, or the end): the only POSTs that can have made a request no ledger holds.
 
-:func:`read_ledger` replays a ledger and fills a log in the same pass over its lines.
+:func:`read_ledger` replays a ledger and fills a log in the same pass over its lines;
+:func:`read_costs` notes only the costs, for readers that want no more.
 """
 
 from __future__ import annotations
@@ -128,28 +129,40 @@ class RequestLog:
         """Requests the ledger counts as paid: every one it holds but those the server FAILED."""
         return sum(1 for rid in self.requests if rid not in self.server_failed)
 
-    def known_costs(self) -> dict[str, float]:
-        """What the ledger says its own requests cost, where it says so."""
-        return {rid: cost for rid, cost in self.costs.items() if rid in self.requests}
-
 
 def read_ledger(path: Path, log: RequestLog) -> Replay:
     """Replay the ledger at ``path`` and fold its requests into ``log``, in one pass.
     Raises what :func:`~batchflux.ledger.replay.replay_lines` raises, and ``OSError``."""
     with path.open("rb") as fh:
-        return replay_lines(_noting(fh, log), str(path))
+        return replay_lines(_noting(fh, log, _MARKS), str(path))
 
 
-def _noting(lines: IO[bytes], log: RequestLog) -> Iterator[bytes]:
+def read_costs(path: Path) -> tuple[Replay, dict[str, float]]:
+    """Replay the ledger at ``path``, noting what it recorded its requests cost (request id ->
+    ``credits_deduction``) on the way: only the few lines that carry a cost are read twice, so
+    ``status`` and the report pay next to nothing for it. Raises as :func:`read_ledger`."""
+    log = RequestLog()
+    with path.open("rb") as fh:
+        replay = replay_lines(_noting(fh, log, (b'"credits_deduction"',)), str(path))
+    return replay, log.costs
+
+
+def _noting(lines: IO[bytes], log: RequestLog, marks: tuple[bytes, ...]) -> Iterator[bytes]:
     for line in lines:
-        if any(mark in line for mark in _MARKS):
-            try:
-                event = json.loads(line)
-            except ValueError:  # a torn or corrupt line: the replay reports it
-                event = None
-            if isinstance(event, dict):
-                log.add(event)
+        for mark in marks:
+            if mark in line:
+                _fold_line(line, log)
+                break
         yield line
+
+
+def _fold_line(line: bytes, log: RequestLog) -> None:
+    try:
+        event = json.loads(line)
+    except ValueError:  # a torn or corrupt line: the replay reports it
+        return
+    if isinstance(event, dict):
+        log.add(event)
 
 
 def _usd(value: Any) -> float | None:

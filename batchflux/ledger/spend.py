@@ -220,15 +220,6 @@ def spend_windows(
     return windows
 
 
-def ledger_costs(logs: Iterable[RequestLog]) -> Mapping[str, float]:
-    """Request id -> what the ledgers recorded it cost (``credits_deduction``), their own requests only."""
-    costs: dict[str, float] = {}
-    for log in logs:
-        for rid, cost in log.known_costs().items():
-            costs.setdefault(rid, cost)
-    return costs
-
-
 def _prompt_of(body: Mapping[str, Any] | None) -> str | None:
     prompt = body.get("prompt") if body is not None else None
     return prompt if isinstance(prompt, str) else None

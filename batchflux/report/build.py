@@ -19,7 +19,7 @@ from batchflux.files.durable import atomic_write_text
 from batchflux.files.layout import LEDGER_FILENAME, REPORT_FILENAME, SUMMARY_FILENAME, THUMB_DIRNAME
 from batchflux.files.secrets import Redactor
 from batchflux.ledger import LedgerCorrupt
-from batchflux.ledger.requests import RequestLog, read_ledger
+from batchflux.ledger.requests import read_costs
 from batchflux.report.model import build_model
 from batchflux.report.render import Links, card_data, render_page
 from batchflux.report.rows import JobRow, RunDir
@@ -79,15 +79,14 @@ def read_run_dir(out_dir: Path) -> RunDir:
         raise ReportError(f"{out_dir}: no such directory")
     if not ledger.is_file():
         raise ReportError(f"{out_dir}: no {LEDGER_FILENAME} here; is this a batchflux output directory?")
-    log = RequestLog()
     try:
-        replay = read_ledger(ledger, log)
+        replay, costs = read_costs(ledger)
     except LedgerCorrupt as exc:
         raise ReportError(str(exc)) from exc
     except (OSError, UnicodeError) as exc:
         raise ReportError(f"{ledger}: cannot read the ledger ({exc})") from exc
     summary = _read_summary(out_dir / SUMMARY_FILENAME)
-    return RunDir(path=out_dir, replay=replay, summary=summary, costs=log.known_costs())
+    return RunDir(path=out_dir, replay=replay, summary=summary, costs=costs)
 
 
 def relative_href(target: Path, base_dir: Path) -> str | None:

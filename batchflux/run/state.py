@@ -13,9 +13,8 @@ from typing import Any
 
 from batchflux.files.layout import LEDGER_FILENAME
 from batchflux.ledger.replay import JobRecord, JobState, Replay
-from batchflux.ledger.requests import RequestLog, read_ledger
+from batchflux.ledger.requests import read_costs
 from batchflux.ledger.resume import RETENTION_S
-from batchflux.ledger.spend import ledger_costs
 
 
 class NoLedger(Exception):
@@ -152,7 +151,7 @@ def summarize(
 ) -> RunStatus:
     """Fold replays (each named by its directory) into one status. ``now`` is unix time; ``costs``
     what the ledgers recorded their requests cost (request id -> USD, see
-    :func:`~batchflux.ledger.spend.ledger_costs`)."""
+    :func:`~batchflux.ledger.requests.read_costs`)."""
     records: dict[str, tuple[str, JobRecord]] = {}
     duplicate_ids = 0
     last_runs: list[LastRun] = []
@@ -235,12 +234,12 @@ def load_status(out_dirs: Sequence[Path], *, now: float, retention_s: float = RE
     """Replay each directory's ledger and summarize them together. Raises :class:`NoLedger` for a
     directory without one and :class:`~batchflux.ledger.LedgerCorrupt` for an unreadable one."""
     ledgers = []
-    logs = []
+    costs: dict[str, float] = {}
     for out_dir in out_dirs:
         path = out_dir / LEDGER_FILENAME
         if not path.is_file():
             raise NoLedger(path)
-        log = RequestLog()
-        ledgers.append((str(out_dir), read_ledger(path, log)))
-        logs.append(log)
-    return summarize(ledgers, now=now, retention_s=retention_s, costs=ledger_costs(logs))
+        replay, found = read_costs(path)
+        ledgers.append((str(out_dir), replay))
+        costs.update(found)
+    return summarize(ledgers, now=now, retention_s=retention_s, costs=costs)

@@ -12,7 +12,7 @@ import pytest
 from batchflux.api import HistoryRow
 from batchflux.ledger import Event, EventType
 from batchflux.ledger.reconcile import CLOCK_SKEW_S
-from batchflux.ledger.requests import RequestLog, read_ledger
+from batchflux.ledger.requests import RequestLog, read_costs, read_ledger
 from batchflux.ledger.spend import SpendTally, spend_windows, tally_spend
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -161,6 +161,8 @@ def test_read_ledger_replays_and_folds_in_one_pass_a_torn_tail_aside(tmp_path: P
     assert replay.torn_tail is not None
     assert sorted(replay.jobs) == ["a"]
     assert (sorted(log.requests), log.costs, len(log.intents)) == (["ra"], {"ra": 0.1}, 1)
+    again, costs = read_costs(path)  # what status and the report read: the costs alone
+    assert (sorted(again.jobs), costs, again.torn_tail) == (["a"], {"ra": 0.1}, replay.torn_tail)
 
 
 # ---- the tally ----------------------------------------------------------------------------------
