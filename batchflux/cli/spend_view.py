@@ -19,7 +19,7 @@ from batchflux.run.state import NoLedger
 
 EXIT_CODES_HELP = """\
 exit codes:
-  0    shown
+  0    read and printed
   2    usage error: no ledger, an unreadable one, no SEGMIND_API_KEY (with --spend)
   3    with --spend: the request history refused (401/403: the API key is wrong) or cannot
        answer at that URL (404, an answer of an unknown shape)
