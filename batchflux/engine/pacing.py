@@ -120,6 +120,15 @@ class SlidingWindowLimiter:
     def settle(self, slot: list[float]) -> None:
         slot[0] = max(slot[0], self._clock())
 
+    def give_back(self, slot: list[float]) -> None:
+        """The server refused the call (a 429) and so counted nothing: its slot is free again."""
+        for i, held in enumerate(self._log):
+            if held is slot:
+                del self._log[i]
+                break
+        if self._urgent or self._normal:
+            self._serve()
+
     def used(self) -> int:
         """Acquisitions in the current window (for the progress bar's quota figure)."""
         now = self._clock()

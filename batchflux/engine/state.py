@@ -317,6 +317,9 @@ class EngineState:
                 answer = await fn(arg)
             except RateLimited as exc:
                 self.api_breaker.success()  # an answer: the host is there
+                if slot is not None and self.limiter is not None:
+                    self.limiter.give_back(slot)  # refused: it used none of the quota
+                    slot = None
                 attempt += 1
                 self.rate_limited(exc, attempt, kind)
                 if attempt >= self.cfg.get_attempts * 4:

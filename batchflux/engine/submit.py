@@ -153,6 +153,8 @@ class SubmitStage:
                         e.limiter.settle(slot)
             except RateLimited as exc:
                 e.api_breaker.success()  # an answer: the API is there
+                if slot is not None and e.limiter is not None:
+                    e.limiter.give_back(slot)  # a refused submit used none of the quota
                 e.rate_limited(exc, attempt, "submit")
                 if e.quota is not None:
                     e.learned(e.quota.rate_limited(exc.delay_s))

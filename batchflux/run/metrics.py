@@ -34,7 +34,8 @@ _HELP: dict[str, str] = {
     "batchflux_possible_duplicate_charges": "Resubmits in the last run that may have been paid twice.",
     "batchflux_last_success_timestamp_seconds": "Unix time at which the last run that exited 0 finished.",
     "batchflux_last_run_exit_code": (
-        "Exit code of the last run (0 ok, 1 jobs failed, 3 stopped, 4 locked, 130 interrupted)."
+        "Exit code of the last run (0 ok, 1 jobs failed, 3 stopped, 4 locked, 75 temporary failure, "
+        "130 interrupted)."
     ),
     "batchflux_last_run_timestamp_seconds": "Unix time at which the last run finished.",
 }

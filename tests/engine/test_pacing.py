@@ -105,3 +105,15 @@ async def test_a_new_rate_applies_to_the_waiters_at_once() -> None:
     assert not waiter.done()  # it would wait 10 s
     limiter.set_rate(Rate(2, 10.0))
     await asyncio.wait_for(waiter, 1.0)
+
+
+async def test_a_refused_call_gives_its_slot_back() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = SlidingWindowLimiter(Rate(1, 60.0), loop.time)
+    refused = await limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    assert not waiter.done()  # the window is full for a minute
+    limiter.give_back(refused)  # the server answered 429: it counted nothing
+    await asyncio.wait_for(waiter, 1.0)
+    assert limiter.used() == 1
