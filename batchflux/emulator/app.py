@@ -231,45 +231,42 @@ def _history_outage(core: EmulatorCore) -> web.Response | None:
     return json_ok({"ok": True, "result": {"count": len(core.jobs), "cursor": None}})
 
 
-async def history_list(request: web.Request) -> web.StreamResponse:
+HistoryAnswer = Callable[[EmulatorCore, str], web.Response]
+
+
+async def _history(request: web.Request, counter: str, answer: HistoryAnswer) -> web.StreamResponse:
+    """Both history endpoints: authenticate, count, quota (when polls count), the outage knob and
+    the injected faults, then ``answer(core, key)``."""
     core = _core(request)
     if (denied := _unauthorized(core, request)) is not None:
         return denied
     key = request.headers["x-api-key"]
-    core.counters.history_calls += 1
+    setattr(core.counters, counter, getattr(core.counters, counter) + 1)
     if core.config.count_polls and (denied := _rate_limited(core, key, "history")) is not None:
         return denied
 
     async def work() -> web.Response:
-        if (down := _history_outage(core)) is not None:
-            return down
-        page = core.history_page(key, dict(request.query), _base(request))
-        if isinstance(page, str):
-            return json_error(400, page)
-        return json_ok(page)
+        down = _history_outage(core)
+        return down if down is not None else answer(core, key)
 
     return await _with_faults(request, "history", work)
+
+
+async def history_list(request: web.Request) -> web.StreamResponse:
+    def answer(core: EmulatorCore, key: str) -> web.Response:
+        page = core.history_page(key, dict(request.query), _base(request))
+        return json_error(400, page) if isinstance(page, str) else json_ok(page)
+
+    return await _history(request, "history_calls", answer)
 
 
 async def history_record(request: web.Request) -> web.StreamResponse:
-    core = _core(request)
-    if (denied := _unauthorized(core, request)) is not None:
-        return denied
-    key = request.headers["x-api-key"]
-    core.counters.history_record_calls += 1
-    if core.config.count_polls and (denied := _rate_limited(core, key, "history")) is not None:
-        return denied
-
-    async def work() -> web.Response:
-        if (down := _history_outage(core)) is not None:
-            return down
+    def answer(core: EmulatorCore, key: str) -> web.Response:
         request_id = request.match_info["request_id"]
         row = core.history_record(key, request_id, _base(request))
-        if row is None:
-            return json_error(404, f"Request {request_id[:100]} not found")
-        return json_ok(row)
+        return json_error(404, f"Request {request_id[:100]} not found") if row is None else json_ok(row)
 
-    return await _with_faults(request, "history", work)
+    return await _history(request, "history_record_calls", answer)
 
 
 MediaFetch = Callable[[], Awaitable[tuple[bytes, str] | None]]
