@@ -30,6 +30,7 @@ from batchflux.engine.pacing import Rate
 
 MIN_PERIOD_S = 0.5  # resets closer than this announce the same window (clocks round to the second)
 PROBE_AFTER = 20  # windows without a 429 before one more submit a window is tried
+MEMORY = 20_000  # accepted calls remembered
 
 
 class QuotaLearner:
@@ -42,16 +43,16 @@ class QuotaLearner:
         "probe_after",
         "probes",
         "rate",
-        "revisions",
     )
 
     def __init__(self, clock: Callable[[], float], *, probe_after: int = PROBE_AFTER) -> None:
         self._clock = clock
         self.probe_after = probe_after
         self.rate: Rate | None = None
-        self.revisions = 0  # times the learned rate was set or changed by a measurement
         self.probes = 0
-        self._accepted: deque[float] = deque()  # when accepted submits were answered, recent first out
+        # When accepted calls were answered: enough to count a whole window of any quota, bounded
+        # for a run that never meets a 429 (and so never trims by a learned period).
+        self._accepted: deque[float] = deque(maxlen=MEMORY)
         self._reset: float | None = None  # when the last announced window reopens
         self._last_429 = 0.0
         self._first_count = 0  # submits accepted before the first 429
@@ -107,7 +108,6 @@ class QuotaLearner:
         if measured == self.rate:
             return None
         self.rate = measured
-        self.revisions += 1
         return measured
 
 

@@ -266,7 +266,7 @@ class EngineState:
                 log.info(
                     "the API counts %s calls toward the quota: they are paced with the submits", gate_kind
                 )
-        if gate_kind != "submit" and self.quota is not None:  # the submit stage tells it its own
+        if self.quota is not None:  # every 429 announces the window's end to the learner
             self.learned(self.quota.rate_limited(exc.delay_s))
         if self.gates[gate_kind].pause_for(delay) and exc.delay_s is not None:
             until = self.wall() + delay
@@ -311,8 +311,8 @@ class EngineState:
             await gate.wait()
             # Once the server has shown that it counts this kind toward the quota (a 429), it is
             # paced with the submits, ahead of them.
-            counted = gate_kind in self.counted and self.limiter is not None
-            slot = await self.limiter.acquire(urgent=True) if counted and self.limiter else None
+            limiter = self.limiter if gate_kind in self.counted else None
+            slot = await limiter.acquire(urgent=True) if limiter is not None else None
             try:
                 answer = await fn(arg)
             except RateLimited as exc:

@@ -156,8 +156,6 @@ class SubmitStage:
                 if slot is not None and e.limiter is not None:
                     e.limiter.give_back(slot)  # a refused submit used none of the quota
                 e.rate_limited(exc, attempt, "submit")
-                if e.quota is not None:
-                    e.learned(e.quota.rate_limited(exc.delay_s))
                 if e.stopping:
                     return self.not_submitted(job, "stopping after a 429")
                 slot = await self.pace()

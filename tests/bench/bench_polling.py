@@ -111,7 +111,7 @@ def measure(jobs: int, latency: str, sdk_threads: int, interval: float = 0.1) ->
             h.say(f"polling: batchflux again on the same directory, {jobs} fresh jobs")
             fresh = h.write_manifest(tmp / "m.csv", jobs, prefix="again")
             report = h.run_client("batchflux", ["--", *argv])
-            again = [e for e in runkit.since_last_start(runkit.read_events(tmp / "bf"))]
+            again = runkit.since_last_start(runkit.read_events(tmp / "bf"))
             got = {e["request_id"]: e["ts"] for e in again if e["event"] == "result"}
             seen = _seen(emu, got)
             runs.append(
