@@ -8,6 +8,7 @@ import logging
 import os
 
 from batchflux.api import ApiError, DownloadError, Expired, Fatal, JobFailed, RateLimited, Transient
+from batchflux.engine.latency import latency_sample
 from batchflux.engine.state import EngineState
 from batchflux.engine.tracks import Track
 from batchflux.files.download import download_image
@@ -38,7 +39,9 @@ class FetchStage:
                 continue
             age = e.clock() - track.submitted_mono
             if st.status == "COMPLETED":
-                self.observe_latency(track, age)
+                self.observe_latency(
+                    track, latency_sample(track.last_unfinished_age, age, st.body.get("metrics"))
+                )
                 e.result_q.put(track.deadline, track)
                 continue
             if st.status != track.last_status:
@@ -47,9 +50,8 @@ class FetchStage:
             track.last_unfinished_age = age
             e.scheduler.add(track, e.clock() + e.latency.next_delay(age))
 
-    def observe_latency(self, track: Track, age: float) -> None:
+    def observe_latency(self, track: Track, estimate: float) -> None:
         e = self.e
-        estimate = (track.last_unfinished_age + age) / 2 if track.last_unfinished_age else age
         track.latency = estimate
         ready = e.latency.ready
         e.latency.observe(estimate)

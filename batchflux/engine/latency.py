@@ -16,6 +16,13 @@ submitted over a few hundred milliseconds then drew re-polls 0.1 s apart and cos
 a job. The age-proportional floor on the step keeps that from compounding: 1.6 in the same
 simulation (tests/engine/test_latency.py).
 
+A sample is only as good as the polls that took it: a job first seen done at age ``t`` finished
+at some time before ``t``, and when polls wait for the quota (a server that counts them), ``t``
+runs late. Fed back, late samples schedule later polls, which run later still: a learned run
+with polls counted drifted to first polls 20–30 s after 2.4 s jobs. So when the server reports
+its own figures (``metrics``: ``queue_time`` + ``inference_time``), :func:`latency_sample` takes
+those, which no polling moves; see its docstring.
+
 Until ``min_samples`` completions are known it knows nothing, and polling every job to find out
 would cost each of them several calls. So only ``scouts`` jobs are polled meanwhile, on a fine
 ladder (every ``probe_fraction`` of their age, at least ``probe_start``); the others wait
@@ -27,12 +34,14 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
 class PollTuning:
-    first_quantile: float = 0.6
+    first_quantile: float = 0.65
     step_mass: float = 0.6
     min_step: float = 0.05
     max_step: float = 60.0
@@ -100,3 +109,25 @@ class LatencyModel:
         else:
             step = self.quantile(done + t.step_mass * (1.0 - done)) - age
         return min(t.max_step, max(t.min_step, t.min_step_fraction * age, step))
+
+
+def latency_sample(unfinished_at: float, done_by: float, metrics: Mapping[str, Any] | None) -> float:
+    """A finished job's latency, for the model: it was unfinished at age ``unfinished_at`` (0: never
+    seen unfinished) and done by age ``done_by``.
+
+    The server's figures win when it gives them: ``queue_time + inference_time`` is the latency
+    itself; ``inference_time`` alone is a floor of it (the queue is missing), which errs towards
+    an early poll — one more status call — never towards a late one. Either is kept within what the
+    polls saw. Without figures, the middle of the two polls' ages."""
+    inference = _seconds(metrics, "inference_time")
+    if inference is not None:
+        queued = _seconds(metrics, "queue_time") or 0.0
+        return min(done_by, max(unfinished_at, queued + inference))
+    return (unfinished_at + done_by) / 2 if unfinished_at else done_by
+
+
+def _seconds(metrics: Mapping[str, Any] | None, key: str) -> float | None:
+    value = metrics.get(key) if metrics else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 86_400:
+        return float(value)
+    return None

@@ -14,7 +14,7 @@
 | state          | id   | request_id, status ("QUEUED" / "PROCESSING"); or request_id null, status      |
 |                |      | "NOT_SUBMITTED", reason: the submit certainly created nothing (closes intent) |
 | result         | id   | request_id, output_url, metrics (dict), completed_at (unix s, first seen),    |
-|                |      | latency (s, optional: the poll schedule's estimate of how long the job took); |
+|                |      | latency (s, optional: how long the job took, the server's figure when given); |
 |                |      | via: "history" and credits_deduction when read from the history's record      |
 | downloaded     | id   | request_id, path (relative), size, sha256                                     |
 | failed         | id   | request_id (or null), cause, error, http_status (or null); fingerprint when   |

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchflux.engine.latency import LatencyModel, PollTuning
+from batchflux.engine.latency import LatencyModel, PollTuning, latency_sample
 
 
 def test_before_data_only_scouts_are_polled_on_an_age_proportional_ladder() -> None:
@@ -126,3 +126,23 @@ def test_without_the_step_floor_a_spread_batch_costs_more_polls() -> None:
     floor_on = statistics.mean(simulate(300, 2.4, 0.5, seed, 0.35)[0] for seed in range(5))
     assert floor_off > 2.2
     assert floor_on < floor_off - 0.3
+
+
+@pytest.mark.parametrize(
+    ("unfinished_at", "done_by", "metrics", "sample"),
+    [
+        (0.0, 9.0, {"queue_time": 0.5, "inference_time": 2.0}, 2.5),  # a late poll does not move it
+        (1.0, 3.0, {"inference_time": 2.0}, 2.0),  # no queue time: the inference alone, a floor
+        (2.5, 4.0, {"inference_time": 2.0}, 2.5),  # … never under what a poll saw unfinished
+        (0.0, 2.0, {"queue_time": 1.0, "inference_time": 2.0}, 2.0),  # nor over what one saw done
+        (1.0, 3.0, {}, 2.0),  # no figures: the middle of the two polls
+        (0.0, 3.0, None, 3.0),  # seen done at its first poll: that poll's age
+        (1.0, 3.0, {"inference_time": "2.0"}, 2.0),  # figures that are not numbers are ignored
+        (1.0, 3.0, {"inference_time": True}, 2.0),
+        (1.0, 3.0, {"inference_time": -4}, 2.0),
+    ],
+)
+def test_a_sample_takes_the_servers_figures_within_what_the_polls_saw(
+    unfinished_at: float, done_by: float, metrics: dict[str, object] | None, sample: float
+) -> None:
+    assert latency_sample(unfinished_at, done_by, metrics) == pytest.approx(sample)
