@@ -89,6 +89,7 @@ class Engine(EngineState):
             await self._until_finished()
             for task in (*tasks, *self._pre_submit):
                 task.cancel()
+        self.say_quota()  # a run over before its measuring window was still says what it learned
 
     async def _report_progress(self) -> None:
         while True:

@@ -37,6 +37,7 @@ class FetchStage:
             except ApiError as exc:
                 self.request_error(track, exc)
                 continue
+            track.calls += 1
             age = e.clock() - track.submitted_mono
             if st.status == "COMPLETED":
                 self.observe_latency(
@@ -76,6 +77,7 @@ class FetchStage:
             except ApiError as exc:
                 self.request_error(track, exc)
                 continue
+            track.calls += 1
             if not res.output:  # not terminal after all: back to polling
                 age = e.clock() - track.submitted_mono
                 e.scheduler.add(track, e.clock() + e.latency.next_delay(age))
@@ -91,6 +93,7 @@ class FetchStage:
                 latency=track.latency,
             )
             e.release(track)
+            e.followed_up(track.calls)
             e.download_q.put(e.clock(), track)
 
     async def download_worker(self) -> None:

@@ -15,6 +15,7 @@ With no ``--rate``, the limiter's rate is learned from the 429s (:mod:`batchflux
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections import deque
 from collections.abc import Callable
@@ -60,19 +61,43 @@ class SlidingWindowLimiter:
     Waiters are served in arrival order, ``urgent`` ones first (polls, when the server counts them
     toward the same quota as submits: a finished job should not wait behind new work). A timer at
     the instant the oldest slot leaves the window wakes the next waiter; nothing polls.
+
+    Two refinements serve a learned quota that counts the polls too (:class:`~.state.EngineState`
+    turns them on):
+
+    - :meth:`align` — count in the server's own fixed windows, one of which starts at a 429's
+      reset: a slot is held until the end of the window it fell in. Sliding windows are stricter
+      than the server's and copy each window's shape onto the next: calls held back to a window's
+      opening free their slots at the next opening only, so a poll that falls due mid-window waits
+      again, window after window (half a window of detection lag, measured). A slot within
+      ``guard`` seconds of a boundary counts on both sides of it (the clocks' skew, the reset's
+      precision).
+    - :meth:`keep_room` — each normal acquisition (a submit) brings ``followups`` urgent ones
+      later (its polls): the submits take ``⌊limit / (1 + followups)⌋`` of a window and leave the
+      rest. Urgent-first alone does not keep that room: a window opens with no poll due yet, the
+      submits take all of it at once, and the polls falling due a second later wait a window.
+      Aligned, the polls already waiting at a window's opening come off the submits' part of that
+      window, so a backlog is cleared in one window instead of being carried from window to window.
     """
 
     def __init__(self, rate: Rate, clock: Clock) -> None:
         self.rate = rate
         self._clock = clock
         self._log: deque[list[float]] = deque()
+        self._normal_log: deque[list[float]] = deque()  # the normal acquisitions among them
+        self.followups: float | None = None  # calls each normal acquisition brings (keep_room)
+        self._boundary: float | None = None  # a start of the server's fixed windows (loop clock)
+        self.guard = 0.0
+        # Aligned: the current window's index, the urgent acquisitions before its first normal one,
+        # and whether that has come.
+        self._opening = (-1, 0, False)
         self._urgent: deque[asyncio.Future[list[float]]] = deque()
         self._normal: deque[asyncio.Future[list[float]]] = deque()
         self._timer: asyncio.TimerHandle | None = None
 
     async def acquire(self, *, urgent: bool = False) -> list[float]:
-        if not self._urgent and not self._normal and self._room():
-            return self._take()
+        if not self._urgent and not self._normal and self._room(normal=not urgent):
+            return self._take(normal=not urgent)
         waiter: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
         (self._urgent if urgent else self._normal).append(waiter)
         self._serve()
@@ -80,59 +105,131 @@ class SlidingWindowLimiter:
             return await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():  # granted as it was cancelled: give it back
-                self._log.remove(waiter.result())
+                self._forget(waiter.result())
             else:
                 (self._urgent if urgent else self._normal).remove(waiter)
             self._serve()
             raise
 
-    def _room(self) -> bool:
-        now = self._clock()
-        while self._log and self._log[0][0] + self.rate.period <= now:
-            self._log.popleft()
-        return len(self._log) < self.rate.limit
+    def set_rate(self, rate: Rate) -> None:
+        """A new rate, from the next acquisition on (a learned quota, revised)."""
+        self.rate = rate
+        self._wake()
 
-    def _take(self) -> list[float]:
-        slot = [self._clock()]
+    def align(self, boundary: float, guard: float) -> None:
+        """Count in the server's fixed windows, one of which starts at ``boundary``."""
+        self._boundary = boundary
+        self.guard = guard
+        self._wake()
+
+    def keep_room(self, followups: float | None) -> None:
+        """Leave each window room for ``followups`` urgent calls per normal one (None: no room kept)."""
+        self.followups = None if followups is None else max(0.0, followups)
+        self._wake()
+
+    def _index(self, at: float) -> int:
+        assert self._boundary is not None
+        return math.floor((at - self._boundary) / self.rate.period)
+
+    def _expiry(self, at: float) -> float:
+        """When a slot taken at ``at`` stops counting."""
+        period = self.rate.period
+        if self._boundary is None:
+            return at + period
+        # The end of the window that ``at`` falls in (or, within the guard of its end, the next one).
+        return self._boundary + (self._index(at + self.guard) + 1) * period + self.guard
+
+    def _share(self) -> int | None:
+        """How many normal acquisitions the current window admits."""
+        if self.followups is None:
+            return None
+        room = self.rate.limit
+        if self._boundary is None:
+            return max(1, math.floor(room / (1.0 + self.followups)))
+        index, early, _ = self._opening
+        if index == self._index(self._clock()):
+            room -= early
+        # Rounded to the nearest: a window a call over leaves that call waiting at the next opening,
+        # which takes it off the next window's submits; rounding down would waste up to a job's
+        # calls in every window.
+        return max(0, math.floor(room / (1.0 + self.followups) + 0.5))
+
+    def _room(self, *, normal: bool) -> bool:
+        now = self._clock()
+        while self._log and self._expiry(self._log[0][0]) <= now:
+            self._log.popleft()
+        if len(self._log) >= self.rate.limit:
+            return False
+        share = self._share() if normal else None
+        if share is None:
+            return True
+        while self._normal_log and self._expiry(self._normal_log[0][0]) <= now:
+            self._normal_log.popleft()
+        return len(self._normal_log) < share
+
+    def _take(self, *, normal: bool, waited: bool = False) -> list[float]:
+        now = self._clock()
+        slot = [now]
         self._log.append(slot)
+        if normal:
+            self._normal_log.append(slot)
+        if self._boundary is not None:
+            index, early, started = self._opening
+            if index != (now_index := self._index(now)):
+                index, early, started = now_index, 0, False
+            if normal:
+                started = True
+            elif waited and not started:  # an urgent call held over from the last window
+                early += 1
+            self._opening = (index, early, started)
         return slot
+
+    def _forget(self, slot: list[float]) -> None:
+        for log in (self._log, self._normal_log):
+            for i, held in enumerate(log):
+                if held is slot:
+                    del log[i]
+                    break
+
+    def _wake(self) -> None:
+        if self._urgent or self._normal:
+            self._serve()
 
     def _serve(self) -> None:
         """Hand free slots to the waiters, urgent first; time the next wake-up if any are left."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for line in (self._urgent, self._normal):
-            while line and self._room():
+        for line, normal in ((self._urgent, False), (self._normal, True)):
+            while line and self._room(normal=normal):
                 waiter = line.popleft()
                 if not waiter.done():
-                    waiter.set_result(self._take())
-        if (self._urgent or self._normal) and self._log:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_at(self._log[0][0] + self.rate.period, self._serve)
-
-    def set_rate(self, rate: Rate) -> None:
-        """A new rate, from the next acquisition on (a learned quota, revised)."""
-        self.rate = rate
-        if self._urgent or self._normal:
-            self._serve()
+                    waiter.set_result(self._take(normal=normal, waited=True))
+        if not (self._urgent or self._normal):
+            return
+        if self._urgent or len(self._log) >= self.rate.limit:
+            at = self._expiry(self._log[0][0])  # the window is full: its oldest slot frees one
+        else:  # the submits' part is spent: their oldest slot frees one, or the next window opens
+            at = self._expiry(self._normal_log[0][0]) if self._normal_log else math.inf
+            if self._boundary is not None:
+                opens = self._boundary + (self._index(self._clock()) + 1) * self.rate.period
+                at = min(at, opens + self.guard)
+            if at == math.inf:
+                return
+        self._timer = asyncio.get_running_loop().call_at(at, self._serve)
 
     def settle(self, slot: list[float]) -> None:
         slot[0] = max(slot[0], self._clock())
 
     def give_back(self, slot: list[float]) -> None:
         """The server refused the call (a 429) and so counted nothing: its slot is free again."""
-        for i, held in enumerate(self._log):
-            if held is slot:
-                del self._log[i]
-                break
-        if self._urgent or self._normal:
-            self._serve()
+        self._forget(slot)
+        self._wake()
 
     def used(self) -> int:
         """Acquisitions in the current window (for the progress bar's quota figure)."""
         now = self._clock()
-        return sum(1 for s in self._log if s[0] + self.rate.period > now)
+        return sum(1 for s in self._log if self._expiry(s[0]) > now)
 
 
 class PauseGate:

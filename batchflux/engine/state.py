@@ -25,7 +25,7 @@ from batchflux.engine.inputs import InputResolver
 from batchflux.engine.latency import LatencyModel
 from batchflux.engine.pacing import PauseGate, Rate, SlidingWindowLimiter
 from batchflux.engine.progress import Progress
-from batchflux.engine.quota import QuotaLearner, suggest_flag
+from batchflux.engine.quota import FollowUps, QuotaLearner, suggest_flag
 from batchflux.engine.stats import EngineStats, FailedJob
 from batchflux.engine.tracks import PollScheduler, Track
 from batchflux.files.commit import FileCommitter
@@ -38,6 +38,9 @@ log = logging.getLogger("batchflux.engine")
 # Kinds of call that a 429 pauses together: status and result calls are both polling.
 GATE_KINDS = ("submit", "poll", "upload", "history")
 GATE_OF = {"status": "poll", "result": "poll", "history_record": "history"}
+# A call this close to a learned window's boundary counts on both sides of it: the reset header's
+# precision and the clocks' skew (at most a 60th of the window, so ≤ 1.7 % of it is spent twice).
+ALIGN_GUARD_S = 0.25
 T = TypeVar("T")
 A = TypeVar("A")
 
@@ -93,6 +96,9 @@ class EngineState:
         self.quota = None if config.rate else QuotaLearner(self.clock)  # no --rate: learn it
         self.one_at_a_time = asyncio.Lock()  # submits measuring a quota's window go through it
         self.counted: set[str] = set()  # kinds of call the server has limited (so counts toward its quota)
+        self.followups = FollowUps()  # calls a job makes after its submit: polls' share of a window
+        self._said_rate: Rate | None = None  # the learned quota as last logged
+        self._announce: asyncio.TimerHandle | None = None
         self.latency = LatencyModel(config.poll)
         for latency in latencies:
             self.latency.observe(latency)
@@ -266,8 +272,13 @@ class EngineState:
                 log.info(
                     "the API counts %s calls toward the quota: they are paced with the submits", gate_kind
                 )
+                self._keep_room()
         if self.quota is not None:  # every 429 announces the window's end to the learner
             self.learned(self.quota.rate_limited(exc.delay_s))
+            if self.limiter is not None and exc.delay_s is not None:
+                # A learned quota counts in the server's own windows (a 429's reset starts one).
+                period = self.limiter.rate.period
+                self.limiter.align(self.clock() + exc.delay_s, guard=min(ALIGN_GUARD_S, period / 60))
         if self.gates[gate_kind].pause_for(delay) and exc.delay_s is not None:
             until = self.wall() + delay
             self.ledger.append(Event(EventType.PAUSED, None, {"kind": gate_kind, "until": until}))
@@ -286,11 +297,39 @@ class EngineState:
             return
         if self.limiter is None:
             self.limiter = SlidingWindowLimiter(rate, self.clock)
+        else:
+            self.limiter.set_rate(rate)
+        self._keep_room()
+        # Said once the window that measured it is over: answers still on the wire may raise it.
+        if self._announce is not None:
+            self._announce.cancel()
+        assert self.quota is not None
+        self._announce = self._loop.call_at(self.quota.settles_at, self.say_quota)
+
+    def say_quota(self) -> None:
+        """Log the learned quota, if it changed since it was last said."""
+        if self._announce is not None:
+            self._announce.cancel()
+            self._announce = None
+        rate = self.limiter.rate if self.limiter is not None else None
+        if rate is None or rate == self._said_rate:
+            return
+        if self._said_rate is None:
             log.info("learned the quota from the 429s: %s a window; pass %s to start at it next time",
                      rate, suggest_flag(rate))  # fmt: skip
         else:
-            self.limiter.set_rate(rate)
             log.info("quota revised: %s", rate)
+        self._said_rate = rate
+
+    def followed_up(self, calls: int) -> None:
+        """A job's result is in, after ``calls`` status and result calls."""
+        self.followups.observe(calls)
+        self._keep_room()
+
+    def _keep_room(self) -> None:
+        """Once polls count toward the quota, each window keeps room for the polls of its submits."""
+        if self.limiter is not None and "poll" in self.counted:
+            self.limiter.keep_room(self.followups.mean)
 
     def backoff(self, attempt: int) -> float:
         cfg = self.cfg
@@ -306,13 +345,10 @@ class EngineState:
         """A safe-to-retry call (GET, upload): pause on 429, back off on 5xx/transport, bounded."""
         attempt = 0
         gate_kind = GATE_OF.get(kind, kind)
-        gate = self.gates[gate_kind]
         while True:
-            await gate.wait()
             # Once the server has shown that it counts this kind toward the quota (a 429), it is
             # paced with the submits, ahead of them.
-            limiter = self.limiter if gate_kind in self.counted else None
-            slot = await limiter.acquire(urgent=True) if limiter is not None else None
+            slot = await self.admit(gate_kind, urgent=True, paced=gate_kind in self.counted)
             try:
                 answer = await fn(arg)
             except RateLimited as exc:
@@ -342,6 +378,20 @@ class EngineState:
             finally:
                 if slot is not None and self.limiter is not None:
                     self.limiter.settle(slot)
+
+    async def admit(self, gate_kind: str, *, urgent: bool, paced: bool = True) -> list[float] | None:
+        """Wait out the kind's pause, then take a slot of the quota's window (None: not ``paced``,
+        or no limiter). In that order, and again if a 429 paused the kind meanwhile: a slot taken
+        before a pause would count in the window the pause ends, while the call lands in the next."""
+        gate = self.gates[gate_kind]
+        while True:
+            await gate.wait()
+            if self.limiter is None or not paced:
+                return None
+            slot = await self.limiter.acquire(urgent=urgent)
+            if not gate.paused:
+                return slot
+            self.limiter.give_back(slot)
 
     def api_failed(self, exc: ApiError) -> None:
         """A call to the API host got no answer (transport) or a 5xx: count it toward an outage."""

@@ -126,10 +126,7 @@ class SubmitStage:
         return False
 
     async def pace(self) -> list[float] | None:
-        e = self.e
-        slot = await e.limiter.acquire() if e.limiter else None
-        await e.gate("submit").wait()
-        return slot
+        return await self.e.admit("submit", urgent=False)
 
     async def submit(self, job: Job, params: dict[str, Any], slot: list[float] | None) -> None:
         """One job's submit, with its retries. Runs to the end even while stopping: a POST on the

@@ -24,6 +24,7 @@ class Track:
     last_unfinished_age: float = 0.0  # age at the last poll that saw it unfinished
     latency: float | None = None  # the poll schedule's estimate, once seen done
     last_status: str = "QUEUED"
+    calls: int = 0  # status and result calls answered (the follow-ups of its submit)
     output_url: str = ""
     holds_slot: bool = False  # counts toward --max-in-flight
     via_history: bool = False  # output_url came from the request history's record (the v2 one expired)

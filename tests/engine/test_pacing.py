@@ -1,4 +1,5 @@
-"""Pacing primitives: the rate grammar, the sliding window, the pause gate, AIMD."""
+"""Pacing primitives: the rate grammar, the sliding window (plain and aligned to the server's
+windows, with room kept for follow-up calls), the pause gate."""
 
 from __future__ import annotations
 
@@ -117,3 +118,71 @@ async def test_a_refused_call_gives_its_slot_back() -> None:
     limiter.give_back(refused)  # the server answered 429: it counted nothing
     await asyncio.wait_for(waiter, 1.0)
     assert limiter.used() == 1
+
+
+async def test_aligned_a_slot_is_held_to_the_end_of_the_servers_window_only() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = SlidingWindowLimiter(Rate(2, 0.5), loop.time)
+    boundary = loop.time() + 0.05  # the server's next window opens in 50 ms
+    limiter.align(boundary, guard=0.0)
+    await limiter.acquire()
+    await limiter.acquire()  # this window is full
+    await limiter.acquire()  # the next one opens at the boundary, not half a second on
+    assert boundary - 1e-3 <= loop.time() < boundary + 0.2
+
+
+async def test_aligned_a_slot_near_a_boundary_counts_on_both_sides() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = SlidingWindowLimiter(Rate(1, 0.2), loop.time)
+    boundary = loop.time() + 0.02
+    limiter.align(boundary, guard=0.05)  # now is within the guard before the boundary
+    await limiter.acquire()
+    await limiter.acquire()  # so the window after it is taken too: this waits for the one after
+    assert loop.time() >= boundary + 0.2 + 0.05 - 1e-3
+
+
+async def test_keep_room_leaves_each_window_room_for_the_follow_ups() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = SlidingWindowLimiter(Rate(10, 60.0), loop.time)
+    limiter.keep_room(1.5)  # each submit brings one and a half polls: ⌊10 / 2.5⌋ = 4 submits
+    for _ in range(4):
+        await limiter.acquire()
+    fifth = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.01)
+    assert not fifth.done()
+    for _ in range(6):  # the polls take the rest at once
+        await asyncio.wait_for(limiter.acquire(urgent=True), 0.5)
+    assert limiter.used() == 10
+    fifth.cancel()
+
+
+async def test_aligned_the_polls_waiting_at_an_opening_come_off_the_submits_part() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = SlidingWindowLimiter(Rate(10, 60.0), loop.time)
+    limiter.align(loop.time() + 0.05 - 60.0, guard=0.0)  # the next window opens in 50 ms
+    limiter.keep_room(1.0)  # a submit brings one poll: 5 submits a window, with no backlog
+    for _ in range(10):
+        await limiter.acquire(urgent=True)  # this window is full
+    polls = [asyncio.create_task(limiter.acquire(urgent=True)) for _ in range(4)]
+    submits = [asyncio.create_task(limiter.acquire()) for _ in range(5)]
+    await asyncio.sleep(0.15)  # the next window has opened
+    assert all(p.done() for p in polls)  # the four held-over polls went first
+    # and left (10 − 4) / 2 = 3 submits, so that their polls fit behind them
+    assert sum(s.done() for s in submits) == 3
+    for task in submits:
+        task.cancel()
+
+
+async def test_aligned_a_wake_up_inside_the_guard_still_opens_the_next_window_on_time() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = SlidingWindowLimiter(Rate(4, 0.4), loop.time)
+    start = loop.time()
+    limiter.align(start + 0.1 - 0.4, guard=0.05)  # the next window opens at +0.1 (+0.15 with the guard)
+    limiter.keep_room(1.0)  # 2 submits a window
+    await limiter.acquire()
+    await limiter.acquire()
+    third = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.12)  # inside the guard after the boundary, something wakes the limiter
+    limiter.keep_room(1.0)
+    await asyncio.wait_for(third, 1.0)
+    assert loop.time() - start < 0.3  # served as the window opened, not a window later

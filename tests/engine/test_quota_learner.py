@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from batchflux.engine.pacing import Rate
-from batchflux.engine.quota import QuotaLearner, suggest_flag
+from batchflux.engine.quota import FollowUps, QuotaLearner, suggest_flag
 
 
 class Clock:
@@ -108,3 +108,40 @@ def test_against_a_simulated_fixed_window_server_it_settles_at_the_limit() -> No
     assert learner.rate.period == period
     assert learner.rate.limit in (limit, limit + 1)  # at the limit, or probing one above it
     assert refused <= 2 + 30 // learner.probe_after + 1  # two to learn, one per probe
+
+
+def test_answers_on_the_wire_as_the_429_came_raise_the_measured_size() -> None:
+    clock = Clock()
+    learner = QuotaLearner(clock)
+    steps = [*window(0.0, 10), (0.2, "429", 5.8)]
+    # The next window opens with a burst: 8 answers are back when the 429 that closes it comes,
+    # 2 more (sent before it, accepted into the same window) land after it.
+    steps += [*window(6.0, 8, spacing=0.001), (6.01, "429", 5.99), *window(6.02, 2, spacing=0.001)]
+    assert drive(learner, clock, steps) == [Rate(8, 6.0), Rate(9, 6.0), Rate(10, 6.0)]
+    # Once the window is over, an accepted call is the next window's, and changes nothing.
+    assert drive(learner, clock, window(12.0, 11)) == []
+    assert learner.rate == Rate(10, 6.0)
+
+
+def test_follow_ups_start_from_the_prior_and_follow_the_recent_jobs() -> None:
+    followups = FollowUps(prior=2.0, weight=4, memory=8)
+    assert followups.mean == 2.0
+    for _ in range(4):
+        followups.observe(3)
+    assert followups.mean == pytest.approx(2.5)  # half prior, half jobs
+    for _ in range(100):
+        followups.observe(4)
+    assert followups.mean == pytest.approx((8 * 4 + 4 * 2.0) / 12)  # only the last 8 jobs count
+
+
+@pytest.mark.parametrize(
+    ("measured", "period"), [(5.999, 6.0), (6.03, 6.0), (0.999, 1.0), (0.75, 0.75), (1.5, 1.5)]
+)
+def test_a_measured_window_is_rounded_to_whole_seconds_when_within_a_percent(
+    measured: float, period: float
+) -> None:
+    clock = Clock()
+    learner = QuotaLearner(clock)
+    steps = [*window(0.0, 3), (0.05, "429", 0.95)]  # the window reopens at 1.0
+    steps += [*window(1.0, 3, spacing=0.001), (1.01, "429", measured - 0.01)]  # and again ``measured`` on
+    assert drive(learner, clock, steps) == [Rate(3, period)]

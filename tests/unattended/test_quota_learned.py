@@ -40,6 +40,26 @@ async def test_a_run_without_a_rate_learns_the_quota_and_stops_hitting_it(tmp_pa
     assert {e["kind"] for e in paused} == {"submit"}  # polls were never limited, so never paused
 
 
+async def test_when_the_polls_count_too_they_are_paced_with_the_submits(tmp_path: Path, clis: Clis) -> None:
+    jobs = plain_jobs(90)
+    manifest = write_manifest(tmp_path / "m", jobs)
+    out = tmp_path / "out"
+    config = EmulatorConfig(latency_mean=0.3, latency_sd=0.03, rpm=30, window_s=1.0, count_polls=True)
+    async with Emulator(config) as emu:
+        done = await clis.run("run", manifest, "--out", out, "--no-progress", "--no-report", emu=emu)
+        assert done.code == 0, done
+        stats = emu.stats()
+        assert_images_match_emulator(emu, out, [j["id"] for j in jobs])
+    assert summary(out)["learned_rate"] in ("30/1s", "31/1s")
+    assert "counts poll calls toward the quota" in done.stderr
+    # The 429s find the first window's end and measure the next; after that the submits leave each
+    # window room for their polls, and no kind runs into the limit again (a probe's one aside).
+    first = min(stats["submit_times"])
+    later = [t for t in stats["rate_limited_times"] if t >= first + 3 * config.window_s]
+    assert len(later) <= 1, later
+    assert {e["kind"] for e in read_events(out) if e["event"] == "paused"} == {"submit", "poll"}
+
+
 async def test_a_run_killed_inside_a_pause_waits_it_out_when_resumed(tmp_path: Path, clis: Clis) -> None:
     jobs = plain_jobs(40)
     manifest = write_manifest(tmp_path / "m", jobs)
