@@ -89,7 +89,7 @@ class Engine(EngineState):
             await self._until_finished()
             for task in (*tasks, *self._pre_submit):
                 task.cancel()
-        self.say_quota()  # a run over before its measuring window was still says what it learned
+        self.pacer.say_quota()  # a run over before its measuring window was still says what it learned
 
     async def _report_progress(self) -> None:
         while True:
@@ -99,7 +99,7 @@ class Engine(EngineState):
     def _show_progress(self) -> None:
         self.progress.update_postfix(
             in_flight=self.on_server,
-            quota=self.limiter.used() if self.limiter else None,
+            quota=self.pacer.used(),
             rate_limited=self.stats.rate_limited,
         )
 

@@ -93,7 +93,7 @@ class FetchStage:
                 latency=track.latency,
             )
             e.release(track)
-            e.followed_up(track.calls)
+            e.pacer.followed_up(track.calls)
             e.download_q.put(e.clock(), track)
 
     async def download_worker(self) -> None:

@@ -367,7 +367,7 @@ class HistoryStage:
         stops the run."""
         e = self.e
         attempt = 0
-        gate = e.gate(kind)
+        gate = e.pacer.gate(kind)
         while True:
             await gate.wait()
             try:

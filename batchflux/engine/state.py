@@ -23,9 +23,8 @@ from batchflux.engine.deadlines import DeadlineQueue
 from batchflux.engine.inflight import InFlight
 from batchflux.engine.inputs import InputResolver
 from batchflux.engine.latency import LatencyModel
-from batchflux.engine.pacing import PauseGate, Rate, SlidingWindowLimiter
+from batchflux.engine.pacer import Pacer, Slot
 from batchflux.engine.progress import Progress
-from batchflux.engine.quota import FollowUps, QuotaLearner, suggest_flag
 from batchflux.engine.stats import EngineStats, FailedJob
 from batchflux.engine.tracks import PollScheduler, Track
 from batchflux.files.commit import FileCommitter
@@ -35,12 +34,6 @@ from batchflux.manifest.job import Job
 
 log = logging.getLogger("batchflux.engine")
 
-# Kinds of call that a 429 pauses together: status and result calls are both polling.
-GATE_KINDS = ("submit", "poll", "upload", "history")
-GATE_OF = {"status": "poll", "result": "poll", "history_record": "history"}
-# A call this close to a learned window's boundary counts on both sides of it: the reset header's
-# precision and the clocks' skew (at most a 60th of the window, so ≤ 1.7 % of it is spent twice).
-ALIGN_GUARD_S = 0.25
 T = TypeVar("T")
 A = TypeVar("A")
 
@@ -89,20 +82,14 @@ class EngineState:
         self.stop_detail: str = ""
         self._loop = asyncio.get_running_loop()
         self.clock = self._loop.time
-        # One gate per kind of call: a 429 pauses the calls of its kind only (downloads, from the
-        # public media host, pass none).
-        self.gates = {kind: PauseGate(self.clock) for kind in GATE_KINDS}
-        self.limiter = SlidingWindowLimiter(config.rate, self.clock) if config.rate else None
-        self.quota = None if config.rate else QuotaLearner(self.clock)  # no --rate: learn it
-        self.one_at_a_time = asyncio.Lock()  # submits measuring a quota's window go through it
-        self.counted: set[str] = set()  # kinds of call the server has limited (so counts toward its quota)
-        self.followups = FollowUps()  # calls a job makes after its submit: polls' share of a window
-        self._said_rate: Rate | None = None  # the learned quota as last logged
-        self._announce: asyncio.TimerHandle | None = None
+        # The quota's gates and window: every API call passes it (downloads, from the public media
+        # host, do not).
+        self.pacer = Pacer(
+            config.rate, self.clock, rng=self.rng, wall=wall, on_pause=self._paused, pauses=pauses
+        )
         self.latency = LatencyModel(config.poll)
         for latency in latencies:
             self.latency.observe(latency)
-        self._wait_out(pauses or {})
         self.inflight = InFlight(config.max_in_flight)
         self.on_server = 0  # requests submitted, no result yet
         self.scouting: set[Track] = set()  # polled while the latency model is still learning
@@ -256,80 +243,15 @@ class EngineState:
             log.error("stopping: %s", exc)
         self.abort(exc.kind, str(exc))
 
-    def gate(self, kind: str) -> PauseGate:
-        """The pause gate of a kind of call (``submit``, ``status``, ``result``, ``upload``, …)."""
-        return self.gates[GATE_OF.get(kind, kind)]
-
-    def rate_limited(self, exc: RateLimited, attempt: int, kind: str) -> None:
-        """A 429 on a call of ``kind``: pause that kind until the server's reset. A new pause is a
-        ledger event, so a run started inside it (a crash loop, a resume) waits it out too."""
+    def rate_limited(self, exc: RateLimited, attempt: int, kind: str, slot: Slot | None = None) -> None:
+        """A 429 on a call of ``kind`` (see :meth:`Pacer.rate_limited`)."""
         self.stats.rate_limited += 1
-        delay = policy.rate_limit_delay(exc, attempt, self.rng)
-        gate_kind = GATE_OF.get(kind, kind)
-        if gate_kind not in self.counted:
-            self.counted.add(gate_kind)
-            if gate_kind != "submit":
-                log.info(
-                    "the API counts %s calls toward the quota: they are paced with the submits", gate_kind
-                )
-                self._keep_room()
-        if self.quota is not None:  # every 429 announces the window's end to the learner
-            self.learned(self.quota.rate_limited(exc.delay_s))
-            if self.limiter is not None and exc.delay_s is not None:
-                # A learned quota counts in the server's own windows (a 429's reset starts one).
-                period = self.limiter.rate.period
-                self.limiter.align(self.clock() + exc.delay_s, guard=min(ALIGN_GUARD_S, period / 60))
-        if self.gates[gate_kind].pause_for(delay) and exc.delay_s is not None:
-            until = self.wall() + delay
-            self.ledger.append(Event(EventType.PAUSED, None, {"kind": gate_kind, "until": until}))
+        self.pacer.rate_limited(exc, attempt, kind, slot)
 
-    def _wait_out(self, pauses: Mapping[str, float]) -> None:
-        now = self.wall()
-        for kind, until in pauses.items():
-            if kind in self.gates and until > now:
-                log.info("the API asked for a pause of %s calls until %s; waiting it out (%.1fs)",
-                         kind, time.strftime("%H:%M:%S", time.localtime(until)), until - now)  # fmt: skip
-                self.gates[kind].pause_for(until - now)
-
-    def learned(self, rate: Rate | None) -> None:
-        """The quota learner has a new rate: pace submits by it from now on."""
-        if rate is None:
-            return
-        if self.limiter is None:
-            self.limiter = SlidingWindowLimiter(rate, self.clock)
-        else:
-            self.limiter.set_rate(rate)
-        self._keep_room()
-        # Said once the window that measured it is over: answers still on the wire may raise it.
-        if self._announce is not None:
-            self._announce.cancel()
-        assert self.quota is not None
-        self._announce = self._loop.call_at(self.quota.settles_at, self.say_quota)
-
-    def say_quota(self) -> None:
-        """Log the learned quota, if it changed since it was last said."""
-        if self._announce is not None:
-            self._announce.cancel()
-            self._announce = None
-        rate = self.limiter.rate if self.limiter is not None else None
-        if rate is None or rate == self._said_rate:
-            return
-        if self._said_rate is None:
-            log.info("learned the quota from the 429s: %s a window; pass %s to start at it next time",
-                     rate, suggest_flag(rate))  # fmt: skip
-        else:
-            log.info("quota revised: %s", rate)
-        self._said_rate = rate
-
-    def followed_up(self, calls: int) -> None:
-        """A job's result is in, after ``calls`` status and result calls."""
-        self.followups.observe(calls)
-        self._keep_room()
-
-    def _keep_room(self) -> None:
-        """Once polls count toward the quota, each window keeps room for the polls of its submits."""
-        if self.limiter is not None and "poll" in self.counted:
-            self.limiter.keep_room(self.followups.mean)
+    def _paused(self, kind: str, until: float) -> None:
+        """A new pause the server announced: a ledger event, so a run started inside it (a crash
+        loop, a resume) waits it out too."""
+        self.ledger.append(Event(EventType.PAUSED, None, {"kind": kind, "until": until}))
 
     def backoff(self, attempt: int) -> float:
         cfg = self.cfg
@@ -344,23 +266,19 @@ class EngineState:
     async def call(self, kind: str, fn: Callable[[A], Awaitable[T]], arg: A) -> T:
         """A safe-to-retry call (GET, upload): pause on 429, back off on 5xx/transport, bounded."""
         attempt = 0
-        gate_kind = GATE_OF.get(kind, kind)
         while True:
-            # Once the server has shown that it counts this kind toward the quota (a 429), it is
-            # paced with the submits, ahead of them.
-            slot = await self.admit(gate_kind, urgent=True, paced=gate_kind in self.counted)
+            slot = await self.pacer.admit(kind, urgent=True)  # ahead of the submits, once counted
             try:
                 answer = await fn(arg)
             except RateLimited as exc:
+                self.pacer.answered(slot)
                 self.api_breaker.success()  # an answer: the host is there
-                if slot is not None and self.limiter is not None:
-                    self.limiter.give_back(slot)  # refused: it used none of the quota
-                    slot = None
                 attempt += 1
-                self.rate_limited(exc, attempt, kind)
+                self.rate_limited(exc, attempt, kind, slot)
                 if attempt >= self.cfg.get_attempts * 4:
                     raise
             except Transient as exc:
+                self.pacer.answered(slot)
                 self.api_failed(exc)
                 attempt += 1
                 if attempt >= self.cfg.get_attempts:
@@ -368,30 +286,14 @@ class EngineState:
                 self.stats.retries[kind] += 1
                 await asyncio.sleep(self.backoff(attempt))
             except ApiError:
+                self.pacer.answered(slot)
                 self.api_breaker.success()
                 raise
             else:
+                self.pacer.answered(slot)
                 self.api_breaker.success()
-                if gate_kind in self.counted and self.quota is not None:
-                    self.learned(self.quota.accepted())
+                self.pacer.accepted(kind)
                 return answer
-            finally:
-                if slot is not None and self.limiter is not None:
-                    self.limiter.settle(slot)
-
-    async def admit(self, gate_kind: str, *, urgent: bool, paced: bool = True) -> list[float] | None:
-        """Wait out the kind's pause, then take a slot of the quota's window (None: not ``paced``,
-        or no limiter). In that order, and again if a 429 paused the kind meanwhile: a slot taken
-        before a pause would count in the window the pause ends, while the call lands in the next."""
-        gate = self.gates[gate_kind]
-        while True:
-            await gate.wait()
-            if self.limiter is None or not paced:
-                return None
-            slot = await self.limiter.acquire(urgent=urgent)
-            if not gate.paused:
-                return slot
-            self.limiter.give_back(slot)
 
     def api_failed(self, exc: ApiError) -> None:
         """A call to the API host got no answer (transport) or a 5xx: count it toward an outage."""

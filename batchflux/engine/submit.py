@@ -76,8 +76,8 @@ class SubmitStage:
             await e.inflight.acquire()
             # While the quota's window is being measured, the submits past what the first window
             # held go one at a time (see QuotaLearner.admits).
-            alone = e.quota is not None and not e.quota.admits(len(e.critical))
-            async with e.one_at_a_time if alone else contextlib.nullcontext():
+            alone = e.pacer.measuring_alone(len(e.critical))
+            async with e.pacer.one_at_a_time if alone else contextlib.nullcontext():
                 try:
                     slot = await self.pace()
                 except BaseException:
@@ -126,7 +126,7 @@ class SubmitStage:
         return False
 
     async def pace(self) -> list[float] | None:
-        return await self.e.admit("submit", urgent=False)
+        return await self.e.pacer.admit("submit", urgent=False)
 
     async def submit(self, job: Job, params: dict[str, Any], slot: list[float] | None) -> None:
         """One job's submit, with its retries. Runs to the end even while stopping: a POST on the
@@ -145,14 +145,10 @@ class SubmitStage:
                 try:
                     sub = await e.client.submit(job.model, params)
                 finally:
-                    # The server saw the POST no later than now: count its window from here.
-                    if slot is not None and e.limiter is not None:
-                        e.limiter.settle(slot)
+                    e.pacer.answered(slot)  # the server saw the POST no later than now
             except RateLimited as exc:
                 e.api_breaker.success()  # an answer: the API is there
-                if slot is not None and e.limiter is not None:
-                    e.limiter.give_back(slot)  # a refused submit used none of the quota
-                e.rate_limited(exc, attempt, "submit")
+                e.rate_limited(exc, attempt, "submit", slot)  # refused: the slot goes back
                 if e.stopping:
                     return self.not_submitted(job, "stopping after a 429")
                 slot = await self.pace()
@@ -199,8 +195,7 @@ class SubmitStage:
                 return None
             break
         e.api_breaker.success()
-        if e.quota is not None:
-            e.learned(e.quota.accepted())
+        e.pacer.accepted("submit")
         now, wall = e.clock(), e.wall()
         born = wall if recovered is None else min(wall, recovered.created_at or wall)
         e.event(

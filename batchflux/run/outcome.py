@@ -133,5 +133,5 @@ def build_summary(
         interrupted=engine.stop_reason == "interrupted",
         stop_reason=engine.stop_reason,
         shard=shard,
-        learned_rate=str(engine.quota.rate) if engine.quota and engine.quota.rate else None,
+        learned_rate=str(rate) if (rate := engine.pacer.learned_rate) else None,
     )

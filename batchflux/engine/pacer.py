@@ -1,0 +1,190 @@
+"""What the account's quota lets through: every API call passes the :class:`Pacer` before it goes
+and tells it how the server answered.
+
+- One :class:`~.pacing.PauseGate` per kind of call (:data:`GATE_KINDS`): a 429 pauses the calls of
+  its kind until the server's reset. A new pause is handed to ``on_pause`` (the ledger's
+  ``paused`` event), and a run started inside one waits it out.
+- The window limiter: told (``--rate``/``--rpm``), or learned from the 429s
+  (:class:`~.quota.QuotaLearner`) and then counted in the server's own windows.
+- Kinds the server has shown it counts toward the quota (a 429 on one) are paced by the limiter
+  too, ahead of the submits; once polls are among them, each window keeps room for the polls its
+  submits will make (:class:`~.quota.FollowUps`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+
+from batchflux.api import RateLimited, policy
+from batchflux.engine.pacing import Clock, PauseGate, Rate, SlidingWindowLimiter
+from batchflux.engine.quota import FollowUps, QuotaLearner, suggest_flag
+
+log = logging.getLogger("batchflux.engine")
+
+# Kinds of call that a 429 pauses together: status and result calls are both polling.
+GATE_KINDS = ("submit", "poll", "upload", "history")
+GATE_OF = {"status": "poll", "result": "poll", "history_record": "history"}
+# A call this close to a learned window's boundary counts on both sides of it: the reset header's
+# precision and the clocks' skew (at most a 60th of the window, so ≤ 1.7 % of it is spent twice).
+ALIGN_GUARD_S = 0.25
+
+Slot = list[float]
+
+
+def gate_kind(kind: str) -> str:
+    """The gate a kind of call passes (``status`` and ``result`` are both ``poll``)."""
+    return GATE_OF.get(kind, kind)
+
+
+class Pacer:
+    def __init__(
+        self,
+        rate: Rate | None,
+        clock: Clock,
+        *,
+        rng: random.Random,
+        wall: Callable[[], float] = time.time,
+        on_pause: Callable[[str, float], None] = lambda kind, until: None,
+        pauses: Mapping[str, float] | None = None,
+    ) -> None:
+        """``rate``: the quota as told (None: learn it). ``on_pause(kind, until)``: a new pause the
+        server announced (unix end time). ``pauses``: the ledger's announced pauses by kind (unix
+        end times); a kind still inside one waits it out."""
+        self._clock = clock
+        self._rng = rng
+        self._wall = wall
+        self._on_pause = on_pause
+        self._loop = asyncio.get_running_loop()
+        self.gates = {kind: PauseGate(clock) for kind in GATE_KINDS}
+        self.limiter = SlidingWindowLimiter(rate, clock) if rate else None
+        self.quota = None if rate else QuotaLearner(clock)
+        self.one_at_a_time = asyncio.Lock()  # submits measuring a quota's window go through it
+        self.counted: set[str] = set()  # kinds of call the server has limited (so counts toward its quota)
+        self.followups = FollowUps()  # calls a job makes after its submit: polls' share of a window
+        self._said_rate: Rate | None = None  # the learned quota as last logged
+        self._announce: asyncio.TimerHandle | None = None
+        self._wait_out(pauses or {})
+
+    # ---- before a call -------------------------------------------------------------------
+
+    def gate(self, kind: str) -> PauseGate:
+        return self.gates[gate_kind(kind)]
+
+    def measuring_alone(self, in_flight: int) -> bool:
+        """Whether a submit should go alone (:attr:`one_at_a_time`) while the quota's window is measured."""
+        return self.quota is not None and not self.quota.admits(in_flight)
+
+    async def admit(self, kind: str, *, urgent: bool) -> Slot | None:
+        """Wait out the kind's pause, then take a slot of the quota's window: submits always (None:
+        no limiter yet), other kinds once the server counts them. In that order, and again if a 429
+        paused the kind meanwhile: a slot taken before a pause would count in the window the pause
+        ends, while the call lands in the next one."""
+        kind = gate_kind(kind)
+        gate = self.gates[kind]
+        paced = kind == "submit" or kind in self.counted
+        while True:
+            await gate.wait()
+            if self.limiter is None or not paced:
+                return None
+            slot = await self.limiter.acquire(urgent=urgent)
+            if not gate.paused:
+                return slot
+            self.limiter.give_back(slot)
+
+    # ---- after it ------------------------------------------------------------------------
+
+    def answered(self, slot: Slot | None) -> None:
+        """The server saw the call no later than now: its window is counted from here."""
+        if slot is not None and self.limiter is not None:
+            self.limiter.settle(slot)
+
+    def accepted(self, kind: str) -> None:
+        """A call of a kind the quota counts was accepted (the learner counts the window's calls)."""
+        kind = gate_kind(kind)
+        if self.quota is not None and (kind == "submit" or kind in self.counted):
+            self._learned(self.quota.accepted())
+
+    def rate_limited(self, exc: RateLimited, attempt: int, kind: str, slot: Slot | None = None) -> None:
+        """A 429 on a call of ``kind``: its slot goes back (the server counted nothing), and that
+        kind pauses until the server's reset."""
+        if slot is not None and self.limiter is not None:
+            self.limiter.give_back(slot)
+        delay = policy.rate_limit_delay(exc, attempt, self._rng)
+        kind = gate_kind(kind)
+        if kind not in self.counted:
+            self.counted.add(kind)
+            if kind != "submit":
+                log.info("the API counts %s calls toward the quota: they are paced with the submits", kind)
+                self._keep_room()
+        if self.quota is not None:  # every 429 announces the window's end to the learner
+            self._learned(self.quota.rate_limited(exc.delay_s))
+            if self.limiter is not None and exc.delay_s is not None:
+                # A learned quota counts in the server's own windows (a 429's reset starts one).
+                period = self.limiter.rate.period
+                self.limiter.align(self._clock() + exc.delay_s, guard=min(ALIGN_GUARD_S, period / 60))
+        if self.gates[kind].pause_for(delay) and exc.delay_s is not None:
+            self._on_pause(kind, self._wall() + delay)
+
+    def followed_up(self, calls: int) -> None:
+        """A job's result is in, after ``calls`` status and result calls."""
+        self.followups.observe(calls)
+        self._keep_room()
+
+    # ---- what it knows -------------------------------------------------------------------
+
+    def used(self) -> int | None:
+        """Calls in the current window (None: no limiter)."""
+        return self.limiter.used() if self.limiter is not None else None
+
+    @property
+    def learned_rate(self) -> Rate | None:
+        return self.quota.rate if self.quota is not None else None
+
+    def say_quota(self) -> None:
+        """Log the learned quota, if it changed since it was last said."""
+        if self._announce is not None:
+            self._announce.cancel()
+            self._announce = None
+        rate = self.learned_rate
+        if rate is None or rate == self._said_rate:
+            return
+        if self._said_rate is None:
+            log.info("learned the quota from the 429s: %s a window; pass %s to start at it next time",
+                     rate, suggest_flag(rate))  # fmt: skip
+        else:
+            log.info("quota revised: %s", rate)
+        self._said_rate = rate
+
+    # ---- inside --------------------------------------------------------------------------
+
+    def _learned(self, rate: Rate | None) -> None:
+        """The learner has a new rate: pace by it from now on."""
+        if rate is None:
+            return
+        if self.limiter is None:
+            self.limiter = SlidingWindowLimiter(rate, self._clock)
+        else:
+            self.limiter.set_rate(rate)
+        self._keep_room()
+        # Said once the window that measured it is over: answers still on the wire may raise it.
+        if self._announce is not None:
+            self._announce.cancel()
+        assert self.quota is not None
+        self._announce = self._loop.call_at(self.quota.settles_at, self.say_quota)
+
+    def _keep_room(self) -> None:
+        """Once polls count toward the quota, each window keeps room for the polls of its submits."""
+        if self.limiter is not None and "poll" in self.counted:
+            self.limiter.keep_room(self.followups.mean)
+
+    def _wait_out(self, pauses: Mapping[str, float]) -> None:
+        now = self._wall()
+        for kind, until in pauses.items():
+            if kind in self.gates and until > now:
+                log.info("the API asked for a pause of %s calls until %s; waiting it out (%.1fs)",
+                         kind, time.strftime("%H:%M:%S", time.localtime(until)), until - now)  # fmt: skip
+                self.gates[kind].pause_for(until - now)

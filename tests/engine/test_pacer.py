@@ -1,0 +1,75 @@
+"""The pacer: a call waits out its kind's pause before it takes a slot of the window, a 429 pauses
+only its own kind and gives the slot back, and a learned quota is paced and announced."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from batchflux.api import RateLimited
+from batchflux.engine.pacer import Pacer
+from batchflux.engine.pacing import Rate
+
+
+def pacer(rate: Rate | None, pauses: list[tuple[str, float]] | None = None) -> Pacer:
+    loop = asyncio.get_running_loop()
+    seen = pauses if pauses is not None else []
+    return Pacer(
+        rate, loop.time, rng=random.Random(1), on_pause=lambda kind, until: seen.append((kind, until))
+    )
+
+
+async def test_a_pause_that_comes_while_a_submit_waits_for_its_slot_holds_the_slot_back_too() -> None:
+    loop = asyncio.get_running_loop()
+    p = pacer(Rate(1, 0.1))
+    first = await p.admit("submit", urgent=False)  # the window is full for 0.1 s
+    waiting = asyncio.create_task(p.admit("submit", urgent=False))
+    await asyncio.sleep(0.01)
+    start = loop.time()
+    p.rate_limited(RateLimited(delay_s=0.3), 1, "submit", first)  # its POST came back 429
+    slot = await asyncio.wait_for(waiting, 2.0)
+    # Not at 0.1 s, when the slot freed, but after the pause: a slot taken inside the pause would
+    # count in a window the POST does not land in.
+    assert loop.time() - start >= 0.3
+    assert slot is not None
+    assert p.gate("submit").pauses == 1
+
+
+async def test_a_429_pauses_its_own_kind_only_and_polls_are_paced_once_counted() -> None:
+    loop = asyncio.get_running_loop()
+    paused: list[tuple[str, float]] = []
+    p = pacer(Rate(100, 60.0), paused)
+    assert await p.admit("status", urgent=True) is None  # not counted yet: no slot taken
+    p.rate_limited(RateLimited(delay_s=0.2), 1, "result")
+    assert [kind for kind, _ in paused] == ["poll"]
+    start = loop.time()
+    await p.admit("submit", urgent=False)  # submits were not paused
+    assert loop.time() - start < 0.1
+    slot = await p.admit("status", urgent=True)  # polls wait the pause out, then take a slot
+    assert loop.time() - start >= 0.2
+    assert slot is not None
+
+
+async def test_without_a_rate_two_429s_teach_the_window_and_the_submits_are_paced_by_it() -> None:
+    loop = asyncio.get_running_loop()
+    p = pacer(None)
+    assert await p.admit("submit", urgent=False) is None  # nothing learned: no limiter
+    for _ in range(3):
+        p.accepted("submit")
+    p.rate_limited(RateLimited(delay_s=0.05), 1, "submit")  # the window reopens in 50 ms
+    await asyncio.sleep(0.06)
+    for _ in range(3):
+        await p.admit("submit", urgent=False)
+        p.accepted("submit")
+    reopens = loop.time() + 0.6
+    p.rate_limited(RateLimited(delay_s=0.6), 1, "submit")  # full again: 3 in a window of ~0.66 s
+    rate = p.learned_rate
+    assert rate is not None
+    assert rate.limit == 3
+    assert 0.6 < rate.period < 0.75
+    for _ in range(3):  # the pause holds them to the window's opening; then all three go
+        await p.admit("submit", urgent=False)
+    assert loop.time() >= reopens
+    assert p.used() == 3
+    await p.admit("submit", urgent=False)  # the fourth waits for the window after
+    assert loop.time() >= reopens + rate.period - 1e-3
