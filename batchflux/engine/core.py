@@ -101,6 +101,7 @@ class Engine(EngineState):
             in_flight=self.on_server,
             quota=self.pacer.used(),
             rate_limited=self.stats.rate_limited,
+            learned=str(rate) if (rate := self.pacer.learned_rate) else None,
         )
 
     # ---- feeding -------------------------------------------------------------------------

@@ -13,7 +13,9 @@ class Progress(Protocol):
     def submitted(self) -> None: ...
     def done(self, *, skipped: bool = False) -> None: ...
     def failed(self, *, kept: bool = False) -> None: ...
-    def update_postfix(self, *, in_flight: int, quota: int | None, rate_limited: int) -> None: ...
+    def update_postfix(
+        self, *, in_flight: int, quota: int | None, rate_limited: int, learned: str | None = None
+    ) -> None: ...
     def close(self) -> None: ...
 
 
@@ -30,7 +32,9 @@ class NullProgress:
     def failed(self, *, kept: bool = False) -> None:
         pass
 
-    def update_postfix(self, *, in_flight: int, quota: int | None, rate_limited: int) -> None:
+    def update_postfix(
+        self, *, in_flight: int, quota: int | None, rate_limited: int, learned: str | None = None
+    ) -> None:
         pass
 
     def close(self) -> None:

@@ -42,6 +42,9 @@ class Figures:
     peak_submits_60s: int  # most submits in any sliding 60 s window: the quota actually used
     submit_rate_per_min: float | None  # from first to last submit, when that spans a minute or more
     rpm: float | None  # the configured quota, when summary.json says
+    learned_rate: (
+        str | None
+    )  # "N/Ps": the quota learned from the 429s (no --rpm given), when summary.json says
     api_calls: int | None
     api_calls_by_kind: tuple[tuple[str, int], ...]  # (kind, count), most first, when summary.json says
     rate_limited: int | None
@@ -83,6 +86,7 @@ def compute_figures(dirs: Sequence[RunDir], rows: Sequence[JobRow]) -> Figures:
         peak_submits_60s=peak_in_window(submits, 60.0),
         submit_rate_per_min=(len(submits) - 1) / span * 60.0 if span >= 60.0 else None,
         rpm=_first_number(summaries, "rpm"),
+        learned_rate=next((r for s in summaries if isinstance(r := s.get("learned_rate"), str) and r), None),
         api_calls=_api_calls(summaries) if summaries else None,
         api_calls_by_kind=_api_calls_by_kind(summaries),
         rate_limited=_int_or_none(_sum_key(summaries, "rate_limited")) if summaries else None,

@@ -151,6 +151,10 @@ def _stats(f: Figures) -> str:
         peak += f" / {f.rpm:g}"
     rate = f"{f.submit_rate_per_min:.1f} submits/min on average" if f.submit_rate_per_min else ""
     tiles.append(("peak submits per 60 s", peak, "", rate))
+    if f.learned_rate:
+        tiles.append(
+            ("quota learned", f.learned_rate, "", f"from the 429s; --rate {f.learned_rate} starts at it")
+        )
     unknown = "not recorded: no summary.json"
     last = "last run, " if f.runs > 1 else ""
     calls_note = last + " · ".join(f"{n:,} {kind}" for kind, n in f.api_calls_by_kind)

@@ -23,6 +23,7 @@ class _Counts:
         self.total = self.submitted_n = self.done_n = self.failed_n = 0
         self.in_flight = self.rate_limited = 0
         self.quota: int | None = None
+        self.learned: str | None = None
 
     def start(self, total: int) -> None:
         self.total = total
@@ -36,11 +37,15 @@ class _Counts:
     def failed(self, *, kept: bool = False) -> None:
         self.failed_n += 1
 
-    def update_postfix(self, *, in_flight: int, quota: int | None, rate_limited: int) -> None:
-        self.in_flight, self.quota, self.rate_limited = in_flight, quota, rate_limited
+    def update_postfix(
+        self, *, in_flight: int, quota: int | None, rate_limited: int, learned: str | None = None
+    ) -> None:
+        self.in_flight, self.quota, self.rate_limited, self.learned = in_flight, quota, rate_limited, learned
 
     def line(self) -> str:
         quota = f", quota used {self.quota}" if self.quota is not None else ""
+        if self.learned is not None:
+            quota += f" of {self.learned} (learned)"
         return (
             f"{self.done_n}/{self.total} done, {self.failed_n} failed, {self.submitted_n} submitted, "
             f"{self.in_flight} in flight{quota}, {self.rate_limited} 429s"
@@ -53,8 +58,10 @@ class LogProgress(_Counts):
         self.interval = interval
         self._last = time.monotonic()
 
-    def update_postfix(self, *, in_flight: int, quota: int | None, rate_limited: int) -> None:
-        super().update_postfix(in_flight=in_flight, quota=quota, rate_limited=rate_limited)
+    def update_postfix(
+        self, *, in_flight: int, quota: int | None, rate_limited: int, learned: str | None = None
+    ) -> None:
+        super().update_postfix(in_flight=in_flight, quota=quota, rate_limited=rate_limited, learned=learned)
         now = time.monotonic()
         if now - self._last >= self.interval:
             self._last = now
@@ -95,11 +102,13 @@ class BarProgress(_Counts):
         if kept:
             self._sub.update(1)
 
-    def update_postfix(self, *, in_flight: int, quota: int | None, rate_limited: int) -> None:
-        super().update_postfix(in_flight=in_flight, quota=quota, rate_limited=rate_limited)
-        postfix = {"in_flight": in_flight, "429s": rate_limited}
+    def update_postfix(
+        self, *, in_flight: int, quota: int | None, rate_limited: int, learned: str | None = None
+    ) -> None:
+        super().update_postfix(in_flight=in_flight, quota=quota, rate_limited=rate_limited, learned=learned)
+        postfix: dict[str, object] = {"in_flight": in_flight, "429s": rate_limited}
         if quota is not None:
-            postfix["quota"] = quota
+            postfix["quota"] = quota if learned is None else f"{quota} of {learned} learned"
         self._sub.set_postfix(postfix, refresh=True)
 
     def close(self) -> None:

@@ -74,7 +74,7 @@ def test_summary_fills_in_what_only_the_engine_counted(
     out = fabricate(tmp_path / "out", [spec("a"), spec("b")])
     summary = {"wall_s": 99.0, "api_calls": {"submit": 2, "status": 3}, "rate_limited": 4,
                "estimated_spend_usd": 0.3, "possible_duplicates": 1, "rpm": 50, "retries": 6,
-               "stop_reason": "credits"}  # fmt: skip
+               "stop_reason": "credits", "learned_rate": "60/6s"}  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary))
     f = build_model([read_run_dir(out)]).figures
     assert (f.api_calls, f.rate_limited, f.retries, f.rpm) == (5, 4, 6, 50.0)
@@ -84,6 +84,8 @@ def test_summary_fills_in_what_only_the_engine_counted(
     page = write_report([out]).read_text(encoding="utf-8")
     assert "the last run stopped early (credits)" in page
     assert "summary.json says $0.30" in page
+    assert f.learned_rate == "60/6s"
+    assert "quota learned" in page
     assert f.possible_duplicates == 1
     assert f.wall_s == pytest.approx(2 * 0.5 + 3.0), "the ledger's runs, not only the last run's summary"
 
