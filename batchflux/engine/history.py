@@ -366,23 +366,25 @@ class HistoryStage:
     # ---- calls -----------------------------------------------------------------------------
 
     async def _ask(self, kind: str, fn: Callable[[A], Awaitable[T]], arg: A) -> T:
-        """One history call through the 429 gate, a few tries through 5xx and transport errors.
+        """One history call through the pacer (its 429 gate; the quota's window once the server counts
+        history calls), a few tries through 5xx and transport errors.
         :class:`NoAnswer` when the history cannot answer (said once per run); a 401/403 also
         stops the run."""
         e = self.e
         attempt = 0
-        gate = e.pacer.gate(kind)
         while True:
-            await gate.wait()
+            slot = await e.pacer.admit(kind, urgent=True)  # paced too, once the quota counts it
             try:
-                return await fn(arg)
+                answer = await fn(arg)
             except RateLimited as exc:
+                e.pacer.answered(slot)
                 attempt += 1
-                e.rate_limited(exc, attempt, kind)
+                e.rate_limited(exc, attempt, kind, slot)
                 if attempt < LIMITED_ATTEMPTS:
                     continue
                 raise self._unavailable(kind, exc) from exc
             except Transient as exc:
+                e.pacer.answered(slot)
                 attempt += 1
                 if attempt < ATTEMPTS and not e.stopping:
                     e.stats.retries[kind] += 1
@@ -393,7 +395,11 @@ class HistoryStage:
                 e.fatal(exc)
                 raise NoAnswer(str(exc)) from exc
             except (HistoryUnavailable, ApiError) as exc:
+                e.pacer.answered(slot)
                 raise self._unavailable(kind, exc) from exc
+            e.pacer.answered(slot)
+            e.pacer.accepted(kind)
+            return answer
 
     def _unavailable(self, kind: str, exc: ApiError) -> NoAnswer:
         self.e.stats.history_fallbacks += 1

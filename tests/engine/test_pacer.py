@@ -73,3 +73,13 @@ async def test_without_a_rate_two_429s_teach_the_window_and_the_submits_are_pace
     assert p.used() == 3
     await p.admit("submit", urgent=False)  # the fourth waits for the window after
     assert loop.time() >= reopens + rate.period - 1e-3
+
+
+async def test_history_calls_are_one_kind_and_paced_once_the_quota_counts_them() -> None:
+    paused: list[tuple[str, float]] = []
+    p = pacer(Rate(100, 60.0), paused)
+    assert await p.admit("history", urgent=True) is None
+    p.rate_limited(RateLimited(delay_s=0.05), 1, "history_record")  # a record lookup met the quota
+    assert [kind for kind, _ in paused] == ["history"]
+    assert await p.admit("history", urgent=True) is not None  # the list scans wait and count too
+    assert p.used() == 1
