@@ -19,7 +19,7 @@ simulation (tests/engine/test_latency.py).
 A sample is only as good as the polls that took it: a job first seen done at age ``t`` finished
 at some time before ``t``, and when polls wait for the quota (a server that counts them), ``t``
 runs late. Fed back, late samples schedule later polls, which run later still: a learned run
-with polls counted drifted to first polls 20–30 s after 2.4 s jobs. So when the server reports
+with polls counted drifted to a detection lag of 20–34 s for 2.4 s jobs. So when the server reports
 its own figures (``metrics``: ``queue_time`` + ``inference_time``), :func:`latency_sample` takes
 those, which no polling moves; see its docstring.
 

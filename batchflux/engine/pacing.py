@@ -5,11 +5,13 @@ All timing uses an injected monotonic clock (the loop's ``time``) and waits with
 
 - :class:`SlidingWindowLimiter` — never more than ``limit`` acquisitions in any ``period``-second
   window (a sliding-window log, as aiolimiter does for leaky buckets). Against a fixed-window
-  server limiter it spends each window's quota as soon as it opens and nothing beyond it.
+  server limiter it spends each window's quota as soon as it opens and nothing beyond it. Aligned
+  to the server's windows, it counts in those instead.
 - :class:`PauseGate` — a gate the calls of one kind pass before they go; a 429 on one of them
-  closes it until the server's reset time (the engine keeps one per kind of call).
+  closes it until the server's reset time (the pacer keeps one per kind of call).
 
-With no ``--rate``, the limiter's rate is learned from the 429s (:mod:`batchflux.engine.quota`).
+With no ``--rate``, the limiter's rate is learned from the 429s (:mod:`batchflux.engine.quota`);
+:mod:`batchflux.engine.pacer` puts the pieces together for every API call.
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ class SlidingWindowLimiter:
     toward the same quota as submits: a finished job should not wait behind new work). A timer at
     the instant the oldest slot leaves the window wakes the next waiter; nothing polls.
 
-    Two refinements serve a learned quota that counts the polls too (:class:`~.state.EngineState`
-    turns them on):
+    Two refinements serve a quota that counts the polls too (the :class:`~.pacer.Pacer` turns them
+    on):
 
     - :meth:`align` — count in the server's own fixed windows, one of which starts at a 429's
       reset: a slot is held until the end of the window it fell in. Sliding windows are stricter
@@ -73,8 +75,9 @@ class SlidingWindowLimiter:
       ``guard`` seconds of a boundary counts on both sides of it (the clocks' skew, the reset's
       precision).
     - :meth:`keep_room` — each normal acquisition (a submit) brings ``followups`` urgent ones
-      later (its polls): the submits take ``⌊limit / (1 + followups)⌋`` of a window and leave the
-      rest. Urgent-first alone does not keep that room: a window opens with no poll due yet, the
+      later (its polls): the submits take ``limit / (1 + followups)`` of a window (rounded down
+      when sliding; to the nearest when aligned, where an overshoot is taken off the next window)
+      and leave the rest. Urgent-first alone does not keep that room: a window opens with no poll due yet, the
       submits take all of it at once, and the polls falling due a second later wait a window.
       Aligned, the polls already waiting at a window's opening come off the submits' part of that
       window, so a backlog is cleared in one window instead of being carried from window to window.
