@@ -167,9 +167,9 @@ class JobRecord:
             self.expirations += 1
 
     def _credits(self, d: dict[str, Any]) -> None:
-        cost = d.get("credits_deduction")
-        if isinstance(cost, int | float) and not isinstance(cost, bool) and math.isfinite(cost):
-            self.credits_deduction = float(cost)
+        cost = usd(d.get("credits_deduction"))
+        if cost is not None:
+            self.credits_deduction = cost
 
     @property
     def open_intent(self) -> bool:
@@ -214,3 +214,11 @@ def _float(value: object, default: float) -> float:
         except OverflowError:
             return default
     return default
+
+
+def usd(value: Any) -> float | None:
+    """An amount of dollars as an event records it (``credits_deduction``, ``price_usd``): a finite
+    number ≥ 0; anything else (a hand-edited or foreign ledger) is no amount."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return float(value)
+    return None

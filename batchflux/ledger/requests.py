@@ -21,14 +21,13 @@ them all. :class:`RequestLog` folds the events that say so:
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
 from batchflux.ledger.reconcile import Intent
-from batchflux.ledger.records import NOT_SUBMITTED
+from batchflux.ledger.records import NOT_SUBMITTED, usd
 from batchflux.ledger.replay import Replay, replay_lines
 
 # A request the server FAILED is refunded: these causes, on a ``failed`` event naming a request.
@@ -71,7 +70,7 @@ class RequestLog:
         if not isinstance(ts, int | float) or isinstance(ts, bool):
             return
         if kind == "run_started":
-            self._price = _usd(event.get("price_usd"))
+            self._price = usd(event.get("price_usd"))
             return
         if not isinstance(job, str):
             return
@@ -90,7 +89,7 @@ class RequestLog:
             self._latest[job] = rid
         if rid is None:
             return
-        cost = _usd(event.get("credits_deduction"))
+        cost = usd(event.get("credits_deduction"))
         if cost is not None:
             self.costs[rid] = cost
         if kind == "failed" and event.get("cause") in SERVER_FAILED:
@@ -163,9 +162,3 @@ def _fold_line(line: bytes, log: RequestLog) -> None:
         return
     if isinstance(event, dict):
         log.add(event)
-
-
-def _usd(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
-        return float(value)
-    return None

@@ -14,7 +14,6 @@ Memory: the ledgers' records and the manifest's jobs, one each per job; the rows
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import IO, Any
 
 from batchflux.files.layout import LEDGER_FILENAME, RESULTS_CSV_FILENAME, RESULTS_JSONL_FILENAME
 from batchflux.ledger import LedgerCorrupt, Replay, RunRecord, replay_lines
+from batchflux.ledger.records import usd
 from batchflux.manifest import Manifest, load_manifest
 from batchflux.manifest.job import Job
 from batchflux.manifest.schema import price_for
@@ -113,11 +113,9 @@ def _note_cost(line: bytes, costs: Costs) -> None:
         return
     if not isinstance(event, dict):
         return
-    job, value, request_id = event.get("job"), event.get("credits_deduction"), event.get("request_id")
-    if not isinstance(job, str) or not isinstance(value, int | float) or isinstance(value, bool):
-        return
-    if math.isfinite(value) and value >= 0:
-        costs[job] = (request_id if isinstance(request_id, str) else None, float(value))
+    job, cost, request_id = event.get("job"), usd(event.get("credits_deduction")), event.get("request_id")
+    if isinstance(job, str) and cost is not None:
+        costs[job] = (request_id if isinstance(request_id, str) else None, cost)
 
 
 @dataclass(frozen=True, slots=True)

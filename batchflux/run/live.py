@@ -12,13 +12,13 @@ as ``in_flight`` or ``pending``. Each job's row comes once.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from batchflux.ledger import Event, EventType, JobRecord
+from batchflux.ledger.records import usd
 from batchflux.ledger.resume import Action, ResumePlan
 from batchflux.manifest.job import Job
 from batchflux.run.results import Dimensions, Known, manifest_row, param_names
@@ -66,10 +66,10 @@ class LiveRows:
         if rec is None:
             rec = self._records[job_id] = JobRecord(job_id)
         rec.apply_fields(event.event, event.ts or time.time(), event.data)
-        cost = event.data.get("credits_deduction")
-        if isinstance(cost, int | float) and not isinstance(cost, bool) and math.isfinite(cost) and cost >= 0:
+        cost = usd(event.data.get("credits_deduction"))
+        if cost is not None:
             request_id = event.data.get("request_id")
-            self._costs[job_id] = (request_id if isinstance(request_id, str) else None, float(cost))
+            self._costs[job_id] = (request_id if isinstance(request_id, str) else None, cost)
         if event.event in _FINISHED and job_id in self._open:
             del self._open[job_id]
             self._due.put_nowait(job_id)
