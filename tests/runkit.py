@@ -21,12 +21,14 @@ import shutil
 import signal
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from aiohttp import web
 
 from batchflux.emulator import DEFAULT_API_KEY, Emulator
 from batchflux.engine.config import EngineConfig
@@ -190,6 +192,18 @@ class Clis:
             if cli.running:
                 cli.send(signal.SIGKILL)
             await cli.proc.wait()
+
+
+@asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    """A small stand-in server (a proxy, an endpoint that is not there) on 127.0.0.1: its base URL."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 async def wait_until(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import traceback
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from runkit import serve
 
 from batchflux.api import Ambiguous, ApiClient, Fatal, JobFailed, RateLimited, Transient
 
@@ -37,7 +39,7 @@ class OddServer:
     seen: list[Seen] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     base_url: str = ""
-    _runner: web.AppRunner | None = None
+    _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     async def __aenter__(self) -> OddServer:
         @web.middleware
@@ -48,19 +50,14 @@ class OddServer:
         app = web.Application(middlewares=[record])
         for method, path, handler in self.routes:
             app.router.add_route(method, path, handler)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        self.base_url = await self._stack.enter_async_context(serve(app))
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._stack.aclose()
 
 
 KEY = "SG_feedfacecafebeef"

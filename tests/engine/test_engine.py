@@ -16,6 +16,7 @@ from runkit import (
     plain_jobs,
     read_events,
     run_against,
+    serve,
     write_manifest,
 )
 
@@ -255,31 +256,19 @@ async def test_a_credits_endpoint_that_is_not_there_warns_and_goes_on(
     async def unauthorized(request: web.Request) -> web.Response:
         return web.json_response({"error": "bad key"}, status=401)
 
-    app = web.Application()  # no credits route: 404
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
     locked = web.Application()
     locked.router.add_get("/v1/get-user-credits", unauthorized)
-    locked_runner = web.AppRunner(locked, access_log=None)
-    await locked_runner.setup()
-    await web.TCPSite(locked_runner, "127.0.0.1", 0).start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            missing = ApiClient(
-                session, api_key=DEFAULT_API_KEY, base_url=f"http://127.0.0.1:{runner.addresses[0][1]}"
-            )
-            with caplog.at_level(logging.WARNING, logger="batchflux"):
-                assert await credit_preflight(missing, 3, 0.1) is None
-            assert "could not check the account's credits" in caplog.text
-            refused = ApiClient(
-                session, api_key=DEFAULT_API_KEY, base_url=f"http://127.0.0.1:{locked_runner.addresses[0][1]}"
-            )
-            refusal = await credit_preflight(refused, 3, 0.1)
-            assert refusal is not None
-            assert refusal[0] == ExitCode.STOPPED
-            assert "refused the credit check" in refusal[1]
-    finally:
-        await runner.cleanup()
-        await locked_runner.cleanup()
+    async with (
+        serve(web.Application()) as missing_url,  # no credits route: 404
+        serve(locked) as locked_url,
+        aiohttp.ClientSession() as session,
+    ):
+        missing = ApiClient(session, api_key=DEFAULT_API_KEY, base_url=missing_url)
+        with caplog.at_level(logging.WARNING, logger="batchflux"):
+            assert await credit_preflight(missing, 3, 0.1) is None
+        assert "could not check the account's credits" in caplog.text
+        refused = ApiClient(session, api_key=DEFAULT_API_KEY, base_url=locked_url)
+        refusal = await credit_preflight(refused, 3, 0.1)
+        assert refusal is not None
+        assert refusal[0] == ExitCode.STOPPED
+        assert "refused the credit check" in refusal[1]

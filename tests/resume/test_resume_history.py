@@ -28,6 +28,7 @@ from runkit import (
     plain_jobs,
     read_events,
     run_against,
+    serve,
     since_last_start,
     wait_until,
     write_manifest,
@@ -445,16 +446,10 @@ async def test_a_429_from_the_history_pauses_its_calls_and_they_go_on(tmp_path: 
 
         app = web.Application()
         app.router.add_get("/h", proxy)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        try:
-            history_url = f"http://127.0.0.1:{runner.addresses[0][1]}/h"
+        async with serve(app) as proxy_url:
             result = await run_against(
-                emu, manifest, out, engine=engine(), report=False, history_url=history_url
+                emu, manifest, out, engine=engine(), report=False, history_url=f"{proxy_url}/h"
             )
-        finally:
-            await runner.cleanup()
         stats = emu.stats()
         assert result.exit_code == ExitCode.OK, result.message
     assert (stats["submits"], stats["duplicate_submits"]) == (2, 0)
