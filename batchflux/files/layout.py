@@ -3,6 +3,7 @@
 from typing import Final
 
 LEDGER_FILENAME: Final = "ledger.jsonl"  # the append-only event log, the run's source of truth
+REVIEWS_FILENAME: Final = "reviews.jsonl"  # verdicts: `batchflux review` appends here
 SUMMARY_FILENAME: Final = "summary.json"  # what the last run did and where it left the directory
 REPORT_FILENAME: Final = "report.html"
 LOCK_FILENAME: Final = "run.lock"  # held by the one run that may write here

@@ -6,6 +6,8 @@
 |                |      | price_usd, jobs (count), shard ("K/N" or null), version, pid, host            |
 | submit_intent  | id   | fingerprint, model, params (no inline image data), input (local path or URL), |
 |                |      | output (relative path), attempt (1-based submit count for this job);          |
+|                |      | redo (optional): the how-manieth redo of a rejected image this submit is,     |
+|                |      | its params carrying the seed derived for it                                   |
 |                |      | input_sent (optional): the input_image POSTed when not params' own — the URL  |
 |                |      | a local file was uploaded to, or "sha256:<hex>" of an inline data URI         |
 | submitted      | id   | request_id, status_url, response_url, submitted_at (unix s); recovered: true  |
@@ -22,6 +24,11 @@
 | expired        | id   | request_id                                                                    |
 | paused         | null | kind (submit / poll / upload / credits / history), until (unix s): a 429's    |
 |                |      | announced pause of that kind of call, which a run starting inside it waits out |
+| reviewed       | id   | request_id (the image's request), verdict ("approved" / "rejected" / null:   |
+|                |      | cleared), note; ``ts`` is when it was given. Written to ``reviews.jsonl``, the |
+|                |      | review log beside the ledger, which replay merges (:mod:`.reviews`)           |
+| set_aside      | id   | path (the kept image, relative), from (where it was), request_id, sha256:      |
+|                |      | a rejected image kept as ``<stem>.rejected-N.<ext>`` before its job is redone  |
 | run_finished   | null | run_id, exit_code, counts (dict), wall_s                                      |
 
 ``cause`` is one of :data:`FAILURE_CAUSES`. Events never carry the API key or image bytes.
@@ -65,6 +72,8 @@ class EventType(StrEnum):
     FAILED = "failed"
     EXPIRED = "expired"
     PAUSED = "paused"
+    REVIEWED = "reviewed"
+    SET_ASIDE = "set_aside"
     RUN_FINISHED = "run_finished"
 
 

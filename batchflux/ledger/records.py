@@ -36,6 +36,32 @@ _RESULT = EventType.RESULT
 _DOWNLOADED = EventType.DOWNLOADED
 _FAILED = EventType.FAILED
 _EXPIRED = EventType.EXPIRED
+_REVIEWED = EventType.REVIEWED
+_SET_ASIDE = EventType.SET_ASIDE
+
+REVIEW_VERDICTS = ("approved", "rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """A person's verdict on one image: the request that made it, approved or rejected (None: the
+    verdict was cleared), a note, and when (unix)."""
+
+    request_id: str | None
+    verdict: str | None
+    note: str
+    ts: float
+
+    @classmethod
+    def of(cls, ts: float, d: dict[str, Any]) -> Review:
+        verdict = d.get("verdict")
+        note = d.get("note")
+        return cls(
+            request_id=_str(d.get("request_id")),
+            verdict=verdict if verdict in REVIEW_VERDICTS else None,
+            note=note if isinstance(note, str) else "",
+            ts=ts,
+        )
 
 
 @dataclass(slots=True)
@@ -77,9 +103,15 @@ class JobRecord:
     recovered: bool = False  # the latest request_id was found in the request history, not answered
     result_via: str | None = None  # "history": the result came from the request history's record
     credits_deduction: float | None = None  # what Segmind charged for the latest request (USD), when known
+    review: Review | None = None  # the latest `reviewed` event, whichever image it was given for
+    redo: int = 0  # the latest submit's redo number (0: not a redo of a rejected image)
+    set_aside: list[str] = field(default_factory=list)  # rejected images kept aside, oldest first
 
     def apply_fields(self, kind: EventType, ts: float, d: dict[str, Any]) -> None:
         """Fold one event given as its parts; ``d`` may also hold the envelope keys (ignored)."""
+        if kind is _REVIEWED:  # a person's verdict: says nothing of the job's progress or its times
+            self.review = Review.of(ts, d)
+            return
         if not self.first_ts:
             self.first_ts = ts
         self.last_ts = ts
@@ -104,6 +136,8 @@ class JobRecord:
             if self.input is not None and self.input == self.params.get("input_image"):
                 self.input = self.params["input_image"]  # one string object, not two
             self.output = _str(d.get("output")) or ""
+            redo = d.get("redo")
+            self.redo = redo if type(redo) is int and redo > 0 else 0
             self.request_id = self.status_url = self.response_url = None
             self.submitted_at = None
             self.last_status = self.output_url = None
@@ -165,11 +199,24 @@ class JobRecord:
         elif kind is _EXPIRED:
             self.state = JobState.EXPIRED
             self.expirations += 1
+        elif kind is _SET_ASIDE:
+            kept = _str(d.get("path"))
+            if kept and kept not in self.set_aside:
+                self.set_aside.append(kept)
 
     def _credits(self, d: dict[str, Any]) -> None:
         cost = usd(d.get("credits_deduction"))
         if cost is not None:
             self.credits_deduction = cost
+
+    @property
+    def verdict(self) -> Review | None:
+        """The verdict on the image the job has now: a review given for its current request while
+        it is downloaded. A job whose image changed (a new request) has none until reviewed again."""
+        review = self.review
+        if review is None or review.verdict is None or self.state is not JobState.DOWNLOADED:
+            return None
+        return review if review.request_id == self.request_id else None
 
     @property
     def open_intent(self) -> bool:

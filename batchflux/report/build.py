@@ -20,6 +20,7 @@ from batchflux.files.layout import LEDGER_FILENAME, REPORT_FILENAME, SUMMARY_FIL
 from batchflux.files.secrets import Redactor
 from batchflux.ledger import LedgerCorrupt
 from batchflux.ledger.requests import read_costs
+from batchflux.ledger.reviews import merge_reviews
 from batchflux.report.model import build_model
 from batchflux.report.render import Links, card_data, render_page
 from batchflux.report.rows import JobRow, RunDir
@@ -81,6 +82,7 @@ def read_run_dir(out_dir: Path) -> RunDir:
         raise ReportError(f"{out_dir}: no {LEDGER_FILENAME} here; is this a batchflux output directory?")
     try:
         replay, costs = read_costs(ledger)
+        merge_reviews(replay, out_dir)
     except LedgerCorrupt as exc:
         raise ReportError(str(exc)) from exc
     except (OSError, UnicodeError) as exc:

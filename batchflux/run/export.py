@@ -22,6 +22,7 @@ from typing import IO, Any
 from batchflux.files.layout import LEDGER_FILENAME, RESULTS_CSV_FILENAME, RESULTS_JSONL_FILENAME
 from batchflux.ledger import LedgerCorrupt, Replay, RunRecord, replay_lines
 from batchflux.ledger.records import usd
+from batchflux.ledger.reviews import merge_reviews
 from batchflux.manifest import Manifest, load_manifest
 from batchflux.manifest.job import Job
 from batchflux.manifest.schema import price_for
@@ -92,6 +93,7 @@ def read_run_dir(path: Path, name: str | None = None) -> RunDirView:
     try:
         with ledger.open("rb") as fh:
             replay = replay_lines(_noting_costs(fh, costs), str(ledger))
+        merge_reviews(replay, path)
     except LedgerCorrupt as exc:
         raise ExportError(str(exc)) from None
     except OSError as exc:

@@ -39,6 +39,7 @@ from batchflux.ledger import (
     replay_file,
 )
 from batchflux.ledger.resume import Action, ResumePlan, check_file, move_ledger_aside, plan_resume
+from batchflux.ledger.reviews import merge_reviews
 from batchflux.manifest import Manifest, ManifestError, load_manifest
 from batchflux.manifest.job import Job
 from batchflux.manifest.schema import price_for
@@ -190,6 +191,7 @@ class Run:
                 self.say(f"--fresh: moved the old ledger to {moved}")
         try:
             replay = replay_file(ledger_path)
+            merge_reviews(replay, out_dir)
         except LedgerCorrupt as exc:
             return RunResult(ExitCode.USAGE, out_dir, message=str(exc))
         if replay.torn_tail:

@@ -15,6 +15,7 @@ from batchflux.files.layout import LEDGER_FILENAME
 from batchflux.ledger.replay import JobRecord, JobState, Replay
 from batchflux.ledger.requests import read_costs
 from batchflux.ledger.resume import RETENTION_S
+from batchflux.ledger.reviews import merge_reviews
 
 
 class NoLedger(Exception):
@@ -240,6 +241,7 @@ def load_status(out_dirs: Sequence[Path], *, now: float, retention_s: float = RE
         if not path.is_file():
             raise NoLedger(path)
         replay, found = read_costs(path)
+        merge_reviews(replay, out_dir)
         ledgers.append((str(out_dir), replay))
         costs.update(found)
     return summarize(ledgers, now=now, retention_s=retention_s, costs=costs)

@@ -34,6 +34,7 @@ FIELDS: dict[EventType, dict[str, st.SearchStrategy[Any]]] = {
         "output": MAYBE_STR,
         "attempt": st.integers(1, 5),
         "input_sent": MAYBE_STR,
+        "redo": JSON_SCALARS,
     },
     EventType.SUBMITTED: {
         "request_id": MAYBE_STR,
@@ -64,6 +65,12 @@ FIELDS: dict[EventType, dict[str, st.SearchStrategy[Any]]] = {
         "credits_deduction": JSON_SCALARS,
     },
     EventType.EXPIRED: {"request_id": MAYBE_STR},
+    EventType.REVIEWED: {
+        "request_id": MAYBE_STR,
+        "verdict": st.sampled_from(["approved", "rejected"]) | JSON_SCALARS,
+        "note": MAYBE_STR,
+    },
+    EventType.SET_ASIDE: {"path": MAYBE_STR, "from": MAYBE_STR, "sha256": MAYBE_STR},
     EventType.PAUSED: {"kind": st.sampled_from(["submit", "poll"]) | MAYBE_STR, "until": TS | JSON_SCALARS},
     EventType.RUN_STARTED: {"run_id": st.sampled_from(["r1", "r2"]), "pid": st.integers(1, 99)},
     EventType.RUN_FINISHED: {"run_id": st.sampled_from(["r1", "r2"]), "exit_code": JSON_SCALARS},
