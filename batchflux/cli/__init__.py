@@ -19,7 +19,7 @@ from batchflux.run.console import quiet_std_streams
 from batchflux.run.exitcodes import ExitCode
 
 # One module per command, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("run", "validate", "status", "export", "report", "demo", "emulate")
+COMMANDS: tuple[str, ...] = ("run", "validate", "status", "export", "report", "review", "demo", "emulate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -210,13 +210,19 @@ class JobRecord:
             self.credits_deduction = cost
 
     @property
-    def verdict(self) -> Review | None:
-        """The verdict on the image the job has now: a review given for its current request while
-        it is downloaded. A job whose image changed (a new request) has none until reviewed again."""
+    def current_review(self) -> Review | None:
+        """The latest review, if it was given for the image the job has now (its current request,
+        downloaded): a job whose image changed has none until reviewed again."""
         review = self.review
-        if review is None or review.verdict is None or self.state is not JobState.DOWNLOADED:
+        if review is None or self.state is not JobState.DOWNLOADED or review.request_id != self.request_id:
             return None
-        return review if review.request_id == self.request_id else None
+        return review
+
+    @property
+    def verdict(self) -> Review | None:
+        """:attr:`current_review` when it approved or rejected the image (not a cleared one)."""
+        review = self.current_review
+        return review if review is not None and review.verdict is not None else None
 
     @property
     def open_intent(self) -> bool:

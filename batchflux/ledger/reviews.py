@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from batchflux.files.durable import WriteFailed, fsync_dir
@@ -34,7 +35,8 @@ def review_event(job: str, request_id: str | None, verdict: str | None, note: st
     """A ``reviewed`` event; ``verdict`` None clears the job's verdict."""
     if verdict is not None and verdict not in REVIEW_VERDICTS:
         raise ValueError(f"verdict must be one of {', '.join(REVIEW_VERDICTS)} or None, not {verdict!r}")
-    return Event(EventType.REVIEWED, job, {"request_id": request_id, "verdict": verdict, "note": note})
+    data = {"request_id": request_id, "verdict": verdict, "note": note}
+    return Event(EventType.REVIEWED, job, data, ts=time.time())
 
 
 def merge_reviews(replay: Replay, out_dir: Path) -> int:

@@ -98,6 +98,8 @@ def _row(rec: JobRecord, rd: RunDir, merged: bool, origin: float, manifest_dir: 
         error=_cut(rec.error, MAX_TEXT) if isinstance(rec.error, str) else None,
         http_status=rec.http_status,
         model=rec.model,
+        review=verdict.verdict if (verdict := rec.verdict) is not None else None,
+        review_note=current.note if (current := rec.current_review) is not None else "",
     )
 
 

@@ -69,6 +69,8 @@ def card_data(row: JobRow, links: Links) -> dict[str, Any]:
         "cause": row.cause,
         "err": row.error,
         "http": row.http_status,
+        "rv": row.review,
+        "rn": row.review_note,
     }
     keep = ("k", "id", "st")
     return {k: v for k, v in data.items() if k in keep or not (v is None or v is False or v == "" or v == [])}
@@ -95,8 +97,8 @@ def render_page(
     generated: str,
     page_size: int = PAGE_SIZE,
 ) -> str:
-    css = _asset("report.css")
-    js = _asset("report.js")
+    css = asset("report.css")
+    js = asset("cards.js") + "\n" + asset("report.js")
     n = escape(nonce, quote=True)
     csp = (
         "default-src 'none'; img-src 'self' file:; "
@@ -241,7 +243,8 @@ def _chip(status: str, label: str, *, pressed: bool = False) -> str:
     )
 
 
-def _asset(name: str) -> str:
+def asset(name: str) -> str:
+    """One of the report's files (CSS, script), checked to be safe to inline in its element."""
     text = resources.files("batchflux.report").joinpath(name).read_text(encoding="utf-8")
     if "</" in text or "<!--" in text:  # an asset must never be able to end its own element
         raise ValueError(f"{name} contains '</' or '<!--'")

@@ -43,3 +43,5 @@ class JobRow:
     error: str | None
     http_status: int | None
     model: str
+    review: str | None = None  # "approved" / "rejected": the verdict on the image it has now
+    review_note: str = ""

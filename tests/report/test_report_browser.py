@@ -1,11 +1,8 @@
 """The report of a real emulator run (``run_batch`` against the emulator), opened in headless Chromium.
 
-Needs Debian's ``chromium`` (``apt-get install chromium``) and Playwright for Python (the test
-extra); Playwright drives the system browser through ``executable_path`` and never downloads
-one. Skips, saying why, only when either is missing.
-
-Set ``BATCHFLUX_REPORT_SCREENSHOT=/some/file.png`` to keep a copy of the screenshot, and
-``BATCHFLUX_REQUIRE_BROWSER=1`` (as CI does) to fail instead of skipping when the browser is missing.
+The browser comes from ``tests/browserkit.py`` (Debian's Chromium through Playwright; skips, saying
+why, when either is missing, unless ``BATCHFLUX_REQUIRE_BROWSER=1``).
+Set ``BATCHFLUX_REPORT_SCREENSHOT=/some/file.png`` to keep a copy of the screenshot.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from PIL import Image, ImageDraw
+from browserkit import CHROMIUM_ARGS, EVIL, browser_ready, expect, make_input
 
 from batchflux import run_batch
 from batchflux.emulator import DEFAULT_API_KEY, Emulator
@@ -27,17 +24,6 @@ from batchflux.run.exitcodes import ExitCode
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-EVIL = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">"onerror=alert(1) make it gold'
 JOBS = [
     ("sunset", "Turn the sky into a warm sunset"),
     ("winter", "Cover the hills in fresh snow"),
@@ -51,61 +37,16 @@ JOBS = [
 FAILED = {"blocked", "blocked-2"}
 
 
-def chromium_path() -> str | None:
-    for candidate in (os.environ.get("BATCHFLUX_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium"):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
-
-
-try:
-    from playwright.async_api import async_playwright, expect
-except ImportError:  # the tests below skip, saying so
-    async_playwright = expect = None
-
-
-def missing(reason: str) -> None:
-    """Skip, saying why; CI sets BATCHFLUX_REQUIRE_BROWSER=1 so that a lost install fails loudly."""
-    if os.environ.get("BATCHFLUX_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason}, and BATCHFLUX_REQUIRE_BROWSER=1")
-    pytest.skip(reason)
-
-
 @pytest.fixture
 async def page() -> AsyncIterator[Any]:
-    if async_playwright is None:
-        missing("playwright is not installed (pip install -e '.[test]')")
-    exe = chromium_path()
-    if exe is None:
-        missing("no Chromium: apt-get install chromium (or set BATCHFLUX_CHROMIUM)")
-        return
-    async with async_playwright() as pw:
+    playwright, exe = browser_ready()
+    async with playwright() as pw:
         browser = await pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         try:
             pg = await browser.new_page(viewport={"width": 1360, "height": 900})
             yield pg
         finally:
             await browser.close()
-
-
-def make_input(path: Path, hue: int) -> Path:
-    """A small landscape: sky gradient, a sun, hills, so before/after are easy to tell apart."""
-    w, h = 320, 200
-    img = Image.new("RGB", (w, h))
-    draw = ImageDraw.Draw(img)
-    for y in range(h):
-        t = y / h
-        draw.line(
-            [(0, y), (w, y)],
-            fill=(int(40 + 120 * t + hue) % 256, int(90 + 80 * t), int(200 - 60 * t + hue // 2)),
-        )
-    draw.ellipse((220, 30, 270, 80), fill=(255, 214, 90))
-    draw.polygon(
-        [(0, 150), (90, 95), (170, 140), (250, 105), (320, 150), (320, 200), (0, 200)], fill=(40, 110, 60)
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
 
 
 def write_manifest(root: Path) -> Path:
