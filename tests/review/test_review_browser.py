@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from browserkit import CHROMIUM_ARGS, EVIL, browser_ready, expect
-from conftest import DONE, FAILED, JOBS, Served
+from reviewkit import DONE, FAILED, JOBS, Served
 
 from batchflux.ledger import replay_file
 from batchflux.ledger.reviews import merge_reviews

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import Served
+from reviewkit import Served
 
 from batchflux.emulator import DEFAULT_API_KEY
 from batchflux.files.layout import REVIEWS_FILENAME
