@@ -15,7 +15,7 @@ from batchflux.manifest.write import NotWritable, write_csv_manifest
 from batchflux.run.console import QuietStream
 from batchflux.run.exitcodes import ExitCode
 from batchflux.run.export import Export, ExportError, prepare_export
-from batchflux.run.results import STATUSES
+from batchflux.run.results import REVIEW_STATUSES, STATUSES
 from batchflux.run.results_out import FORMATS, atomic_text, write_rows
 
 T = TypeVar("T")
@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--status",
         default=None,
         metavar="LIST",
-        help=f"only rows with these statuses, comma-separated: {', '.join(STATUSES)} (default: all)",
+        help=f"only rows with these statuses, comma-separated: {', '.join(STATUSES)}; or with these "
+        f"verdicts: {', '.join(REVIEW_STATUSES)} (default: all)",
     )
     parser.add_argument(
         "--as-manifest",
@@ -134,10 +135,11 @@ def _statuses(text: str | None) -> frozenset[str] | None:
     if text is None:
         return None
     chosen = frozenset(s.strip() for s in text.split(",") if s.strip())
-    unknown = chosen - set(STATUSES)
+    unknown = chosen - set(STATUSES) - set(REVIEW_STATUSES)
     if unknown or not chosen:
         raise ValueError(
-            f"--status: unknown status {', '.join(sorted(unknown)) or '(none)'}; use {', '.join(STATUSES)}"
+            f"--status: unknown status {', '.join(sorted(unknown)) or '(none)'}; "
+            f"use {', '.join(STATUSES + REVIEW_STATUSES)}"
         )
     return chosen
 

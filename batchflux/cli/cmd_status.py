@@ -137,6 +137,13 @@ def render(status: RunStatus, limit: int = 20) -> str:
             "the request history priced (--spend asks it about every request)"
         )
     lines.append(f"expirations: {status.expirations}")
+    r = status.reviews
+    if any(r.values()):
+        redo = " (run MANIFEST --redo-rejected submits the rejected again)" if r.get("rejected") else ""
+        lines.append(
+            f"reviews: {r.get('approved', 0)} approved, {r.get('rejected', 0)} rejected, "
+            f"{r.get('unreviewed', 0)} images not reviewed yet{redo}"
+        )
     lines.extend(_last_run_line(run, several=len(status.out_dirs) > 1) for run in status.last_runs)
     if not status.last_runs:
         lines.append("last run: none recorded")

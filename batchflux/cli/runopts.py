@@ -138,6 +138,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         f"(comma-separated: {', '.join(FAILURE_CAUSES)})",
     )
     res.add_argument(
+        "--redo-rejected",
+        action="store_true",
+        help="submit the jobs whose image was rejected in batchflux review again, each with a new "
+        "derived seed (unless the manifest changed the job); the rejected image is kept as "
+        "<stem>.rejected-N.<ext>",
+    )
+    res.add_argument(
         "--fresh",
         action="store_true",
         help="start over: move the old ledger aside (it is kept) and submit everything",
@@ -277,6 +284,7 @@ def run_options(args: argparse.Namespace, *, api_key: str) -> RunOptions:
         shard=shard,
         retry_failed=_retry_failed(args.retry_failed),
         fresh=args.fresh,
+        redo_rejected=args.redo_rejected,
         dry_run=args.dry_run,
         credit_check=not args.no_credit_check,
         price=args.price,

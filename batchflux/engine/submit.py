@@ -239,6 +239,7 @@ class SubmitStage:
             input=str(job.local_input) if job.local_input else params.get("input_image"),
             output=job.output,
             **({} if uploaded is None else {"input_sent": uploaded}),
+            **({"redo": job.redo} if job.redo else {}),
         )
         return at
 

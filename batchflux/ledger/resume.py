@@ -20,6 +20,7 @@ The rules, in the order they are tried (DESIGN.md, "Resume rules"):
 | failed, cause not selected by --retry-failed            | FAILED   | failed         |
 | failed, selected; its output URL still live (download)  | DOWNLOAD | retry_failed   |
 | failed, selected                                        | SUBMIT   | retry_failed   |
+| (``--redo-rejected``, :mod:`.redo`) done, image rejected| SUBMIT   | rejected       |
 
 Failure causes are verdicts or accidents (:data:`~batchflux.ledger.events.VERDICTS`,
 :data:`~batchflux.ledger.events.ACCIDENTS`). A verdict (moderation, invalid, input) says the job
@@ -69,6 +70,7 @@ REASONS = (
     "ambiguous",
     "retry_failed",
     "accident",
+    "rejected",
     "intact",
     "missing",
     "damaged",
@@ -134,7 +136,9 @@ class ResumePlan:
         ]
         resubmitted = f"{sum(resubmits.values())} resubmitted"
         details = []
-        for reason in ("expired", "ambiguous", "changed", "retry_failed", "accident", "missing", "damaged"):
+        for reason in (
+            "expired", "ambiguous", "changed", "retry_failed", "accident", "rejected", "missing", "damaged",
+        ):  # fmt: skip
             if resubmits[reason]:
                 label = _RESUBMIT_LABELS[reason]
                 details.append(f"{resubmits[reason]} {label}")
@@ -164,6 +168,7 @@ _RESUBMIT_LABELS = {
     "changed": "changed",
     "retry_failed": "failed retried",
     "accident": "failed by accident, retried",
+    "rejected": "rejected in review, redone with a new seed",
     "missing": "missing, output URL expired",
     "damaged": "damaged, output URL expired",
 }

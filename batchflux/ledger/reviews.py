@@ -20,15 +20,23 @@ import contextlib
 import fcntl
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from batchflux.files.durable import WriteFailed, fsync_dir
 from batchflux.files.layout import REVIEWS_FILENAME
 from batchflux.ledger.events import Event, EventType, UnknownEvent
-from batchflux.ledger.records import REVIEW_VERDICTS
+from batchflux.ledger.records import REVIEW_VERDICTS, JobRecord, JobState
 from batchflux.ledger.replay import LedgerCorrupt, LedgerTooNew, Replay, parse_line
 
-__all__ = ["REVIEWS_FILENAME", "REVIEW_VERDICTS", "append_reviews", "merge_reviews", "review_event"]
+__all__ = [
+    "REVIEWS_FILENAME",
+    "REVIEW_VERDICTS",
+    "append_reviews",
+    "count_verdicts",
+    "merge_reviews",
+    "review_event",
+]
 
 
 def review_event(job: str, request_id: str | None, verdict: str | None, note: str = "") -> Event:
@@ -37,6 +45,17 @@ def review_event(job: str, request_id: str | None, verdict: str | None, note: st
         raise ValueError(f"verdict must be one of {', '.join(REVIEW_VERDICTS)} or None, not {verdict!r}")
     data = {"request_id": request_id, "verdict": verdict, "note": note}
     return Event(EventType.REVIEWED, job, data, ts=time.time())
+
+
+def count_verdicts(records: Iterable[JobRecord]) -> dict[str, int]:
+    """Images by verdict: ``approved``, ``rejected`` and ``unreviewed`` (downloaded, no verdict on
+    the image it has now); jobs without an image are in none."""
+    counts = dict.fromkeys(("approved", "rejected", "unreviewed"), 0)
+    for rec in records:
+        if rec.state is JobState.DOWNLOADED:
+            verdict = rec.verdict
+            counts[verdict.verdict if verdict is not None and verdict.verdict else "unreviewed"] += 1
+    return counts
 
 
 def merge_reviews(replay: Replay, out_dir: Path) -> int:

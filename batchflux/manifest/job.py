@@ -28,6 +28,7 @@ class Job:
     fingerprint: str
     local_input: Path | None = None
     source: str = ""  # "file:line", for messages
+    redo: int = 0  # a redo of a rejected image (``--redo-rejected``): its number; params carry its seed
 
     @property
     def output_format(self) -> str:

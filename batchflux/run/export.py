@@ -20,14 +20,23 @@ from pathlib import Path
 from typing import IO, Any
 
 from batchflux.files.layout import LEDGER_FILENAME, RESULTS_CSV_FILENAME, RESULTS_JSONL_FILENAME
-from batchflux.ledger import LedgerCorrupt, Replay, RunRecord, replay_lines
+from batchflux.ledger import JobRecord, LedgerCorrupt, Replay, RunRecord, replay_lines
 from batchflux.ledger.records import usd
 from batchflux.ledger.reviews import merge_reviews
 from batchflux.manifest import Manifest, load_manifest
 from batchflux.manifest.job import Job
 from batchflux.manifest.schema import price_for
 from batchflux.manifest.write import ManifestRow
-from batchflux.run.results import Dimensions, columns, current, merge, param_names, result_rows, status_of
+from batchflux.run.results import (
+    Dimensions,
+    columns,
+    current,
+    merge,
+    param_names,
+    result_rows,
+    review_of,
+    status_of,
+)
 from batchflux.run.results_out import atomic_text, image_dims, write_csv, write_jsonl_each
 from batchflux.run.shard import Shard, parse_shard
 
@@ -154,7 +163,9 @@ class Export:
             price=lambda model: price if model == self.manifest.model else price_for(model),
             dims=dims,
         )
-        return rows if statuses is None else (row for row in rows if row["status"] in statuses)
+        if statuses is None:
+            return rows
+        return (row for row in rows if row["status"] in statuses or review_of(row) in statuses)
 
     def manifest_rows(self, statuses: frozenset[str] | None = None) -> Iterator[ManifestRow]:
         """The selected jobs as manifest rows, in the rows' order (``--as-manifest``): a manifest
@@ -164,7 +175,9 @@ class Export:
         for job in self.jobs():
             seen.add(job.id)
             k = known.get(job.id)
-            if statuses is None or status_of(current(job, k.record) if k else None) in statuses:
+            rec = current(job, k.record) if k else None
+            status = status_of(rec)
+            if statuses is None or status in statuses or _review_of(status, rec) in statuses:
                 yield ManifestRow.of(job)
         if statuses is not None and "not_in_manifest" not in statuses:
             return
@@ -172,6 +185,13 @@ class Export:
         for rec in sorted(rest, key=lambda r: (r.first_ts, r.job_id)):
             local = rec.input if rec.input and not rec.input.startswith(("http://", "https://")) else None
             yield ManifestRow(rec.job_id, rec.model, rec.params, rec.output, Path(local) if local else None)
+
+
+def _review_of(status: str, rec: JobRecord | None) -> str:
+    verdict = rec.verdict if rec is not None else None
+    if verdict is not None and verdict.verdict:
+        return verdict.verdict
+    return "unreviewed" if status == "done" else ""
 
 
 def prepare_export(

@@ -103,6 +103,7 @@ def build_summary(
     client: ApiClient,
     plan: ResumePlan,
     replay: Replay,
+    reviews: dict[str, int] | None = None,
 ) -> RunSummary:
     """summary.json's contents at the end of a run (``started``/``finished``: unix times)."""
     calls = dict(client.calls)
@@ -134,4 +135,6 @@ def build_summary(
         stop_reason=engine.stop_reason,
         shard=shard,
         learned_rate=str(rate) if (rate := engine.pacer.learned_rate) else None,
+        reviews=reviews or {},
+        redone=plan.counts()["rejected"],
     )

@@ -9,7 +9,11 @@ The rows of ``OUT/results.jsonl`` and ``OUT/results.csv``, of ``batchflux export
 - the job's parameters, ``input_image`` and ``prompt`` first (as the manifest wrote them, defaults
   applied);
 - ``request_id``, ``submits``, ``submitted_at``, ``completed_at``, ``inference_s``,
-  ``turnaround_s``, ``cost_usd``, ``cost_source``, ``cause``, ``error``, ``http_status``.
+  ``turnaround_s``, ``cost_usd``, ``cost_source``, ``cause``, ``error``, ``http_status``;
+- ``review`` (``approved``, ``rejected`` or null: the verdict on the image the job has now) and
+  ``review_note``; ``redo`` (how many times a rejected image was redone, the ``seed`` column then
+  holding the seed derived for the latest) and ``rejected_images`` (the rejected images kept aside,
+  relative to ``out_dir``, oldest first).
 
 What a status means: ``done`` the ledger recorded the image's download; ``failed`` permanently
 failed (``cause``: a verdict stays failed, an accident is retried by the next run); ``in_flight``
@@ -33,8 +37,10 @@ STATUSES: tuple[str, ...] = ("done", "failed", "in_flight", "pending", "not_in_m
 HEAD: tuple[str, ...] = ("id", "status", "out_dir", "output", "sha256", "bytes", "width", "height")
 TAIL: tuple[str, ...] = (
     "request_id", "submits", "submitted_at", "completed_at", "inference_s", "turnaround_s",
-    "cost_usd", "cost_source", "cause", "error", "http_status",
+    "cost_usd", "cost_source", "cause", "error", "http_status", "review", "review_note", "redo",
+    "rejected_images",
 )  # fmt: skip
+REVIEW_STATUSES: tuple[str, ...] = ("approved", "rejected", "unreviewed")  # --status picks by verdict too
 FIRST_PARAMS = ("input_image", "prompt")
 # Failures the account is not charged for: the server FAILED the request or refused the submit.
 UNBILLED_CAUSES = frozenset({"moderation", "invalid", "server", "input"})
@@ -130,9 +136,12 @@ def build_row(
     for name in names:
         row[param_column(name)] = params.get(name)
     row.update(dict.fromkeys(TAIL))
+    row["redo"] = 0
     if rec is None:
         row["submits"] = 0
         return row
+    if rec.redo and "seed" in rec.params and "seed" in names:
+        row[param_column("seed")] = rec.params["seed"]  # the seed derived for the redo, as sent
     row["request_id"] = rec.request_id
     row["submits"] = rec.attempts
     row["submitted_at"] = _iso(rec.submitted_at)
@@ -145,7 +154,20 @@ def build_row(
     row["cost_usd"], row["cost_source"] = cost_of(rec, price, known.cost_usd if known else None)
     if rec.state is JobState.FAILED:
         row["cause"], row["error"], row["http_status"] = rec.cause, rec.error, rec.http_status
+    review = rec.current_review
+    if review is not None:
+        row["review"], row["review_note"] = review.verdict, review.note or None
+    row["redo"] = rec.redo
+    row["rejected_images"] = list(rec.set_aside) or None
     return row
+
+
+def review_of(row: Mapping[str, Any]) -> str:
+    """A row's place among :data:`REVIEW_STATUSES`: its verdict, or ``unreviewed`` for a done job
+    without one (other rows have no image to review: "")."""
+    if row.get("review"):
+        return str(row["review"])
+    return "unreviewed" if row.get("status") == "done" else ""
 
 
 def manifest_row(

@@ -38,8 +38,16 @@ from batchflux.ledger import (
     LedgerWriter,
     replay_file,
 )
-from batchflux.ledger.resume import Action, ResumePlan, check_file, move_ledger_aside, plan_resume
-from batchflux.ledger.reviews import merge_reviews
+from batchflux.ledger.redo import carry_redos, plan_redo
+from batchflux.ledger.resume import (
+    Action,
+    Decision,
+    ResumePlan,
+    check_file,
+    move_ledger_aside,
+    plan_resume,
+)
+from batchflux.ledger.reviews import count_verdicts, merge_reviews
 from batchflux.manifest import Manifest, ManifestError, load_manifest
 from batchflux.manifest.job import Job
 from batchflux.manifest.schema import price_for
@@ -49,6 +57,7 @@ from batchflux.run.exitcodes import ExitCode
 from batchflux.run.export import ExportError, write_run_results
 from batchflux.run.lock import LockHeld, RunLock
 from batchflux.run.preflight import credit_preflight, dry_run_text, history_lookups
+from batchflux.run.redo import keep_rejected
 from batchflux.run.results_out import atomic_text
 from batchflux.run.shard import Shard
 from batchflux.run.summary import RunSummary, write_summary
@@ -74,6 +83,7 @@ class RunOptions:
     shard: Shard | None = None
     retry_failed: frozenset[str] | None = None  # None: failed jobs stay failed; empty: retry every cause
     fresh: bool = False
+    redo_rejected: bool = False  # submit the jobs whose image a reviewer rejected, with a new seed
     dry_run: bool = False
     credit_check: bool = True
     price: float | None = None  # USD per image; default from the model's table
@@ -206,6 +216,12 @@ class Run:
             retry_failed=opt.retry_failed,
             file_ok=check_file(out_dir),
         )
+        plan = carry_redos(plan)
+        keep: tuple[Decision, ...] = ()
+        if opt.redo_rejected:
+            plan, keep = plan_redo(plan)
+            if not keep:
+                self.say("--redo-rejected: no rejected image to redo")
         if replay.jobs:
             self.say(plan.summary_line())
             lookups = history_lookups(plan) if opt.engine.history else ""
@@ -217,7 +233,10 @@ class Run:
         if opt.engine.max_new_submits is not None:
             to_submit = min(to_submit, opt.engine.max_new_submits)
         if opt.dry_run:
-            return RunResult(ExitCode.OK, out_dir, message=dry_run_text(counts, to_submit, price), plan=plan)
+            message = dry_run_text(counts, to_submit, price)
+            if opt.redo_rejected:
+                message += f" Of these, {counts['rejected']} rejected in review: redone with new seeds."
+            return RunResult(ExitCode.OK, out_dir, message=message, plan=plan)
 
         if opt.jobs is not None and opt.write_jobs:
             try:
@@ -264,6 +283,11 @@ class Run:
                     return RunResult(
                         ExitCode.TEMPFAIL, out_dir, message=f"error: {exc}; nothing was submitted"
                     )
+                try:
+                    self._keep_rejected(ledger, out_dir, keep)
+                except (OSError, WriteFailed) as exc:
+                    code = ExitCode.TEMPFAIL
+                    return RunResult(code, out_dir, message=f"error: {exc}; nothing was submitted")
                 engine = Engine(
                     config=engine_cfg,
                     client=client,
@@ -301,6 +325,7 @@ class Run:
                     ledger.close()
                 except WriteFailed as exc:
                     log.error("could not close the ledger: %s", exc)
+            reviews = _reviews_now(ledger_path, jobs)
             summary = outcome.build_summary(
                 manifest=str(opt.manifest),
                 shard=str(opt.shard) if opt.shard else None,
@@ -314,6 +339,7 @@ class Run:
                 client=client,
                 plan=plan,
                 replay=replay,
+                reviews=reviews,
             )
         try:
             write_summary(out_dir, summary)
@@ -324,6 +350,23 @@ class Run:
         return RunResult(
             code, out_dir, summary, outcome.closing_line(code, stats, engine, out_dir), plan, stats
         )
+
+    def _keep_rejected(self, ledger: LedgerWriter, out_dir: Path, keep: Sequence[Decision]) -> None:
+        """Every rejected image that a redo (or a changed job) would replace, kept aside and
+        recorded (``set_aside``) before anything is submitted."""
+        kept = 0
+        for d in keep:
+            rec = d.record
+            assert rec is not None
+            name = keep_rejected(out_dir, rec)
+            if name is None:
+                continue
+            ledger.append(Event(EventType.SET_ASIDE, d.job.id, {
+                "path": name, "from": rec.path, "request_id": rec.request_id, "sha256": rec.sha256,
+            }))  # fmt: skip
+            kept += 1
+        if keep:
+            self.say(f"--redo-rejected: {len(keep)} rejected jobs submitted again; {kept} images kept aside")
 
     def _after(
         self, out_dir: Path, summary: RunSummary, jobs: Sequence[Job], model: str, price: float
@@ -347,6 +390,17 @@ class Run:
                 write_report([out_dir])
             except (OSError, ValueError, LedgerCorrupt) as exc:
                 log.error("could not write the report: %s", exc)
+
+
+def _reviews_now(ledger_path: Path, jobs: Sequence[Job]) -> dict[str, int]:
+    """This run's jobs' images by verdict as the run ends (its redos have none yet)."""
+    try:
+        replay = replay_file(ledger_path)
+        merge_reviews(replay, ledger_path.parent)
+    except (OSError, LedgerCorrupt) as exc:
+        log.warning("could not count the verdicts: %s", exc)
+        return {}
+    return count_verdicts(rec for job in jobs if (rec := replay.jobs.get(job.id)) is not None)
 
 
 def _write_jobs(manifest: Manifest, path: Path) -> None:

@@ -15,7 +15,7 @@ from batchflux.files.layout import LEDGER_FILENAME
 from batchflux.ledger.replay import JobRecord, JobState, Replay
 from batchflux.ledger.requests import read_costs
 from batchflux.ledger.resume import RETENTION_S
-from batchflux.ledger.reviews import merge_reviews
+from batchflux.ledger.reviews import count_verdicts, merge_reviews
 
 
 class NoLedger(Exception):
@@ -86,6 +86,8 @@ class RunStatus:
     # recovered submit, an expired request's record): ``credits_deduction`` recorded in the ledger.
     actual_spend_usd: float = 0.0
     actual_spend_requests: int = 0  # how many requests that sum covers
+    # Images by verdict (approved, rejected, unreviewed): the review logs merged, see batchflux review.
+    reviews: dict[str, int] = field(default_factory=dict, hash=False)
 
     def to_json(self, limit: int | None = None) -> dict[str, Any]:
         shown = self.in_flight if limit is None else self.in_flight[:limit]
@@ -140,6 +142,7 @@ class RunStatus:
             "duplicate_ids": self.duplicate_ids,
             "actual_spend_usd": round(self.actual_spend_usd, 6),
             "actual_spend_requests": self.actual_spend_requests,
+            "reviews": dict(self.reviews),
         }
 
 
@@ -213,6 +216,7 @@ def summarize(
         duplicate_ids=duplicate_ids,
         actual_spend_usd=sum((costs or {}).values()),
         actual_spend_requests=len(costs or {}),
+        reviews=count_verdicts(rec for _, rec in records.values()),
     )
 
 

@@ -78,6 +78,10 @@ class RunSummary:
     stop_reason: str | None = None  # why submitting stopped early: "interrupted", "budget", "credits", …
     shard: str | None = None  # "K/N" when sharded
     learned_rate: str | None = None  # "N/Ps": the quota learned from the 429s (no --rate given)
+    # Images by verdict when the run ended (approved, rejected, unreviewed; batchflux review), and
+    # the rejected jobs this run submitted again (--redo-rejected).
+    reviews: dict[str, int] = field(default_factory=dict, hash=False)
+    redone: int = 0
     version: str = __version__
     schema: int = SUMMARY_SCHEMA
 

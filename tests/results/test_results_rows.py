@@ -79,7 +79,8 @@ def test_the_columns_are_stable() -> None:
         "id", "status", "out_dir", "output", "sha256", "bytes", "width", "height",
         "input_image", "prompt", "aspect_ratio", "output_format", "safety_tolerance", "seed",
         "request_id", "submits", "submitted_at", "completed_at", "inference_s", "turnaround_s",
-        "cost_usd", "cost_source", "cause", "error", "http_status",
+        "cost_usd", "cost_source", "cause", "error", "http_status", "review", "review_note", "redo",
+        "rejected_images",
     )  # fmt: skip
 
 
@@ -149,7 +150,8 @@ def test_a_done_row_carries_the_file_and_the_timings() -> None:
         "output_format": None, "safety_tolerance": None, "seed": 3, "request_id": "r1", "submits": 1,
         "submitted_at": "2027-01-15T08:00:01Z", "completed_at": "2027-01-15T08:00:04Z",
         "inference_s": 2.5, "turnaround_s": 3.25, "cost_usd": 0.1, "cost_source": "estimated",
-        "cause": None, "error": None, "http_status": None,
+        "cause": None, "error": None, "http_status": None, "review": None, "review_note": None, "redo": 0,
+        "rejected_images": None,
     }  # fmt: skip
 
 

@@ -29,7 +29,9 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     async def go() -> Path:
         async with Emulator(emulator_config()) as emu:
-            return await run_once(root, emu)
+            result = await run_once(root, emu)
+        assert result.out_dir is not None
+        return result.out_dir
 
     return asyncio.run(go())
 

@@ -14,6 +14,7 @@ from browserkit import EVIL, make_input
 from batchflux import run_batch
 from batchflux.emulator import DEFAULT_API_KEY, Emulator, EmulatorConfig
 from batchflux.run.exitcodes import ExitCode
+from batchflux.run.runner import RunResult
 
 JOBS = [
     ("sunset", "Turn the sky into a warm sunset"),
@@ -43,13 +44,18 @@ def emulator_config() -> EmulatorConfig:
     return EmulatorConfig(latency_mean=0.05, latency_sd=0.01, moderation_words=("nsfw",))
 
 
-async def run_once(root: Path, emu: Emulator, **options: object) -> Path:
+async def run_once(root: Path, emu: Emulator, out_dir: Path | None = None, **options: object) -> RunResult:
+    """``run_batch`` of ``root/photos.yaml`` into ``out_dir`` (default ``root/out``)."""
     result = await run_batch(
-        root / "photos.yaml", api_key=DEFAULT_API_KEY, out_dir=root / "out", base_url=emu.base_url, **options
+        root / "photos.yaml",
+        api_key=DEFAULT_API_KEY,
+        out_dir=out_dir or root / "out",
+        base_url=emu.base_url,
+        **options,
     )
     assert result.exit_code in (ExitCode.OK, ExitCode.JOBS_FAILED), result.message
     assert result.out_dir is not None
-    return result.out_dir
+    return result
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,11 @@ screenshot the how-to shows.
 
 from __future__ import annotations
 
+import asyncio
+import csv
 import os
 import shutil
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +19,14 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from browserkit import CHROMIUM_ARGS, EVIL, browser_ready, expect
-from reviewkit import DONE, FAILED, JOBS, Served
+from reviewkit import DONE, FAILED, JOBS, Served, emulator_config, run_once
 
+from batchflux import run_batch
+from batchflux.emulator import Emulator
 from batchflux.ledger import replay_file
 from batchflux.ledger.reviews import merge_reviews
+from batchflux.run.exitcodes import ExitCode
+from batchflux.run.export import prepare_export
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
@@ -253,3 +260,79 @@ async def test_without_the_token_every_path_answers_403(context: Any, review: Se
         assert answer is not None
         assert answer.status == 403, path
     assert "403" in (await page.text_content("body") or "")
+
+
+async def test_reject_two_approve_one_then_redo_the_rejected(
+    context: Any, review: Served, batch: Path, tmp_path: Path
+) -> None:
+    """The loop the review closes: verdicts through the page, then ``run --redo-rejected``: exactly
+    the two rejected jobs submitted again, with new seeds; their images kept; export shows it."""
+    page = await open_page(context, review.url)
+    await page.keyboard.press("r")  # sunset
+    await page.keyboard.press("j")
+    await page.keyboard.press("a")  # winter
+    await page.keyboard.press("j")
+    await page.keyboard.press("r")  # neon
+    await page.keyboard.press("n")
+    await page.keyboard.type("too dark")
+    await page.keyboard.press("Enter")
+    await expect(card(page, "neon").locator(".vnote")).to_have_text("too dark")
+    want = {"sunset": ("rejected", ""), "winter": ("approved", ""), "neon": ("rejected", "too dark")}
+    for _ in range(100):
+        if verdicts_on_disk(review.out) == want:
+            break
+        await page.wait_for_timeout(50)
+    assert verdicts_on_disk(review.out) == want
+    before = {j: (review.out / f"{j}.png").read_bytes() for j in ("sunset", "neon")}
+    manifest = batch.parent / "photos.yaml"
+
+    rejects = tmp_path / "rejects.csv"
+    exported = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "batchflux", "export", str(review.out), "--status", "rejected",
+        "--as-manifest", "-o", str(rejects), stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(exported.communicate(), 60)
+    assert exported.returncode == 0, err
+    with rejects.open(encoding="utf-8-sig") as fh:
+        assert [row["id"] for row in csv.DictReader(fh)] == ["sunset", "neon"]
+
+    dry = await run_batch(manifest, api_key="unused", out_dir=review.out, redo_rejected=True, dry_run=True)
+    assert dry.exit_code == ExitCode.OK
+    assert "would submit 2" in dry.message
+    assert "2 rejected in review" in dry.message
+
+    async with Emulator(emulator_config()) as emu:
+        result = await run_once(batch.parent, emu, out_dir=review.out, redo_rejected=True)
+        stats = emu.stats()
+    assert stats["submits"] == 2, "exactly the two rejected jobs"
+    assert result.summary is not None
+    assert result.summary.redone == 2
+    assert result.summary.reviews == {"approved": 1, "rejected": 0, "unreviewed": len(DONE) - 1}
+
+    replay = replay_file(review.out / "ledger.jsonl")
+    for job in ("sunset", "neon"):
+        rec = replay.jobs[job]
+        assert rec.redo == 1
+        assert rec.params["seed"] not in (7, None), "a new seed"
+        kept = review.out / f"{job}.rejected-1.png"
+        assert kept.read_bytes() == before[job], "the rejected image, kept as it was"
+        assert rec.set_aside == [f"{job}.rejected-1.png"]
+    assert replay.jobs["sunset"].params["seed"] != replay.jobs["neon"].params["seed"]
+
+    export = prepare_export([review.out])
+    rows = {row["id"]: row for row in export.rows()}
+    assert (rows["winter"]["review"], rows["winter"]["seed"]) == ("approved", 7), "the approval is kept"
+    for job in ("sunset", "neon"):
+        row = rows[job]
+        assert row["review"] is None, "a redone job's verdict is gone with its image"
+        assert row["redo"] == 1
+        assert row["seed"] == replay.jobs[job].params["seed"]
+        assert row["rejected_images"] == [f"{job}.rejected-1.png"]
+    rejected = [r.id for r in export.manifest_rows(frozenset({"rejected"}))]
+    assert rejected == []
+    assert [r.id for r in export.manifest_rows(frozenset({"approved"}))] == ["winter"]
+
+    # A plain run afterwards redoes nothing: the redone images are the jobs' images now.
+    async with Emulator(emulator_config()) as emu:
+        await run_once(batch.parent, emu, out_dir=review.out)
+        assert emu.stats()["submits"] == 0
