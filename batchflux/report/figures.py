@@ -29,6 +29,7 @@ STATUS_LABELS: dict[JobState, str] = {
     JobState.PENDING: "not submitted",  # an intent closed as NOT_SUBMITTED: the next run submits it
 }
 STATUS_ORDER: tuple[str, ...] = tuple(STATUS_LABELS.values())
+REVIEW_LABELS: tuple[str, ...] = ("approved", "rejected", "unreviewed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class Figures:
     inference_p95_s: float | None
     turnaround_median_s: float | None  # submitted -> result seen
     notes: tuple[str, ...]  # torn ledger tails and the like
+    reviews: tuple[tuple[str, int], ...] = ()  # (approved/rejected/unreviewed, count) once any verdict
 
 
 def compute_figures(dirs: Sequence[RunDir], rows: Sequence[JobRow]) -> Figures:
@@ -105,7 +107,16 @@ def compute_figures(dirs: Sequence[RunDir], rows: Sequence[JobRow]) -> Figures:
         inference_p95_s=_percentile(inference, 0.95),
         turnaround_median_s=statistics.median(turnaround) if turnaround else None,
         notes=notes,
+        reviews=_reviews(rows),
     )
+
+
+def _reviews(rows: Sequence[JobRow]) -> tuple[tuple[str, int], ...]:
+    """Images by verdict, once anyone has reviewed any (``batchflux review``); else nothing."""
+    verdicts = Counter(r.review for r in rows if r.status == "done")
+    if not (verdicts["approved"] or verdicts["rejected"]):
+        return ()
+    return tuple((name, verdicts[name if name != "unreviewed" else None]) for name in REVIEW_LABELS)
 
 
 def peak_in_window(times: Sequence[float], window_s: float) -> int:

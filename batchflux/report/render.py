@@ -147,6 +147,9 @@ def _stats(f: Figures) -> str:
     tiles: list[tuple[str, str, str, str]] = [("jobs", str(f.total), "", "")]
     for status, count in f.counts:
         tiles.append((status, str(count), f"st-{_slug(status)}", ""))
+    for verdict, count in f.reviews:
+        note = "of the images: batchflux review" if verdict == "unreviewed" else "in review"
+        tiles.append((verdict, str(count), f"rv-{verdict}", note))
     tiles.append(("wall time", format_duration(f.wall_s) if f.wall_s is not None else "—", "", ""))
     peak = str(f.peak_submits_60s)
     if f.rpm:

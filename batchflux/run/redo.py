@@ -1,7 +1,8 @@
 """Keep a rejected image aside before its job is redone: ``<stem>.rejected-N.<ext>``, never overwritten.
 
-The image is hard-linked to its new name (copied where links are not possible), so the redo's
-download, which replaces the job's file by rename, leaves it as it was. Safe to repeat: a
+The image is copied to its new name (a temp file, fsynced, renamed into place: a crash leaves it
+whole or absent) — a copy, not a hard link, so that nothing done to the job's file later, in place
+or not, can reach the kept one. Rejected images are few; the copy is cheap. Safe to repeat: a
 ``rejected-N`` that already holds this very image (a run killed between keeping it and recording
 it) is the one used again, so an image is kept once.
 """
@@ -35,16 +36,14 @@ def keep_rejected(out_dir: Path, rec: JobRecord) -> str | None:
             if _sha256(target) == digest:
                 return name  # kept already, by a run that stopped before recording it
             continue
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
         try:
-            os.link(source, target)
-        except FileExistsError:
-            continue
-        except OSError:  # a filesystem without hard links: a copy, renamed into place whole
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
             shutil.copyfile(source, tmp)
             with tmp.open("rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
         fsync_dir(target.parent)
         return name
     raise OSError(f"no free name to keep {source} aside")
