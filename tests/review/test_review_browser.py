@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import os
-import shutil
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from browserkit import CHROMIUM_ARGS, EVIL, browser_ready, expect
+from PIL import Image
 from reviewkit import DONE, FAILED, JOBS, Served, emulator_config, run_once
 
 from batchflux import run_batch
@@ -83,6 +83,18 @@ def verdicts_on_disk(out: Path) -> dict[str, tuple[str | None, str]]:
         for job, rec in replay.jobs.items()
         if rec.verdict is not None
     }
+
+
+async def screenshot(page: Any, tmp_path: Path) -> None:
+    """The page as the how-to shows it; kept (as a small 256-colour PNG) when
+    BATCHFLUX_REVIEW_SCREENSHOT names a file."""
+    await page.evaluate("window.scrollTo(0, 0)")
+    shot = tmp_path / "review.png"
+    await page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    if keep := os.environ.get("BATCHFLUX_REVIEW_SCREENSHOT"):
+        with Image.open(shot) as img:
+            img.convert("RGB").quantize(colors=256).save(keep, optimize=True)
 
 
 async def test_keyboard_verdicts_show_at_once_are_saved_at_once_and_survive_a_reload(
@@ -244,14 +256,6 @@ async def test_a_prompt_carrying_markup_stays_text(context: Any, review: Served,
     assert await page.evaluate("typeof window.__pwned") == "undefined"
     assert page.errors == []
 
-    await page.keyboard.press("j")
-    await page.evaluate("document.activeElement.blur(); window.scrollTo(0, 0)")
-    shot = tmp_path / "review.png"
-    await page.screenshot(path=str(shot))
-    assert shot.stat().st_size > 10_000
-    if keep := os.environ.get("BATCHFLUX_REVIEW_SCREENSHOT"):
-        shutil.copyfile(shot, keep)
-
 
 async def test_without_the_token_every_path_answers_403(context: Any, review: Served) -> None:
     page = await context.new_page()
@@ -283,6 +287,7 @@ async def test_reject_two_approve_one_then_redo_the_rejected(
             break
         await page.wait_for_timeout(50)
     assert verdicts_on_disk(review.out) == want
+    await screenshot(page, tmp_path)
     before = {j: (review.out / f"{j}.png").read_bytes() for j in ("sunset", "neon")}
     manifest = batch.parent / "photos.yaml"
 
