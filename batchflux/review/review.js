@@ -110,9 +110,11 @@
     select(Math.max(0, at), false);
   }
 
-  function say(text) {
+  let unreachable = false; // the problem shown is the server's silence (cleared when it answers)
+  function say(text, silence) {
     problem.textContent = text;
     problem.hidden = !text;
+    unreachable = !!silence;
   }
 
   function show(job) {
@@ -289,6 +291,7 @@
   async function poll() {
     try {
       const r = await fetch(api("verdicts?since=" + version), { headers: { "X-Batchflux-Token": token } });
+      if (unreachable) say("");
       if (r.status === 200) {
         const body = await r.json();
         version = body.version;
@@ -304,7 +307,7 @@
         return;
       }
     } catch (e) {
-      say("the review server does not answer (stopped?)");
+      say("the review server does not answer (stopped?)", true);
       setTimeout(poll, 5000);
       return;
     }

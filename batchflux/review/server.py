@@ -28,7 +28,7 @@ import mimetypes
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -41,6 +41,7 @@ from batchflux.review.session import Refused, ReviewSession
 log = logging.getLogger("batchflux.review")
 
 TOKEN_HEADER = "X-Batchflux-Token"
+T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SESSION: web.AppKey[ReviewSession] = web.AppKey("session", ReviewSession)
@@ -96,20 +97,34 @@ def _forbidden(why: str) -> web.Response:
     )
 
 
+async def in_session(session: ReviewSession, call: Callable[[], T]) -> T:
+    """Run ``call`` in a worker thread (it reads files), holding the session's lock."""
+
+    def locked() -> T:
+        with session.lock:
+            return call()
+
+    return await asyncio.to_thread(locked)
+
+
 async def page(request: web.Request) -> web.Response:
     session = request.app[SESSION]
     token = request.app[TOKEN]
-    await asyncio.to_thread(session.reload_if_changed)
     nonce = secrets.token_urlsafe(18)
-    html = render_review(
-        title=session.model.title,
-        out_dirs=[rd.path for rd in session.model.dirs],
-        cards=session.cards(token),
-        counts=session.counts(),
-        token=token,
-        version=session.version,
-        nonce=nonce,
-    )
+
+    def render() -> str:
+        session.reload_if_changed()
+        return render_review(
+            title=session.model.title,
+            out_dirs=[rd.path for rd in session.model.dirs],
+            cards=session.cards(token),
+            counts=session.counts(),
+            token=token,
+            version=session.version,
+            nonce=nonce,
+        )
+
+    html = await in_session(session, render)
     return web.Response(text=html, content_type="text/html", headers={"Content-Security-Policy": csp(nonce)})
 
 
@@ -126,7 +141,7 @@ async def favicon(request: web.Request) -> web.Response:
 
 async def image(request: web.Request) -> web.StreamResponse:
     session = request.app[SESSION]
-    row = session.model.by_key.get(request.query.get("k", ""))
+    row = session.model.by_key.get(request.query.get("k", ""))  # one read of a reference: no lock
     which = request.query.get("w", "")
     if row is None or which not in ("it", "ih", "ot", "oh"):
         raise web.HTTPNotFound(text="no such image")
@@ -146,12 +161,17 @@ async def image(request: web.Request) -> web.StreamResponse:
 
 async def verdicts(request: web.Request) -> web.Response:
     session = request.app[SESSION]
-    await asyncio.to_thread(session.refresh_verdicts)
-    stale = session.ledgers_changed
     since = request.query.get("since")
-    if since == str(session.version) and not stale:
-        return web.Response(status=204)
-    return web.json_response({"version": session.version, "verdicts": session.verdicts(), "stale": stale})
+
+    def state() -> dict[str, Any] | None:
+        session.refresh_verdicts()
+        stale = session.ledgers_changed
+        if since == str(session.version) and not stale:
+            return None
+        return {"version": session.version, "verdicts": session.verdicts(), "stale": stale}
+
+    body = await in_session(session, state)
+    return web.Response(status=204) if body is None else web.json_response(body)
 
 
 async def give(request: web.Request) -> web.Response:
@@ -163,15 +183,15 @@ async def give(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or not isinstance(body.get("k"), str):
         raise web.HTTPBadRequest(text="expected {k, rid, verdict, note}")
     try:
-        given = await asyncio.to_thread(
-            session.give, body["k"], body.get("rid"), body.get("verdict"), body.get("note")
+        given = await in_session(
+            session, lambda: session.give(body["k"], body.get("rid"), body.get("verdict"), body.get("note"))
         )
     except Refused as exc:
         return web.Response(status=exc.status, text=str(exc))
     except WriteFailed as exc:
         log.error("review: %s", exc)
         return web.Response(status=507, text=str(exc))
-    return web.json_response({"verdict": given.verdict, "note": given.note, "version": session.version})
+    return web.json_response({"verdict": given.verdict, "note": given.note, "version": given.version})
 
 
 async def serve(

@@ -10,6 +10,7 @@ request id — and is refused (409) when the job has another image by now.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +36,14 @@ class Verdict:
     key: str
     verdict: str | None
     note: str
+    version: int  # the session's version after it
 
 
 class ReviewSession:
+    """Called from the server's worker threads: hold :attr:`lock` around every call."""
+
     def __init__(self, out_dirs: Sequence[Path]) -> None:
+        self.lock = threading.RLock()
         self.out_dirs = tuple(Path(d) for d in out_dirs)
         self.model: ReviewModel = load_model(self.out_dirs)
         self._ledgers = self._signature(LEDGER_FILENAME)
@@ -131,7 +136,7 @@ class ReviewSession:
         append_reviews(row.out_dir, [event])
         rec.apply_fields(event.event, event.ts, event.data)
         self.version += 1  # the log's new size is left for refresh_verdicts: others may append too
-        return Verdict(key, rec.review.verdict if rec.review else None, note)
+        return Verdict(key, rec.review.verdict if rec.review else None, note, self.version)
 
     def _signature(self, name: str) -> tuple[tuple[int, int] | None, ...]:
         out: list[tuple[int, int] | None] = []

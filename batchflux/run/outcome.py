@@ -109,6 +109,9 @@ def build_summary(
     calls = dict(client.calls)
     if "media" in calls:
         calls["download"] = calls.pop("media")
+    outcomes = counts(stats, engine)
+    if reviews is None:  # nobody has reviewed here: every image on disk is unreviewed
+        reviews = {"approved": 0, "rejected": 0, "unreviewed": outcomes["done"]}
     return RunSummary(
         run_id=run_id,
         manifest=manifest,
@@ -118,7 +121,7 @@ def build_summary(
         wall_s=round(finished - started, 3),
         exit_code=int(code),
         jobs=stats.total,
-        counts=counts(stats, engine),
+        counts=outcomes,
         skipped=stats.skipped,
         api_calls=calls,
         rate_limited=stats.rate_limited,
@@ -135,6 +138,6 @@ def build_summary(
         stop_reason=engine.stop_reason,
         shard=shard,
         learned_rate=str(rate) if (rate := engine.pacer.learned_rate) else None,
-        reviews=reviews or {},
+        reviews=reviews,
         redone=plan.counts()["rejected"],
     )

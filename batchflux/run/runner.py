@@ -29,7 +29,7 @@ from batchflux.engine.core import Engine
 from batchflux.engine.progress import NullProgress, Progress
 from batchflux.engine.stats import EngineStats
 from batchflux.files.durable import DISK_FULL_ERRNOS, WriteFailed
-from batchflux.files.layout import RESULTS_JSONL_FILENAME, SUMMARY_FILENAME
+from batchflux.files.layout import RESULTS_JSONL_FILENAME, REVIEWS_FILENAME, SUMMARY_FILENAME
 from batchflux.ledger import (
     LEDGER_FILENAME,
     Event,
@@ -392,14 +392,18 @@ class Run:
                 log.error("could not write the report: %s", exc)
 
 
-def _reviews_now(ledger_path: Path, jobs: Sequence[Job]) -> dict[str, int]:
-    """This run's jobs' images by verdict as the run ends (its redos have none yet)."""
+def _reviews_now(ledger_path: Path, jobs: Sequence[Job]) -> dict[str, int] | None:
+    """This run's jobs' images by verdict as the run ends (its redos have none yet), read afresh:
+    a review may have gone on during the run. None when nobody has reviewed here: every image is
+    unreviewed, and the ledger need not be read again to say so."""
+    if not (ledger_path.parent / REVIEWS_FILENAME).exists():
+        return None
     try:
         replay = replay_file(ledger_path)
         merge_reviews(replay, ledger_path.parent)
     except (OSError, LedgerCorrupt) as exc:
         log.warning("could not count the verdicts: %s", exc)
-        return {}
+        return None
     return count_verdicts(rec for job in jobs if (rec := replay.jobs.get(job.id)) is not None)
 
 

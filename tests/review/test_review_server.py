@@ -25,6 +25,8 @@ from reviewkit import Served
 from batchflux.emulator import DEFAULT_API_KEY
 from batchflux.files.layout import REVIEWS_FILENAME
 from batchflux.ledger import replay_file
+from batchflux.review.scripted import give_verdicts
+from batchflux.review.session import ReviewSession
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")  # the loop the ``review`` server runs in
 
@@ -162,3 +164,27 @@ def test_scripted_verdicts(batch: Path, tmp_path: Path) -> None:
         "retro": ("approved", ""),
     }  # fmt: skip
     assert len(lines) == 6
+
+
+def test_merged_directories_each_keep_their_own_verdicts(batch: Path, tmp_path: Path) -> None:
+    """Several directories (shards) on one page: a verdict goes to the log of the directory whose
+    job it is, even where two share a job id (the card's key is ``DIR/ID`` then)."""
+    east, west = tmp_path / "east", tmp_path / "west"
+    shutil.copytree(batch, east)
+    shutil.copytree(batch, west)
+    session = ReviewSession([east, west])
+    keys = [row.key for row in session.model.rows]
+    assert "east/sunset" in keys
+    assert "west/sunset" in keys
+    given = session.give("west/sunset", request_id(west, "sunset"), "rejected", "  too warm  ")
+    assert (given.verdict, given.note) == ("rejected", "too warm")
+    assert not (east / REVIEWS_FILENAME).exists()
+    assert session.verdicts() == {"west/sunset": ["rejected", "too warm"]}
+    assert session.counts()["rejected"] == 1
+
+    again = ReviewSession([east, west])  # a reload, a second reviewer
+    assert again.verdicts() == {"west/sunset": ["rejected", "too warm"]}
+    done = give_verdicts([east, west], approve_unreviewed=False, reject=["east/winter"])
+    assert done.rejected == 1
+    assert again.refresh_verdicts()
+    assert again.verdicts() == {"west/sunset": ["rejected", "too warm"], "east/winter": ["rejected", ""]}
