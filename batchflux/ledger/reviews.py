@@ -21,6 +21,7 @@ import fcntl
 import os
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from batchflux.files.durable import WriteFailed, fsync_dir
@@ -87,11 +88,12 @@ def merge_reviews(replay: Replay, out_dir: Path) -> int:
     return read
 
 
-def append_reviews(out_dir: Path, events: list[Event]) -> None:
-    """Append ``events`` to ``out_dir``'s review log, durably, as one write under an exclusive lock.
-    Raises :class:`~batchflux.files.durable.WriteFailed`."""
+def append_reviews(out_dir: Path, events: list[Event]) -> LogAppend | None:
+    """Append ``events`` to ``out_dir``'s review log, durably, as one write under an exclusive lock;
+    what the log was before and after (None for no events). Raises
+    :class:`~batchflux.files.durable.WriteFailed`."""
     if not events:
-        return
+        return None
     path = out_dir / REVIEWS_FILENAME
     data = "".join(ev.encode() + "\n" for ev in events).encode("utf-8")
     created = not path.exists()
@@ -102,12 +104,14 @@ def append_reviews(out_dir: Path, events: list[Event]) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         _repair_tail(fd)
+        before = os.fstat(fd)
         size = os.lseek(fd, 0, os.SEEK_END)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
+            after = os.fstat(fd)
         except OSError as exc:
             with contextlib.suppress(OSError):  # leave no torn line for the next reviewer
                 os.ftruncate(fd, size)
@@ -117,6 +121,16 @@ def append_reviews(out_dir: Path, events: list[Event]) -> None:
     if created:
         with contextlib.suppress(OSError):
             fsync_dir(out_dir)
+    return LogAppend((before.st_size, before.st_mtime_ns), (after.st_size, after.st_mtime_ns))
+
+
+@dataclass(frozen=True, slots=True)
+class LogAppend:
+    """The review log's (size, mtime_ns) just before and just after an append, both seen under
+    its lock: a reader that knew ``before`` has seen every line but the ones just appended."""
+
+    before: tuple[int, int]
+    after: tuple[int, int]
 
 
 def _repair_tail(fd: int) -> None:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote
 
 from batchflux.ledger import JobRecord, Replay
 from batchflux.manifest import ManifestError, load_manifest
@@ -73,20 +73,17 @@ def manifest_order(dirs: Sequence[RunDir]) -> dict[str, int]:
 
 
 def card(row: JobRow, token: str) -> dict[str, object]:
-    """A row as the page's card: the report's card, its images served by the review server."""
+    """A row as the page's card: the report's card, its images served by the review server
+    (``./img?k=KEY&w=it|ih|ot|oh``: the input's or output's thumbnail or full size)."""
     have_in = row.input_path is not None and row.input_path.is_file()
     have_out = row.output_path is not None and row.output_path.is_file()
+    base = f"./img?k={quote(row.key, safe='')}&w="
+    tail = f"&token={quote(token, safe='')}"
     links = Links(
-        input_thumb=image_href(row.key, "it", token) if have_in else None,
-        input_full=image_href(row.key, "ih", token) if have_in else None,
-        output_thumb=image_href(row.key, "ot", token) if have_out else None,
-        output_full=image_href(row.key, "oh", token) if have_out else None,
+        input_thumb=f"{base}it{tail}" if have_in else None,
+        input_full=f"{base}ih{tail}" if have_in else None,
+        output_thumb=f"{base}ot{tail}" if have_out else None,
+        output_full=f"{base}oh{tail}" if have_out else None,
         output_missing=row.status == REVIEWABLE and not have_out,
     )
     return card_data(row, links)
-
-
-def image_href(key: str, which: str, token: str) -> str:
-    """A card's image on the review server: ``it``/``ih`` the input's thumbnail/full size,
-    ``ot``/``oh`` the output's."""
-    return "./img?" + urlencode({"k": key, "w": which, "token": token})

@@ -133,9 +133,15 @@ class ReviewSession:
         if request_id != rec.request_id:
             raise Refused(409, f"{row.job_id} has another image now; reload the page")
         event = review_event(row.job_id, rec.request_id, verdict, note)
-        append_reviews(row.out_dir, [event])
+        appended = append_reviews(row.out_dir, [event])
         rec.apply_fields(event.event, event.ts, event.data)
-        self.version += 1  # the log's new size is left for refresh_verdicts: others may append too
+        self.version += 1
+        # Nobody else wrote the log since it was read: the one line is folded in already, and the
+        # next poll need not read the log again. Otherwise it does, and finds the others' lines.
+        i = self.out_dirs.index(row.out_dir)
+        known = self._reviews[i]
+        if appended is not None and (known == appended.before or (known is None and appended.before[0] == 0)):
+            self._reviews = (*self._reviews[:i], appended.after, *self._reviews[i + 1 :])
         return Verdict(key, rec.review.verdict if rec.review else None, note, self.version)
 
     def _signature(self, name: str) -> tuple[tuple[int, int] | None, ...]:

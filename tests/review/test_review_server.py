@@ -188,3 +188,12 @@ def test_merged_directories_each_keep_their_own_verdicts(batch: Path, tmp_path: 
     assert done.rejected == 1
     assert again.refresh_verdicts()
     assert again.verdicts() == {"west/sunset": ["rejected", "too warm"], "east/winter": ["rejected", ""]}
+
+    # Its own verdict spares a session the next read of the log; another's append never goes unseen.
+    session.give("east/neon", request_id(east, "neon"), "approved", "")
+    assert session.verdicts()["east/winter"] == ["rejected", ""], "read before its own was added"
+    session.give("east/retro", request_id(east, "retro"), "approved", "")
+    assert not session.refresh_verdicts(), "nothing new but its own"
+    give_verdicts([east], approve_unreviewed=False, reject=["sunset"])
+    session.give("east/evil", request_id(east, "evil"), "approved", "")
+    assert session.verdicts()["east/sunset"] == ["rejected", ""], "given between two of its own"
