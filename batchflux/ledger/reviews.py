@@ -9,15 +9,18 @@ Readers replay the ledger, then :func:`merge_reviews` folds this file's events i
 they name: the latest verdict a job got is its ``review``, and it counts only while the job still
 has the image it was given for (:attr:`~.records.JobRecord.verdict`, by request id).
 
-Like the ledger, only the last line may be torn (a reviewer's crash mid-write; a reader that
-raced a write): it is ignored. Any other unreadable line raises
-:class:`~.replay.LedgerCorrupt` with its line number.
+Like the ledger's, the last line may be torn (a reviewer's crash mid-write; a reader that raced
+a write): it is ignored. Unlike the ledger, the log is a person's notes on the run, not its
+record: any other unreadable line (a hand edit, a newer batchflux's event) is skipped with a
+warning naming it, and the verdicts on the other lines still count — a run, a report or an
+export never stops for it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Iterable
@@ -28,7 +31,9 @@ from batchflux.files.durable import WriteFailed, fsync_dir
 from batchflux.files.layout import REVIEWS_FILENAME
 from batchflux.ledger.events import Event, EventType, UnknownEvent
 from batchflux.ledger.records import REVIEW_VERDICTS, JobRecord, JobState
-from batchflux.ledger.replay import LedgerCorrupt, LedgerTooNew, Replay, parse_line
+from batchflux.ledger.replay import Replay, parse_line
+
+log = logging.getLogger("batchflux.ledger")
 
 __all__ = [
     "REVIEWS_FILENAME",
@@ -61,24 +66,26 @@ def count_verdicts(records: Iterable[JobRecord]) -> dict[str, int]:
 
 def merge_reviews(replay: Replay, out_dir: Path) -> int:
     """Fold ``out_dir``'s review log into ``replay``'s records, in the order it was written; a
-    review of a job the ledger does not know is left out. Returns the number of reviews read."""
+    review of a job the ledger does not know is left out. Returns the number of reviews read.
+    An unreadable log (permissions, I/O) is logged and read as empty."""
     path = out_dir / REVIEWS_FILENAME
     try:
-        fh = path.open("rb")
+        with path.open("rb") as fh:
+            lines = fh.readlines()
     except FileNotFoundError:
         return 0
+    except OSError as exc:
+        log.warning("%s: cannot read the review log (%s); verdicts left out", path, exc.strerror or exc)
+        return 0
     read = 0
-    with fh:
-        lines = fh.readlines()
     for number, line in enumerate(lines, start=1):
         try:
             ev = parse_line(line)
-        except UnknownEvent as exc:
-            raise LedgerTooNew(str(path), number, str(exc)) from exc
-        except ValueError as exc:
-            if number == len(lines):  # torn: a write under way, or cut short
+        except ValueError as exc:  # UnknownEvent too: a newer batchflux's
+            if number == len(lines) and not isinstance(exc, UnknownEvent):  # torn: a write under way
                 break
-            raise LedgerCorrupt(str(path), number, str(exc)[:120]) from exc
+            log.warning("%s:%d: skipped an unreadable review line (%s)", path, number, str(exc)[:120])
+            continue
         if ev.event is not EventType.REVIEWED or ev.job is None:
             continue
         rec = replay.jobs.get(ev.job)

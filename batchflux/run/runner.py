@@ -201,9 +201,9 @@ class Run:
                 self.say(f"--fresh: moved the old ledger to {moved}")
         try:
             replay = replay_file(ledger_path)
-            merge_reviews(replay, out_dir)
         except LedgerCorrupt as exc:
             return RunResult(ExitCode.USAGE, out_dir, message=str(exc))
+        merge_reviews(replay, out_dir)
         if replay.torn_tail:
             self.say(f"note: {replay.torn_tail}")
         if not opt.dry_run:
@@ -400,10 +400,10 @@ def _reviews_now(ledger_path: Path, jobs: Sequence[Job]) -> dict[str, int] | Non
         return None
     try:
         replay = replay_file(ledger_path)
-        merge_reviews(replay, ledger_path.parent)
     except (OSError, LedgerCorrupt) as exc:
         log.warning("could not count the verdicts: %s", exc)
         return None
+    merge_reviews(replay, ledger_path.parent)
     return count_verdicts(rec for job in jobs if (rec := replay.jobs.get(job.id)) is not None)
 
 

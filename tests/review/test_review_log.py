@@ -9,11 +9,14 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
+from reviewkit import run_once, write_manifest
 
+from batchflux.emulator import Emulator, EmulatorConfig
 from batchflux.files.layout import REVIEWS_FILENAME
-from batchflux.ledger import Event, EventType, JobState, LedgerCorrupt, replay_lines
+from batchflux.ledger import Event, EventType, JobState, replay_lines
 from batchflux.ledger.replay import Replay
 from batchflux.ledger.reviews import append_reviews, merge_reviews, review_event
+from batchflux.run.exitcodes import ExitCode
 
 
 def ev(kind: EventType, job: str, ts: float, **data: object) -> str:
@@ -100,11 +103,19 @@ def test_a_torn_last_line_is_ignored_and_repaired_before_the_next_append(tmp_pat
     assert merge_reviews(replay, tmp_path) == 2
 
 
-def test_a_corrupt_middle_line_is_named(tmp_path: Path) -> None:
+def test_an_unreadable_line_is_skipped_with_a_warning_and_the_rest_count(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     good = review_event("a", "r1", "approved").encode()
-    (tmp_path / REVIEWS_FILENAME).write_text(f"garbage\n{good}\n")
-    with pytest.raises(LedgerCorrupt, match=r"reviews\.jsonl:1"):
-        merge_reviews(replay_lines(downloaded("a", "r1")), tmp_path)
+    newer = '{"v":1,"ts":2.0,"event":"reviewed_by_robot","job":"a"}'
+    (tmp_path / REVIEWS_FILENAME).write_text(f"garbage\n{newer}\n{good}\n")
+    replay = replay_lines(downloaded("a", "r1"))
+    assert merge_reviews(replay, tmp_path) == 1
+    verdict = replay.jobs["a"].verdict
+    assert verdict is not None
+    assert verdict.verdict == "approved"
+    assert "reviews.jsonl:1: skipped" in caplog.text
+    assert "reviews.jsonl:2: skipped" in caplog.text
 
 
 def test_a_verdict_other_than_approved_or_rejected_is_refused() -> None:
@@ -128,3 +139,17 @@ def test_reviewers_in_several_processes_never_interleave_lines(tmp_path: Path) -
     assert len(lines) == 600
     jobs = {Event.decode(line.decode()).job for line in lines}
     assert len(jobs) == 600
+
+
+async def test_a_run_goes_on_past_a_damaged_review_log(tmp_path: Path) -> None:
+    write_manifest(tmp_path, [("a", "make it blue")])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / REVIEWS_FILENAME).write_text("garbage\n{}\n")
+    async with Emulator(EmulatorConfig(latency_mean=0.02, latency_sd=0.0)) as emu:
+        result = await run_once(tmp_path, emu)
+        assert result.exit_code == ExitCode.OK
+        redo = await run_once(tmp_path, emu, redo_rejected=True)
+    assert redo.exit_code == ExitCode.OK
+    assert redo.summary is not None
+    assert redo.summary.reviews == {"approved": 0, "rejected": 0, "unreviewed": 1}
+    assert (tmp_path / "out" / "results.jsonl").is_file()
