@@ -71,8 +71,10 @@ def history_lookups(plan: ResumePlan) -> str:
 
 
 def dry_run_text(c: dict[str, int], to_submit: int, price: float) -> str:
+    redo = f" ({c['rejected']} rejected in review, redone with new seeds)" if c.get("rejected") else ""
     return (
-        f"dry run: would submit {to_submit}, re-poll {c.get('poll', 0)}, download {c.get('download', 0)}, "
+        f"dry run: would submit {to_submit}{redo}, re-poll {c.get('poll', 0)}, "
+        f"download {c.get('download', 0)}, "
         f"skip {c.get('skip', 0)} done, keep {c.get('failed', 0)} failed; "
         f"estimated cost ${to_submit * price:.2f}. Nothing was submitted."
     )

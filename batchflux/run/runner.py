@@ -233,10 +233,7 @@ class Run:
         if opt.engine.max_new_submits is not None:
             to_submit = min(to_submit, opt.engine.max_new_submits)
         if opt.dry_run:
-            message = dry_run_text(counts, to_submit, price)
-            if opt.redo_rejected:
-                message += f" Of these, {counts['rejected']} rejected in review: redone with new seeds."
-            return RunResult(ExitCode.OK, out_dir, message=message, plan=plan)
+            return RunResult(ExitCode.OK, out_dir, message=dry_run_text(counts, to_submit, price), plan=plan)
 
         if opt.jobs is not None and opt.write_jobs:
             try:

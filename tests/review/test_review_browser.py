@@ -303,8 +303,8 @@ async def test_reject_two_approve_one_then_redo_the_rejected(
 
     dry = await run_batch(manifest, api_key="unused", out_dir=review.out, redo_rejected=True, dry_run=True)
     assert dry.exit_code == ExitCode.OK
-    assert "would submit 2" in dry.message
-    assert "2 rejected in review" in dry.message
+    assert "would submit 2 (2 rejected in review, redone with new seeds)" in dry.message
+    assert "estimated cost $0.20" in dry.message
 
     async with Emulator(emulator_config()) as emu:
         result = await run_once(batch.parent, emu, out_dir=review.out, redo_rejected=True)
