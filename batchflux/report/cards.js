@@ -132,5 +132,45 @@ const BF = (function () {
     body.insertBefore(line, body.querySelector(".prompt"));
   }
 
-  return { el: el, safeHref: safeHref, slug: slug, card: card, setVerdict: setVerdict };
+  // The lightbox (the page's #lightbox): a job's before and after at full size, side by side.
+  // A click outside the images (or on the close button) closes it.
+  function lightbox() {
+    const lb = document.getElementById("lightbox");
+    const before = document.getElementById("lb-before");
+    const after = document.getElementById("lb-after");
+    const title = document.getElementById("lb-title");
+    function side(fig, label, href) {
+      const img = fig.querySelector("img");
+      const cap = fig.querySelector("figcaption");
+      cap.replaceChildren();
+      fig.hidden = !href;
+      if (!href) { img.removeAttribute("src"); return; }
+      img.setAttribute("src", href);
+      img.setAttribute("alt", label);
+      const a = el("a", null, label + " · open file");
+      a.setAttribute("href", href);
+      a.setAttribute("target", "_blank");
+      a.setAttribute("rel", "noopener noreferrer");
+      cap.appendChild(a);
+    }
+    function close() {
+      lb.hidden = true;
+      side(before, "", null);
+      side(after, "", null);
+    }
+    function open(job) {
+      if (!job || !(job.ih || job.oh)) return;
+      side(before, "before", safeHref(job.ih));
+      side(after, "after", safeHref(job.oh));
+      title.textContent = job.id + (job.p ? " — " + job.p : "");
+      lb.hidden = false;
+    }
+    lb.addEventListener("click", function (ev) {
+      if (ev.target.closest("figcaption a")) return;
+      if (ev.target.tagName !== "IMG") close();
+    });
+    return { open: open, close: close, isOpen: function () { return !lb.hidden; } };
+  }
+
+  return { el: el, safeHref: safeHref, slug: slug, card: card, setVerdict: setVerdict, lightbox: lightbox };
 })();

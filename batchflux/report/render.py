@@ -30,6 +30,14 @@ from batchflux.report.rows import JobRow
 from batchflux.report.timeline import format_duration
 
 PAGE_SIZE = 200
+# The full-size before/after overlay; cards.js's lightbox() drives it (the report and the review).
+LIGHTBOX = (
+    '<div id="lightbox" class="lightbox" hidden role="dialog" aria-modal="true" aria-label="images">'
+    '<div class="lb-pair"><figure id="lb-before"><img alt=""><figcaption></figcaption></figure>'
+    '<figure id="lb-after"><img alt=""><figcaption></figcaption></figure></div>'
+    '<p id="lb-title" class="lb-title"></p>'
+    '<button type="button" id="lb-close" class="lb-close" aria-label="close">×</button></div>\n'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +138,7 @@ def render_page(
             '<nav class="pager" id="pager-bottom" aria-label="pages"></nav>\n',
             '<noscript><p class="empty">The job cards need JavaScript.</p></noscript>\n',
             "</div>\n",
-            '<div id="lightbox" class="lightbox" hidden role="dialog" aria-modal="true" aria-label="images">'
-            '<div class="lb-pair"><figure id="lb-before"><img alt=""><figcaption></figcaption></figure>'
-            '<figure id="lb-after"><img alt=""><figcaption></figcaption></figure></div>'
-            '<p id="lb-title" class="lb-title"></p>'
-            '<button type="button" id="lb-close" class="lb-close" aria-label="close">×</button></div>\n',
+            LIGHTBOX,
             f'<script type="application/json" id="jobs-data" data-page-size="{int(page_size)}">',
             embed_json(list(cards)),
             "</script>\n",

@@ -1,7 +1,7 @@
 "use strict";
 // batchflux report: job cards (cards.js) from the embedded JSON, a page at a time.
 (function () {
-  const el = BF.el, safeHref = BF.safeHref, card = BF.card;
+  const el = BF.el, card = BF.card;
   const dataEl = document.getElementById("jobs-data");
   const jobs = JSON.parse(dataEl.textContent || "[]");
   const pageSize = Math.max(1, parseInt(dataEl.getAttribute("data-page-size") || "200", 10));
@@ -87,45 +87,16 @@
   // Lightbox: a click on a thumbnail shows the job's before and after at full size, side by side.
   // Esc, the close button or a click outside the images closes it.
   const byKey = new Map(jobs.map(function (j) { return [j.k, j]; }));
-  const lb = document.getElementById("lightbox");
-  const lbBefore = document.getElementById("lb-before");
-  const lbAfter = document.getElementById("lb-after");
-  const lbTitle = document.getElementById("lb-title");
-  function lbSide(fig, label, href) {
-    const img = fig.querySelector("img");
-    const cap = fig.querySelector("figcaption");
-    cap.replaceChildren();
-    fig.hidden = !href;
-    if (!href) { img.removeAttribute("src"); return; }
-    img.setAttribute("src", href);
-    img.setAttribute("alt", label);
-    const a = el("a", null, label + " · open file");
-    a.setAttribute("href", href);
-    a.setAttribute("target", "_blank");
-    a.setAttribute("rel", "noopener noreferrer");
-    cap.appendChild(a);
-  }
-  function closeLightbox() {
-    lb.hidden = true;
-    lbSide(lbBefore, "", null);
-    lbSide(lbAfter, "", null);
-  }
+  const box = BF.lightbox();
   grid.addEventListener("click", function (ev) {
     const a = ev.target.closest ? ev.target.closest("a[data-lightbox]") : null;
     if (!a || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) return;
     const job = byKey.get(a.closest(".card").getAttribute("data-key"));
     if (!job) return;
     ev.preventDefault();
-    lbSide(lbBefore, "before", safeHref(job.ih));
-    lbSide(lbAfter, "after", safeHref(job.oh));
-    lbTitle.textContent = job.id + (job.p ? " — " + job.p : "");
-    lb.hidden = false;
+    box.open(job);
   });
-  lb.addEventListener("click", function (ev) {
-    if (ev.target.closest("figcaption a")) return;
-    if (ev.target.tagName !== "IMG") closeLightbox();
-  });
-  document.addEventListener("keydown", function (ev) { if (ev.key === "Escape" && !lb.hidden) closeLightbox(); });
+  document.addEventListener("keydown", function (ev) { if (ev.key === "Escape" && box.isOpen()) box.close(); });
 
   if (search.value) state.query = search.value;
   apply();

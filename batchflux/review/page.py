@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from batchflux import __version__
-from batchflux.report.render import asset, embed_json
+from batchflux.report.render import LIGHTBOX, asset, embed_json
 
 FILTERS = (
     ("all", "all"),
@@ -101,10 +101,7 @@ def render_review(
             '<div id="help" class="help" hidden role="dialog" aria-modal="true" aria-label="keys">'
             f'<div class="help-box"><h2>Keys</h2><dl>{keys}</dl>'
             '<p class="n">Verdicts go to reviews.jsonl beside the ledger, at once.</p></div></div>\n',
-            '<div id="lightbox" class="lightbox" hidden role="dialog" aria-modal="true" aria-label="images">'
-            '<div class="lb-pair"><figure id="lb-before"><img alt=""><figcaption></figcaption></figure>'
-            '<figure id="lb-after"><img alt=""><figcaption></figcaption></figure></div>'
-            '<p id="lb-title" class="lb-title"></p></div>\n',
+            LIGHTBOX,
             f'<script type="application/json" id="jobs-data" data-token="{escape(token, quote=True)}" '
             f'data-version="{int(version)}">',
             embed_json(list(cards)),

@@ -3,7 +3,7 @@
 // Every request carries the session's token; verdicts go out as JSON, and come back from other
 // tabs and reviewers through a light poll of the server's verdict list.
 (function () {
-  const el = BF.el, safeHref = BF.safeHref;
+  const el = BF.el;
   const dataEl = document.getElementById("jobs-data");
   const token = dataEl.getAttribute("data-token") || "";
   let version = parseInt(dataEl.getAttribute("data-version") || "0", 10);
@@ -19,7 +19,6 @@
   const help = document.getElementById("help");
   const stale = document.getElementById("stale");
   const problem = document.getElementById("problem");
-  const lb = document.getElementById("lightbox");
   const state = { filter: "all", query: "", page: 0, sel: 0 };
   const pending = new Map(); // job key -> saves under way (the poll leaves those cards alone)
   let shown = jobs;
@@ -185,34 +184,7 @@
     editing = null;
   }
 
-  function lbSide(fig, label, href) {
-    const img = fig.querySelector("img");
-    const cap = fig.querySelector("figcaption");
-    cap.replaceChildren();
-    fig.hidden = !href;
-    if (!href) { img.removeAttribute("src"); return; }
-    img.setAttribute("src", href);
-    img.setAttribute("alt", label);
-    const a = el("a", null, label + " · open file");
-    a.setAttribute("href", href);
-    a.setAttribute("target", "_blank");
-    a.setAttribute("rel", "noopener noreferrer");
-    cap.appendChild(a);
-  }
-
-  function openFull(job) {
-    if (!job || !(job.ih || job.oh)) return;
-    lbSide(document.getElementById("lb-before"), "before", safeHref(job.ih));
-    lbSide(document.getElementById("lb-after"), "after", safeHref(job.oh));
-    document.getElementById("lb-title").textContent = job.id + (job.p ? " — " + job.p : "");
-    lb.hidden = false;
-  }
-
-  function closeFull() {
-    lb.hidden = true;
-    lbSide(document.getElementById("lb-before"), "", null);
-    lbSide(document.getElementById("lb-after"), "", null);
-  }
+  const box = BF.lightbox();
 
   document.addEventListener("keydown", function (ev) {
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
@@ -220,8 +192,8 @@
       if (ev.key === "Escape" || ev.key === "?") { help.hidden = true; ev.preventDefault(); }
       return;
     }
-    if (!lb.hidden) {
-      if (ev.key === "Escape" || ev.key === "f" || ev.key === "Enter") { closeFull(); ev.preventDefault(); }
+    if (box.isOpen()) {
+      if (ev.key === "Escape" || ev.key === "f" || ev.key === "Enter") { box.close(); ev.preventDefault(); }
       return;
     }
     const t = ev.target;
@@ -240,7 +212,7 @@
       case "r": if (job) save(job, "rejected", job.rn || ""); break;
       case "u": if (job) save(job, null, ""); break;
       case "n": if (job) openNote(job); break;
-      case "f": case "Enter": openFull(job); break;
+      case "f": case "Enter": box.open(job); break;
       case "/": search.focus(); break;
       case "?": help.hidden = false; break;
       default: return;
@@ -257,12 +229,8 @@
     const a = ev.target.closest("a[data-lightbox]");
     if (a && !ev.ctrlKey && !ev.metaKey && !ev.shiftKey && ev.button === 0) {
       ev.preventDefault();
-      openFull(job);
+      box.open(job);
     }
-  });
-  lb.addEventListener("click", function (ev) {
-    if (ev.target.closest("figcaption a")) return;
-    if (ev.target.tagName !== "IMG") closeFull();
   });
   help.addEventListener("click", function () { help.hidden = true; });
   document.getElementById("keys").addEventListener("click", function () { help.hidden = false; });
