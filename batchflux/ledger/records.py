@@ -202,7 +202,7 @@ class JobRecord:
         elif kind is _SET_ASIDE:
             kept = _str(d.get("path"))
             if kept and kept not in self.set_aside:
-                self.set_aside.append(kept)
+                self.set_aside = [*self.set_aside, kept]  # a new list: a copied record keeps its own
 
     def _credits(self, d: dict[str, Any]) -> None:
         cost = usd(d.get("credits_deduction"))

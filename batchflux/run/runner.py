@@ -358,9 +358,12 @@ class Run:
             name = keep_rejected(out_dir, rec)
             if name is None:
                 continue
-            ledger.append(Event(EventType.SET_ASIDE, d.job.id, {
+            event = Event(EventType.SET_ASIDE, d.job.id, {
                 "path": name, "from": rec.path, "request_id": rec.request_id, "sha256": rec.sha256,
-            }))  # fmt: skip
+            })  # fmt: skip
+            ledger.append(event)
+            if self.watcher is not None:  # stream()'s rows list the kept image, as results.jsonl does
+                self.watcher.event(event)
             kept += 1
         if keep:
             self.say(f"--redo-rejected: {len(keep)} rejected jobs submitted again; {kept} images kept aside")
