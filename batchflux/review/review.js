@@ -173,6 +173,12 @@
         }
         ev.stopPropagation();
       });
+      // Leaving the box by a click: an untouched note closes; a changed one stays for n to resume.
+      box.addEventListener("blur", function () {
+        if (!box.isConnected) return;
+        editing = null;
+        if (box.value.trim() === (job.rn || "")) box.remove();
+      });
       art.querySelector(".body").appendChild(box);
     }
     editing = job;
