@@ -17,7 +17,7 @@
   function matches(job, status, q) {
     if (status && job.st !== status) return false;
     if (!q) return true;
-    if (job._hay === undefined) job._hay = (job.id + "\n" + (job.p || "") + "\n" + (job.rid || "")).toLowerCase();
+    if (job._hay === undefined) job._hay = (job.id + "\n" + (job.p || "") + "\n" + (job.rid || "") + "\n" + (job.rn || "")).toLowerCase();
     return job._hay.includes(q);
   }
 
