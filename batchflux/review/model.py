@@ -8,6 +8,7 @@ be read, the order the ledgers first saw the jobs.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -63,13 +64,24 @@ def manifest_order(dirs: Sequence[RunDir]) -> dict[str, int]:
         recorded = run.data.get("set")
         overrides = {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
         try:
-            manifest = load_manifest(Path(ref), overrides)
-        except (ManifestError, OSError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            log.info("review: the manifest %s does not load (%s); ledger order", ref, first)
-            return {}
-        return {job.id: i for i, job in enumerate(manifest.jobs)}
+            st = Path(ref).stat()
+        except OSError:
+            continue
+        return _order(ref, st.st_size, st.st_mtime_ns, tuple(sorted(overrides.items())))
     return {}
+
+
+@functools.lru_cache(maxsize=4)
+def _order(ref: str, size: int, mtime_ns: int, overrides: tuple[tuple[str, str], ...]) -> dict[str, int]:
+    """A manifest's job order, read once while the file stays as it is (a page reloaded while a
+    run goes on reads the ledgers again, not the manifest: 10 000 jobs take ~1.4 s to validate)."""
+    try:
+        manifest = load_manifest(Path(ref), dict(overrides))
+    except (ManifestError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.info("review: the manifest %s does not load (%s); ledger order", ref, first)
+        return {}
+    return {job.id: i for i, job in enumerate(manifest.jobs)}
 
 
 def card(row: JobRow, token: str) -> dict[str, object]:
