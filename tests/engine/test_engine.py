@@ -62,7 +62,8 @@ async def test_every_job_survives_faults_and_a_429ing_quota(tmp_path: Path) -> N
     manifest = write_manifest(tmp_path / "m", jobs)
     out = tmp_path / "out"
     faults = {"500": 0.1, "502": 0.1, "drop": 0.1, "truncate": 0.1}
-    config = EmulatorConfig(latency_mean=0.1, latency_sd=0.05, faults=faults, rpm=80, window_s=1.0, seed=3)
+    # A quota below the in-flight cap: the first burst meets it whatever the machine's speed.
+    config = EmulatorConfig(latency_mean=0.1, latency_sd=0.05, faults=faults, rpm=30, window_s=1.0, seed=3)
     cap = 40
     engine = EngineConfig(
         max_in_flight=cap,
