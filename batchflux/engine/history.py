@@ -6,9 +6,12 @@ past its hour is read before it is resubmitted. What the answers mean is decided
   (:meth:`HistoryStage.recover`). Intents due together share one scan of the list: the model's
   rows, newest first, pages of 100, only as far back as the oldest intent. Found: the request is
   adopted (``submitted`` with ``recovered: true``) and carried on as if its answer had come. Not
-  found while the intent is younger than ``history_wait_s``: looked up once more then, since its
-  record may not have landed. Otherwise it is submitted again, as without the history, and
-  counted as a possible duplicate charge.
+  found before its record can have landed — ``history_wait_s`` after the latest moment the request
+  can have been created (:mod:`batchflux.ledger.landing`: when the answer was lost; at resume, when
+  the intent's run stopped, or this run's start if it was killed), never after the intent, which
+  a 429 can put a whole window before its POST — looked up once more then. Otherwise it is
+  submitted again, as without the history, and counted as a possible duplicate charge. Every "not
+  found" is logged with what was asked (model, dates, since when, pages and rows read).
 - **Expired requests** — at resume, those past retention; in a run, a 404 on status or result.
   One ``history_record`` call each: COMPLETED → the result is recorded (``via: "history"``) and
   downloaded; FAILED → the job fails with the server's error; anything else → resubmitted and
@@ -24,7 +27,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from batchflux.api import (
@@ -40,6 +44,7 @@ from batchflux.api.policy import classify_failure_text
 from batchflux.engine.state import EngineState
 from batchflux.engine.tracks import Track
 from batchflux.ledger import EventType
+from batchflux.ledger.landing import Landing, answer_lost, at_resume
 from batchflux.ledger.reconcile import (
     ExpiredOutcome,
     Holdings,
@@ -53,7 +58,7 @@ from batchflux.ledger.reconcile import (
     scan_done,
     scan_windows,
 )
-from batchflux.ledger.records import JobRecord
+from batchflux.ledger.records import JobRecord, RunRecord
 from batchflux.ledger.resume import Decision
 from batchflux.manifest.job import Job
 
@@ -81,10 +86,26 @@ class _Look:
 
     intent: Intent
     job: Job
+    landing: Landing  # a "not found" is trusted from landing.trusted_from(history_wait_s)
     due: float  # unix
     last: bool  # the look after the landing wait: a miss now is final
     decision: Decision | None = None
     answer: asyncio.Future[HistoryRow | None] | None = None
+
+
+@dataclass(slots=True)
+class Asked:
+    """What one scan asked the list for one model: for the log line of a "not found"."""
+
+    model: str
+    since: float  # unix: rows created before this were not read
+    dates: list[str] = field(default_factory=list)  # "from..to" of each date window
+    pages: int = 0
+    rows: int = 0
+
+    def text(self) -> str:
+        return (f"asked {self.model} created since {utc(self.since)}, dates {', '.join(self.dates)}: "
+                f"{self.pages} page(s), {self.rows} row(s) read")  # fmt: skip
 
 
 class HistoryStage:
@@ -106,10 +127,16 @@ class HistoryStage:
         self._expired_q: asyncio.Queue[tuple[Track, Decision | None]] = asyncio.Queue()
         self._costed: set[str] = set()
         self._warned = False
+        self._runs: Sequence[RunRecord] = ()
 
-    def use_ledger(self, jobs: Iterable[Job], records: Mapping[str, JobRecord]) -> None:
-        """Who holds which request, from the manifest's jobs and every record of the ledger."""
+    def use_ledger(
+        self, jobs: Iterable[Job], records: Mapping[str, JobRecord], runs: Sequence[RunRecord] = ()
+    ) -> None:
+        """Who holds which request, from the manifest's jobs and every record of the ledger; and
+        the ledger's earlier runs, which say until when an open intent's POST can have left
+        (without them: until now)."""
         self.holdings = Holdings.of(jobs, records)
+        self._runs = runs
 
     def hold(self, job: Job, request_id: str) -> None:
         if self.holdings is not None:
@@ -134,21 +161,25 @@ class HistoryStage:
         if kind is None or d.record is None:
             return False
         if kind is Lookup.INTENT:
-            self._add(_Look(Intent.of(d.job, d.record), d.job, self.e.wall(), False, decision=d))
+            intent, now = Intent.of(d.job, d.record), self.e.wall()
+            landing = at_resume(intent.at, self._runs, now)
+            self._add(_Look(intent, d.job, landing, now, False, decision=d))
         else:
             self._expired_q.put_nowait((Track(job=d.job, request_id=d.record.request_id or ""), d))
         return True
 
     async def recover(self, job: Job, sent: Mapping[str, Any], at: float) -> HistoryRow | None:
-        """A submit of ``job`` sent at ``at`` (unix) got no answer: its request's history row, or
-        None when the history has none (after the landing wait) or cannot answer."""
+        """A submit of ``job`` under the intent of ``at`` (unix) got no answer, just now: its
+        request's history row, or None when the history has none (once its record can have
+        landed, counted from now) or cannot answer."""
         if not self.enabled:
             return None
         intent = Intent(
             job.id, job.model, job.params, job.local_input is not None, input_sent(job.params, sent), at
         )
         answer: asyncio.Future[HistoryRow | None] = asyncio.get_running_loop().create_future()
-        self._add(_Look(intent, job, self.e.wall(), False, answer=answer))
+        now = self.e.wall()
+        self._add(_Look(intent, job, answer_lost(now), now, False, answer=answer))
         return await answer
 
     def expired(self, track: Track) -> None:
@@ -196,23 +227,37 @@ class HistoryStage:
                 look.answer.set_result(None)
 
     async def _look(self, due: list[_Look]) -> None:
-        rows = await self._scan([k.intent for k in due])
+        asked: dict[str, Asked] = {}
+        rows = await self._scan([k.intent for k in due], asked)
         if self.holdings is None:
             self.holdings = Holdings()
         found = match_intents([k.intent for k in due], rows or (), self.holdings)
         now = self.e.wall()
         for look in due:
             row = found.get(look.job.id)
-            landed_by = look.intent.at + self.e.cfg.history_wait_s
+            landed_by = look.landing.trusted_from(self.e.cfg.history_wait_s)
             if row is not None and row.request_id:
                 self.hold(look.job, row.request_id)
                 self._found(look, row)
-            elif rows is not None and not look.last and not self.e.stopping and now < landed_by:
+                continue
+            again = rows is not None and not look.last and not self.e.stopping and now < landed_by
+            if rows is not None:
+                self._say_not_found(look, asked[look.intent.model], landed_by, again=again)
+            if again:
                 look.due = landed_by  # the record may not have landed yet: look once more then
                 look.last = True
                 self._add(look)
             else:
                 self._not_found(look)
+
+    def _say_not_found(self, look: _Look, asked: Asked, landed_by: float, *, again: bool) -> None:
+        """A "not found", with what was asked: enough to explain a duplicate charge afterwards."""
+        then = "looking once more then" if again else "not found, final"
+        log.info(
+            "%s: not found in the request history (%s); its request can have been created until %s "
+            "(%s), its record has landed by %s: %s",
+            look.job.id, asked.text(), utc(look.landing.sent_by), look.landing.basis, utc(landed_by), then,
+        )  # fmt: skip
 
     def _found(self, look: _Look, row: HistoryRow) -> None:
         e, job = self.e, look.job
@@ -260,14 +305,18 @@ class HistoryStage:
                  "(a possible duplicate charge)", look.job.id)  # fmt: skip
         self._resubmit(look.decision)
 
-    async def _scan(self, intents: Sequence[Intent]) -> list[HistoryRow] | None:
-        """The rows that can be these intents' requests; None when the history cannot answer."""
+    async def _scan(self, intents: Sequence[Intent], asked: dict[str, Asked]) -> list[HistoryRow] | None:
+        """The rows that can be these intents' requests; None when the history cannot answer.
+        ``asked`` gets what was asked of each model."""
         rows: list[HistoryRow] = []
         by_model: dict[str, list[Intent]] = {}
         for intent in intents:
             by_model.setdefault(intent.model, []).append(intent)
         for model, group in by_model.items():
-            for window in scan_windows([i.at for i in group], self.e.wall()):
+            windows = scan_windows([i.at for i in group], self.e.wall())
+            what = asked[model] = Asked(model, min(w.since for w in windows))
+            for window in windows:
+                what.dates.append(f"{window.from_date}..{window.to_date}")
                 for page in range(1, MAX_SCAN_PAGES + 1):
                     query = HistoryQuery(
                         page=page, from_date=window.from_date, to_date=window.to_date, model_name=model
@@ -277,6 +326,8 @@ class HistoryStage:
                     except NoAnswer:
                         return None
                     rows.extend(got.rows)
+                    what.pages += 1
+                    what.rows += len(got.rows)
                     if not got.more or scan_done(got.rows, window.since):
                         break
                 else:
@@ -417,6 +468,11 @@ class HistoryStage:
             self._costed.add(rid)
             self.e.stats.history_cost_usd += cost
             self.e.stats.history_cost_requests += 1
+
+
+def utc(unix: float) -> str:
+    """A time for a log line: ISO 8601 UTC to the second."""
+    return datetime.fromtimestamp(unix, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def cost_field(row: HistoryRow) -> dict[str, float]:

@@ -295,7 +295,7 @@ class Run:
                     pauses=replay.pauses,
                     latencies=replay.latencies(manifest.model, engine_cfg.poll.memory),
                 )
-                engine.history.use_ledger(jobs, replay.jobs)
+                engine.history.use_ledger(jobs, replay.jobs, replay.runs)
                 self.engine = engine
                 if self.watcher is not None:
                     engine.on_event = self.watcher.event

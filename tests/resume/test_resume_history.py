@@ -195,15 +195,52 @@ async def test_an_open_intent_nobody_sent_is_resubmitted_after_the_wait(tmp_path
     assert (s["possible_duplicates"], s["recovered_submits"]) == (1, 0)
 
 
-async def test_an_old_open_intent_is_looked_up_once(tmp_path: Path) -> None:
+def run_event(out: Path, kind: EventType, ts: float) -> None:
+    """Append a run's start or (clean) finish."""
+    data: dict[str, Any] = {"run_id": "earlier"} | (
+        {"exit_code": 130} if kind is EventType.RUN_FINISHED else {}
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "ledger.jsonl").open("a") as ledger:
+        ledger.write(Event(kind, None, data, ts=ts).encode() + "\n")
+
+
+async def test_an_old_open_intent_of_a_run_that_stopped_cleanly_is_looked_up_once(tmp_path: Path) -> None:
     jobs = plain_jobs(1)
     manifest = write_manifest(tmp_path / "m", jobs)
     out = tmp_path / "out"
-    open_intent(out, jobs[0], ts=time.time() - 600)  # its record would have landed long ago
+    # The run that wrote it stopped cleanly 10 minutes ago: no POST of it left after that, so its
+    # record would have landed long ago.
+    now = time.time()
+    run_event(out, EventType.RUN_STARTED, now - 700)
+    open_intent(out, jobs[0], ts=now - 650)
+    run_event(out, EventType.RUN_FINISHED, now - 600)
     async with emulator() as emu:
         result = await run_against(emu, manifest, out, engine=engine(history_wait_s=60.0))
         assert result.exit_code == ExitCode.OK, result.message
         assert emu.stats()["history_calls"] == 1
+
+
+async def test_an_old_open_intent_of_a_killed_run_waits_for_a_late_record(tmp_path: Path) -> None:
+    """The intent is 10 minutes old, but its run was killed: its POST may have left just before the
+    kill (a submit that waited out 429s), and its record may still be on its way. The wait counts
+    from this run's start, not from the intent: the request is found, not paid twice."""
+    jobs = plain_jobs(1)
+    manifest = write_manifest(tmp_path / "m", jobs)
+    out = tmp_path / "out"
+    now = time.time()
+    run_event(out, EventType.RUN_STARTED, now - 700)
+    open_intent(out, jobs[0], ts=now - 600)
+    async with emulator(history_delay_s=0.6) as emu:
+        rid = await post(
+            emu, {"prompt": "edit number 0", "seed": 0, "aspect_ratio": "1:1", "output_format": "png"}
+        )
+        result = await run_against(emu, manifest, out, engine=engine(history_wait_s=1.0))
+        stats = emu.stats()
+        assert result.exit_code == ExitCode.OK, result.message
+    assert (stats["submits"], stats["history_calls"]) == (1, 2)  # not found yet, then found
+    assert [(e["request_id"], e.get("recovered")) for e in submitted(out)] == [(rid, True)]
+    assert summary_of(result)["possible_duplicates"] == 0
 
 
 async def test_an_open_intent_at_resume_adopts_the_request_it_made(tmp_path: Path) -> None:

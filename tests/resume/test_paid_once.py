@@ -1,0 +1,53 @@
+"""Never paid twice when a submit waited before its POST (issue 22).
+
+A submit that meets a 429 keeps its ``submit_intent`` and POSTs once its window opens, long after
+the intent. If the server accepts that POST and its answer is lost, the request history is asked;
+the "not found" may be trusted only once the record can have landed: a landing wait counted from
+when the answer was lost (or, at resume, from when the POST can last have left), never from the
+intent. Here every submit's answer is dropped after the server created the request, records land
+late, and the quota makes submits wait longer than ``--history-wait``: every request is adopted,
+none is paid twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runkit import (
+    Clis,
+    assert_images_match_emulator,
+    plain_jobs,
+    read_events,
+    summary,
+    write_manifest,
+)
+
+from batchflux.emulator import Emulator, EmulatorConfig
+
+# A quota of 4 submits a 3 s window: a submit that meets a 429 waits up to 3 s for its POST, longer
+# than the 1 s landing wait; records land 0.5 s after their request is created.
+QUOTA = {"rpm": 4, "window_s": 3.0}
+LATE = {"history_delay_s": 0.5}
+DROPPED = {"faults": {"drop": 1.0}, "fault_endpoints": frozenset({"submit"})}
+FAST = {"latency_mean": 0.1, "latency_sd": 0.02}
+
+
+async def test_submits_that_waited_for_the_quota_are_found_not_paid_twice(tmp_path: Path, clis: Clis) -> None:
+    jobs = plain_jobs(12)
+    manifest = write_manifest(tmp_path / "m", jobs)
+    out = tmp_path / "out"
+    config = EmulatorConfig(**FAST, **QUOTA, **LATE, **DROPPED)
+    args = ("run", manifest, "--out", out, "--no-progress", "--no-report", "--history-wait", "1")
+    async with Emulator(config) as emu:
+        done = await clis.run(*args, emu=emu, within=120)
+        stats = emu.stats()
+        assert done.code == 0, done
+        assert_images_match_emulator(emu, out, [j["id"] for j in jobs])
+    events = read_events(out)
+    intents = [e for e in events if e["event"] == "submit_intent"]
+    recovered = [e for e in events if e["event"] == "submitted" and e.get("recovered")]
+    assert stats["rate_limited"] > 0  # submits did wait for the quota
+    assert stats["faults"]["drop"] == len(jobs)  # every answer was lost…
+    assert (stats["submits"], stats["duplicate_submits"]) == (len(jobs), 0)  # …and nothing paid twice
+    assert len(recovered) == len(intents) == len(jobs)
+    assert summary(out)["possible_duplicates"] == 0
