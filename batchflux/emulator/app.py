@@ -7,6 +7,7 @@ work is done (a dropped submit IS created and billed), which is what makes a sub
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -126,6 +127,8 @@ async def submit(request: web.Request) -> web.StreamResponse:
             if outcome.plain:
                 return plain_error(outcome.status, outcome.message)
             return json_error(outcome.status, outcome.message)
+        if core.config.submit_hold_s > 0:  # created and billed; the answer waits
+            await asyncio.sleep(core.config.submit_hold_s)
         base = _base(request)
         status_url = f"{base}/v2/requests/{outcome.request_id}/status"
         return json_ok(

@@ -43,6 +43,9 @@ class EmulatorConfig:
     retry_after: bool = False  # also send Retry-After (whole seconds) on 429
     faults: Mapping[str, float] = field(default_factory=dict)  # kind -> probability per request
     fault_endpoints: frozenset[str] = ENDPOINTS
+    # Seconds a submit's answer is held back after its request was created (and billed): a client
+    # that gives up sooner, or is killed meanwhile, has an ambiguous submit. 0 = answer at once.
+    submit_hold_s: float = 0.0
     moderation_words: tuple[str, ...] = ("nsfw",)
     invalid_params_at: str = "submit"  # or "run": accepted, then FAILED (422) when a worker runs it
     # A server-side rule the client's schema does not know (the real limit is undocumented):
@@ -81,7 +84,8 @@ def config_problems(cfg: EmulatorConfig) -> list[str]:
     problems: list[str] = []
     if not cfg.keys or not all(isinstance(k, str) and k for k in cfg.keys):
         problems.append("keys must be a non-empty list of non-empty strings")
-    for name in ("latency_mean", "latency_sd", "latency_min", "credits", "price", "history_delay_s"):
+    for name in ("latency_mean", "latency_sd", "latency_min", "credits", "price", "history_delay_s",
+                 "submit_hold_s"):  # fmt: skip
         value = getattr(cfg, name)
         if not _finite(value) or value < 0:
             problems.append(f"{name} must be a finite number >= 0, not {value!r}")

@@ -171,6 +171,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"where faults apply (default all: {','.join(sorted(ENDPOINTS))})",
     )
     faults.add_argument(
+        "--submit-hold",
+        type=float,
+        metavar="SECONDS",
+        default=d.submit_hold_s,
+        help="hold every accepted submit's answer back this long after its request was created "
+        "(default %(default)s)",
+    )
+    faults.add_argument(
         "--seed", type=int, metavar="N", default=d.seed, help="seed for latency and fault draws"
     )
 
@@ -196,6 +204,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         retry_after=args.retry_after,
         faults=dict(args.fault or ()),
         fault_endpoints=args.fault_endpoints if args.fault_endpoints is not None else d.fault_endpoints,
+        submit_hold_s=args.submit_hold,
         moderation_words=words,
         invalid_params_at=args.invalid_params_at,
         max_prompt_chars=args.max_prompt_chars,

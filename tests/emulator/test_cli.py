@@ -30,7 +30,7 @@ def test_every_knob_has_a_flag() -> None:
         "--invalid-params-at", "run", "--retention", "30", "--credits", "5", "--price", "0.2",
         "--key", "SG_1", "--key", "SG_2", "--seed", "9", "--image-size", "128",
         "--host", "127.0.0.1", "--port", "0", "--media-retention", "60", "--history-delay", "2.5",
-        "--history-outage", "envelope", "--fault-endpoints", "submit,media",
+        "--history-outage", "envelope", "--fault-endpoints", "submit,media", "--submit-hold", "1.5",
     )  # fmt: skip
     assert cfg == EmulatorConfig(
         keys=("SG_1", "SG_2"),
@@ -44,6 +44,7 @@ def test_every_knob_has_a_flag() -> None:
         retry_after=True,
         faults={"500": 0.1, "drop": 0.05},
         fault_endpoints=frozenset({"submit", "media"}),
+        submit_hold_s=1.5,
         moderation_words=("bad", "worse"),
         invalid_params_at="run",
         retention_s=30.0,

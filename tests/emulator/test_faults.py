@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
 from typing import Any
@@ -43,6 +44,24 @@ async def test_dropped_submit_is_created_and_billed(make_emulator: Make, http: a
         assert stats["credits_left"] == pytest.approx(0.9)
         assert stats["faults"]["drop"] == 1
         assert sum(stats["jobs_by_state"].values()) == 1
+
+
+async def test_a_held_submit_exists_and_is_billed_before_its_answer(
+    make_emulator: Make, http: aiohttp.ClientSession
+) -> None:
+    async with make_emulator(submit_hold_s=30.0, credits=1.0) as emu:
+        post = asyncio.ensure_future(
+            http.post(f"{emu.base_url}/v2/flux-kontext-max", json={"prompt": "p"}, headers=KEY)
+        )
+        for _ in range(500):  # the request is created at once; its answer is still held
+            if emu.stats()["submits"] == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert (emu.stats()["submits"], emu.stats()["credits_left"]) == (1, pytest.approx(0.9))
+        assert not post.done()
+        post.cancel()  # a client that gave up: an ambiguous submit, billed
+        with pytest.raises(asyncio.CancelledError):
+            await post
 
 
 async def test_dropped_status_and_truncated_media(

@@ -170,6 +170,7 @@ def test_iso_utc_rounds_up_to_the_millisecond() -> None:
         {"window_s": 0},
         {"latency_mean": float("nan")},
         {"history_delay_s": -1.0},
+        {"submit_hold_s": -1.0},
         {"history_outage": "418"},
         {"media_retention_s": 0},
     ],
