@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import shutil
 import signal
 import sys
@@ -234,6 +235,48 @@ async def until_ledger_has(out: Path, lines: int, cli: Cli, *, within: float = 3
     await wait_until(
         lambda: not cli.running or ledger_lines(out) >= lines, within=within, what=f"{lines} ledger lines"
     )
+
+
+async def kill_9_runs(
+    clis: Clis,
+    args: Sequence[str | Path],
+    emu: Emulator,
+    out: Path,
+    rng: random.Random,
+    kills: int,
+    *,
+    lines: tuple[int, int] = (30, 200),
+    within: float = 30.0,
+) -> list[Phases]:
+    """Start ``batchflux`` with ``args`` ``kills`` times, each SIGKILLed after a random number (in
+    ``lines``) of new ledger lines, so kills hit every phase whatever the machine's speed; where
+    the ledger left the jobs at each kill. Every run must still be running at its kill."""
+    at_kill: list[Phases] = []
+    for n in range(kills):
+        target = ledger_lines(out) + rng.randint(*lines)
+        cli = await clis.start(*args, emu=emu)
+        await until_ledger_has(out, target, cli, within=within)
+        assert cli.running, f"run {n} ended before its kill: {(await cli.wait()).stderr}"
+        cli.send(signal.SIGKILL)
+        assert await cli.proc.wait() == -signal.SIGKILL
+        at_kill.append(phases(read_events(out)))
+    return at_kill
+
+
+async def resume_until_done(
+    clis: Clis, args: Sequence[str | Path], emu: Emulator, *, tries: int = 6, within: float = 60.0
+) -> list[int]:
+    """The same command, run plainly until it exits 0 (a 1 — a submit left unanswered too often —
+    is rerun, as a user would); the exit codes."""
+    finals: list[int] = []
+    for _ in range(tries):
+        result = await clis.run(*args, emu=emu, within=within)
+        finals.append(result.code)
+        assert result.code in (0, 1), result
+        if result.code == 0:
+            break
+    assert finals[-1] == 0, finals
+    return finals
 
 
 def max_in_window(times: Sequence[float], window: float) -> int:

@@ -14,22 +14,19 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 from pathlib import Path
 
 from runkit import (
     Clis,
-    Phases,
     abandoned_requests,
     ambiguous_count,
     assert_images_match_emulator,
     count,
-    ledger_lines,
-    phases,
+    kill_9_runs,
     plain_jobs,
     read_events,
+    resume_until_done,
     summary,
-    until_ledger_has,
     write_manifest,
 )
 
@@ -56,26 +53,10 @@ async def test_five_kill_9s_then_resume_lose_nothing_and_pay_twice_only_when_amb
         seed=SEED,
     )
     async with Emulator(config) as emu:
-        at_kill: list[Phases] = []
-        for n in range(KILLS):
-            # Sum of targets <= 1000 lines; finishing all 300 jobs takes at least 1200 (intent,
-            # submitted, result, downloaded each): no run can finish before its kill.
-            target = ledger_lines(out) + rng.randint(30, 200)
-            cli = await clis.start(*args, emu=emu)
-            await until_ledger_has(out, target, cli)
-            assert cli.running, f"run {n} ended before its kill: {(await cli.wait()).stderr}"
-            cli.send(signal.SIGKILL)
-            assert await cli.proc.wait() == -signal.SIGKILL
-            at_kill.append(phases(read_events(out)))
-
-        finals = []
-        for _ in range(6):
-            result = await clis.run(*args, emu=emu)
-            finals.append(result.code)
-            assert result.code in (0, 1), result  # 1: a submit left unanswered too often; rerun
-            if result.code == 0:
-                break
-        assert finals[-1] == 0, finals
+        # Sum of targets <= 1000 lines; finishing all 300 jobs takes at least 1200 (intent,
+        # submitted, result, downloaded each): no run can finish before its kill.
+        at_kill = await kill_9_runs(clis, args, emu, out, rng, KILLS)
+        finals = await resume_until_done(clis, args, emu)
 
         events = read_events(out)
         stats = emu.stats()

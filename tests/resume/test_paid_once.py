@@ -11,13 +11,17 @@ none is paid twice.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from runkit import (
     Clis,
+    abandoned_requests,
     assert_images_match_emulator,
+    kill_9_runs,
     plain_jobs,
     read_events,
+    resume_until_done,
     summary,
     write_manifest,
 )
@@ -51,3 +55,33 @@ async def test_submits_that_waited_for_the_quota_are_found_not_paid_twice(tmp_pa
     assert (stats["submits"], stats["duplicate_submits"]) == (len(jobs), 0)  # …and nothing paid twice
     assert len(recovered) == len(intents) == len(jobs)
     assert summary(out)["possible_duplicates"] == 0
+
+
+async def test_killed_and_resumed_while_submits_wait_for_the_quota_nothing_is_paid_twice(
+    tmp_path: Path, clis: Clis
+) -> None:
+    """The same, with ``kill -9``s: a killed run leaves open intents whose POST left a window after
+    the intent (or just before the kill); the resumed run waits for their records from its own
+    start, adopts every request the server made, and pays for none twice."""
+    jobs = plain_jobs(40)
+    manifest = write_manifest(tmp_path / "m", jobs)
+    out = tmp_path / "out"
+    config = EmulatorConfig(
+        **FAST, **QUOTA, **LATE, faults={"drop": 0.3}, fault_endpoints=frozenset({"submit"}), seed=22
+    )
+    args = ("run", manifest, "--out", out, "--no-progress", "--no-report", "--history-wait", "1")
+    async with Emulator(config) as emu:
+        # 40 jobs make at least 160 ledger lines: three kills after 10 to 40 new lines each cannot
+        # come after the end.
+        at_kill = await kill_9_runs(clis, args, emu, out, random.Random(22), 3, lines=(10, 40))
+        await resume_until_done(clis, args, emu, within=120)
+        stats = emu.stats()
+        assert_images_match_emulator(emu, out, [j["id"] for j in jobs])
+    events = read_events(out)
+    recovered = [e for e in events if e["event"] == "submitted" and e.get("recovered")]
+    assert stats["rate_limited"] > 0
+    assert stats["faults"]["drop"] > 0
+    assert sum(p.open_intents for p in at_kill) > 0, at_kill  # kills left intents open
+    assert (stats["submits"], stats["duplicate_submits"]) == (len(jobs), 0)  # none paid twice…
+    assert abandoned_requests(events) == []  # …and every request made is a job's
+    assert len(recovered) >= stats["faults"]["drop"]  # each lost answer's request adopted
