@@ -167,8 +167,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         type=float,
         default=EngineConfig().history_wait_s,
         metavar="SECONDS",
-        help="a submit not found in the request history is looked up once more this long after it "
-        "was sent, before it is paid again (default %(default)g)",
+        help="how long a request's record may take to land in the request history: a submit not "
+        "found there is looked up once more this long after its answer was lost (at resume: after its "
+        "run stopped, or this run's start if it was killed), before it is paid again (default %(default)g)",
     )
     api.add_argument(
         "--inline-inputs",

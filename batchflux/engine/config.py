@@ -34,7 +34,8 @@ class EngineConfig:
     inline_inputs: bool = False  # send local inputs as data URIs instead of uploading them
     # The request history (--no-history turns it off): open intents are looked up before they are
     # paid again, and expired requests read before they are resubmitted. A record not found is
-    # looked for once more when this long has passed since its intent (it may not have landed).
+    # looked for once more when this long has passed since its request can last have been created
+    # (batchflux.ledger.landing): it may not have landed. Never since the intent.
     history: bool = True
     history_wait_s: float = 30.0
     max_new_submits: int | None = None  # --max-jobs
