@@ -1,6 +1,7 @@
 """Benchmark: nothing lost, nothing corrupt, nothing paid twice — under injected faults and under kill -9.
 
     python -m tests.bench.bench_faults [--jobs 200] [--chaos-jobs 300] [--kills 5] [--seed 8]
+    python -m tests.bench.bench_faults --only nightly --repeat 3 [--nightly-jobs 1000] [--nightly-kills 20]
 
 1. **Fault mix** (the engine issue's): 200 jobs against an emulator (its own process) where every request
    has a 10 % chance each of a 500, an HTML 502, a dropped connection and (media only) a truncated
@@ -13,7 +14,13 @@
    at ``--rate 100/1s``, 5 % of submit connections dropped after the request was created (a real
    ambiguous submit) and 5 % of media bodies truncated.
 
-Each runs twice: with the request history on (the default: an ambiguous intent or an expired request is
+3. **nightly** (the never-paid-twice issue's): what a nightly run meets, all at once — 1 000 jobs, SIGKILLed
+   20 times, then resumed until exit 0, against a quota the client is not told (60 submits per 6 s
+   window: submits meet 429s and POST up to a window after their ``submit_intent``, longer than the
+   3 s ``--history-wait``), one accepted submit's answer in eleven dropped, and history records
+   landing 1 s late. History on, no ``--rate``. Target: 0 lost, 0 corrupt, 0 paid twice.
+
+Rows 1 and 2 run twice: with the request history on (the default: an ambiguous intent or an expired request is
 looked up before it is paid again) and with ``--no-history`` (the ledger alone decides).
 
 Checks, for both: jobs lost (a job of the manifest without an image on disk and without a failure —
@@ -174,25 +181,56 @@ def _wait_lines_or_exit(proc: subprocess.Popen[bytes], out: Path, lines: int, wi
         time.sleep(0.005)
 
 
-def chaos(jobs: int, kills: int, seed: int, *, history: bool = True) -> h.Row:
+@dataclass(frozen=True, slots=True)
+class KillRun:
+    """What a kill -9 loop left: where each kill landed, the resumes' exit codes, the check, the wall."""
+
+    at_kill: list[Any]  # Phases per SIGKILL, or "exit N" for a run that ended before its kill
+    finals: list[int]
+    result: Integrity
+    wall_s: float
+
+    @property
+    def killed(self) -> list[Any]:
+        return [p for p in self.at_kill if not isinstance(p, str)]
+
+    def text(self) -> str:
+        killed = self.killed
+        interrupted = (
+            f"kills interrupted {sum(p.open_intents for p in killed)} open intents, "
+            f"{sum(p.polling for p in killed)} polls, {sum(p.downloading for p in killed)} downloads"
+        )
+        resumes = ", ".join(f"exit {c}" for c in self.finals)
+        return (f"{len(killed)} SIGKILLs ({interrupted}); resumes: {resumes}; {self.result.text()}; "
+                f"{self.wall_s:.0f} s in all")  # fmt: skip
+
+
+def kill_and_resume(
+    name: str,
+    jobs: int,
+    kills: int,
+    seed: int,
+    emu_args: list[str],
+    flags: list[str],
+    *,
+    lines: tuple[int, int] = (30, 200),
+) -> KillRun:
+    """``batchflux run`` of ``jobs`` jobs with ``flags`` as a subprocess, SIGKILLed ``kills`` times, each
+    after a random (seeded) number of new ledger lines in ``lines``; then the same command until it
+    exits 0 (at most 6 times)."""
     rng = random.Random(seed)
-    emu_args = h.emulator_args(latency="0.3,0.1", latency_min=0.02, seed=seed,
-                               faults={"drop": 0.05, "truncate": 0.05})  # fmt: skip
-    emu_args += ["--fault-endpoints", "submit,media"]
-    with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp_name:
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp_name:
         tmp = Path(tmp_name)
         manifest = h.write_manifest(tmp / "m.csv", jobs)
         out = tmp / "out"
         at_kill: list[Any] = []
         finals: list[int] = []
-        flags, label, paid_target = _variant(history)
         with h.emulator(*emu_args) as emu:
-            argv = h.batchflux_cmd(manifest, out, emu.url, "--rate", "100/1s", *flags)
+            argv = h.batchflux_cmd(manifest, out, emu.url, *flags)
             for n in range(kills):
-                # Each job needs ≥ 4 lines (intent, submitted, result, downloaded): with at most 200 new lines
-                # a run, five runs cannot finish 300 jobs before their kills.
-                target = runkit.ledger_lines(out) + rng.randint(30, 200)
-                h.say(f"chaos: run {n + 1}, SIGKILL after ledger line {target}")
+                target = runkit.ledger_lines(out) + rng.randint(*lines)
+                h.say(f"{name}: run {n + 1}, SIGKILL after ledger line {target}")
                 log = (tmp / f"run{n}.log").open("wb")
                 proc = subprocess.Popen(_cli(argv), stdout=log, stderr=log, cwd=h.ROOT, env=_env())
                 try:
@@ -206,33 +244,73 @@ def chaos(jobs: int, kills: int, seed: int, *, history: bool = True) -> h.Row:
                     runkit.phases(runkit.read_events(out)) if code == -signal.SIGKILL else f"exit {code}"
                 )
             for _ in range(6):
-                h.say("chaos: resuming")
-                finals.append(h.run_measured(_cli(argv), env=_env()).exit_code)
+                h.say(f"{name}: resuming")
+                finals.append(h.run_measured(_cli(argv), env=_env(), timeout=1800).exit_code)
                 if finals[-1] == 0:
                     break
             result = check(emu, out, [f"job{i:06d}" for i in range(jobs)])
-    killed = [p for p in at_kill if not isinstance(p, str)]
-    interrupted = (
-        f"kills interrupted {sum(p.open_intents for p in killed)} open intents, "
-        f"{sum(p.polling for p in killed)} polls, {sum(p.downloading for p in killed)} downloads"
-    )
-    resumes = ", ".join(f"exit {c}" for c in finals)
+    return KillRun(at_kill, finals, result, time.perf_counter() - t0)
+
+
+def chaos(jobs: int, kills: int, seed: int, *, history: bool = True) -> h.Row:
+    emu_args = h.emulator_args(latency="0.3,0.1", latency_min=0.02, seed=seed,
+                               faults={"drop": 0.05, "truncate": 0.05})  # fmt: skip
+    emu_args += ["--fault-endpoints", "submit,media"]
+    flags, label, paid_target = _variant(history)
+    # Each job needs ≥ 4 lines (intent, submitted, result, downloaded): with at most 200 new lines
+    # a run, five runs cannot finish 300 jobs before their kills.
+    got = kill_and_resume("chaos", jobs, kills, seed, emu_args, ["--rate", "100/1s", *flags])
     return h.Row(
         f"5. faults: kill -9 × {kills} then resume ({label})",
         f"batchflux run m.csv --no-report --rate 100/1s {' '.join(flags)}; {jobs} jobs, emulator --latency "
         f"0.3,0.1 --fault drop=0.05 --fault truncate=0.05 --fault-endpoints submit,media; seed {seed}",
-        f"{len(killed)} SIGKILLs ({interrupted}); resumes: {resumes}; {result.text()}",
+        got.text(),
         f"0 lost, 0 corrupt, {paid_target}, 0 abandoned",
-        h.verdict(result.ok(history=history) and len(killed) == kills and finals[-1] == 0, "see figure"),
+        h.verdict(
+            got.result.ok(history=history) and len(got.killed) == kills and got.finals[-1] == 0, "see figure"
+        ),
+    )
+
+
+# The nightly row's server, a whole day's trouble at once, scaled to a 6 s quota window: a quota the
+# client is not told (so submits meet 429s and wait up to a window after their intent: longer than
+# the landing wait), one accepted submit's answer in eleven lost, history records landing 1 s late.
+NIGHTLY_QUOTA, NIGHTLY_WINDOW, NIGHTLY_WAIT = 60, 6.0, 3.0
+
+
+def nightly(jobs: int, kills: int, seed: int) -> h.Row:
+    emu_args = h.emulator_args(latency="0.3,0.1", latency_min=0.02, rpm=NIGHTLY_QUOTA, window=NIGHTLY_WINDOW,
+                               faults={"drop": 0.09}, seed=seed)  # fmt: skip
+    emu_args += ["--fault-endpoints", "submit", "--history-delay", "1"]
+    flags = ["--history-wait", f"{NIGHTLY_WAIT:g}"]
+    # Each job needs ≥ 4 lines: at most 3/4 of them are reached by the kills, so every run is
+    # still going at its kill.
+    most = max(31, 3 * jobs // kills)
+    got = kill_and_resume("nightly", jobs, kills, seed, emu_args, flags, lines=(30, most))
+    return h.Row(
+        f"5. faults: nightly — kill -9 × {kills}, 429 waits, lost answers, late records",
+        f"batchflux run m.csv --no-report --history-wait {NIGHTLY_WAIT:g} (no --rate: the quota is learned); "
+        f"{jobs} jobs, emulator --rpm {NIGHTLY_QUOTA} --window {NIGHTLY_WINDOW:g} --fault drop=0.09 "
+        f"--fault-endpoints submit --history-delay 1 --latency 0.3,0.1; seed {seed}",
+        got.text(),
+        "0 lost, 0 corrupt, 0 paid twice, 0 abandoned",
+        h.verdict(
+            got.result.ok(history=True) and len(got.killed) == kills and got.finals[-1] == 0, "see figure"
+        ),
     )
 
 
 def run(quick: bool = False) -> list[h.Row]:
     jobs, chaos_jobs, kills = (60, 100, 2) if quick else (200, 300, 5)
+    nightly_jobs, nightly_kills = (200, 4) if quick else (1000, 20)
     return [
         *(fault_mix(jobs, seed=8, history=history) for history in (True, False)),
         *(chaos(chaos_jobs, kills=kills, seed=8, history=history) for history in (True, False)),
+        nightly(nightly_jobs, nightly_kills, seed=8),
     ]
+
+
+ROWS = ("mix", "chaos", "nightly")
 
 
 def main() -> None:
@@ -240,10 +318,22 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=200)
     ap.add_argument("--chaos-jobs", type=int, default=300)
     ap.add_argument("--kills", type=int, default=5)
+    ap.add_argument("--nightly-jobs", type=int, default=1000)
+    ap.add_argument("--nightly-kills", type=int, default=20)
     ap.add_argument("--seed", type=int, default=8)
+    ap.add_argument("--only", choices=ROWS, action="append", help="run only these rows (repeatable)")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N", help="run each row N times")
     args = ap.parse_args()
-    rows = [fault_mix(args.jobs, args.seed, history=history) for history in (True, False)]
-    rows += [chaos(args.chaos_jobs, args.kills, args.seed, history=history) for history in (True, False)]
+    only = set(args.only or ROWS)
+    rows: list[h.Row] = []
+    seed = args.seed
+    for _ in range(args.repeat):  # the same rows again: timing makes each run differ
+        if "mix" in only:
+            rows += [fault_mix(args.jobs, seed, history=history) for history in (True, False)]
+        if "chaos" in only:
+            rows += [chaos(args.chaos_jobs, args.kills, seed, history=history) for history in (True, False)]
+        if "nightly" in only:
+            rows.append(nightly(args.nightly_jobs, args.nightly_kills, seed))
     print(h.render_table(rows))
 
 
