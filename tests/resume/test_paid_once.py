@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
 from runkit import (
     Clis,
     abandoned_requests,
@@ -55,6 +56,30 @@ async def test_submits_that_waited_for_the_quota_are_found_not_paid_twice(tmp_pa
     assert (stats["submits"], stats["duplicate_submits"]) == (len(jobs), 0)  # …and nothing paid twice
     assert len(recovered) == len(intents) == len(jobs)
     assert summary(out)["possible_duplicates"] == 0
+
+
+@pytest.mark.slow
+async def test_a_plain_run_with_every_default_pays_once_when_429s_hold_its_submits_past_the_wait(
+    tmp_path: Path, clis: Clis
+) -> None:
+    """The same with every batchflux flag at its default (``--history-wait 30``, no ``--rate``): a
+    quota of 2 submits per 36 s window, so the second pair of submits POSTs a window — longer than
+    the landing wait — after its intent. About a minute: two landing waits of 30 s."""
+    jobs = plain_jobs(4)
+    manifest = write_manifest(tmp_path / "m", jobs)
+    out = tmp_path / "out"
+    config = EmulatorConfig(**FAST, rpm=2, window_s=36.0, history_delay_s=1.0, **DROPPED)
+    async with Emulator(config) as emu:
+        done = await clis.run("run", manifest, "--out", out, emu=emu, within=110)
+        stats = emu.stats()
+        assert done.code == 0, done
+        assert_images_match_emulator(emu, out, [j["id"] for j in jobs])
+    intents = [e["ts"] for e in read_events(out) if e["event"] == "submit_intent"]
+    assert (stats["submits"], stats["duplicate_submits"], stats["faults"]["drop"]) == (4, 0, 4)
+    assert len(intents) == 4
+    assert stats["rate_limited"] > 0
+    assert max(stats["submit_times"]) - max(intents) > 30  # a POST left a window after its intent
+    assert summary(out)["recovered_submits"] == 4
 
 
 async def test_killed_and_resumed_while_submits_wait_for_the_quota_nothing_is_paid_twice(
