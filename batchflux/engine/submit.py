@@ -7,6 +7,12 @@ so the ledger counts it as a possible duplicate charge — unless the request hi
 request it created (:mod:`.history`): then that request is adopted, ``submitted`` with
 ``recovered: true``, and nothing is paid again. Every POST, retries included, takes a slot of
 the sliding window.
+
+A retry after a 429 or a 5xx answer keeps its intent: nothing was created, and the intent still
+precedes every byte of every try (the history's match needs only that). Its POST may leave a
+whole quota window after the intent, so the intent's time is never when a lost answer's record
+can have landed: the lookup counts its landing wait from when the answer was lost
+(:mod:`batchflux.ledger.landing`).
 """
 
 from __future__ import annotations
