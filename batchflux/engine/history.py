@@ -228,11 +228,11 @@ class HistoryStage:
 
     async def _look(self, due: list[_Look]) -> None:
         asked: dict[str, Asked] = {}
+        began = self.e.wall()  # a "not found" counts from when the scan began, not when it ended
         rows = await self._scan([k.intent for k in due], asked)
         if self.holdings is None:
             self.holdings = Holdings()
         found = match_intents([k.intent for k in due], rows or (), self.holdings)
-        now = self.e.wall()
         for look in due:
             row = found.get(look.job.id)
             landed_by = look.landing.trusted_from(self.e.cfg.history_wait_s)
@@ -240,7 +240,8 @@ class HistoryStage:
                 self.hold(look.job, row.request_id)
                 self._found(look, row)
                 continue
-            again = rows is not None and not look.last and not self.e.stopping and now < landed_by
+            final = look.landing.final(began, self.e.cfg.history_wait_s)
+            again = rows is not None and not look.last and not self.e.stopping and not final
             if rows is not None:
                 self._say_not_found(look, asked[look.intent.model], landed_by, again=again)
             if again:

@@ -37,6 +37,12 @@ class Landing:
         """From when a search that finds no request for the intent may be believed."""
         return self.sent_by + wait_s
 
+    def final(self, began: float, wait_s: float) -> bool:
+        """A search that began at ``began`` and found nothing: is that final? Only if it began
+        once the record can have landed — when it ended does not matter: a scan of many pages
+        ends late, but its first page, where the newest requests are, was read when it began."""
+        return began >= self.trusted_from(wait_s)
+
 
 def answer_lost(at: float) -> Landing:
     """A submit of this run whose answer was lost at ``at``."""

@@ -61,3 +61,10 @@ def test_runs_from_a_replayed_ledger() -> None:
     now = T0 + 300
     assert at_resume(replay.jobs["j1"].intent_at or 0, replay.runs, now).sent_by == T0 + 9
     assert at_resume(replay.jobs["j2"].intent_at or 0, replay.runs, now).sent_by == now
+
+
+def test_a_search_is_final_only_if_it_began_once_the_record_can_have_landed() -> None:
+    landing = answer_lost(T0)
+    assert not landing.final(T0, WAIT)  # the first look, at once
+    assert not landing.final(T0 + WAIT - 0.001, WAIT)  # however late such a scan ends
+    assert landing.final(T0 + WAIT, WAIT)

@@ -495,3 +495,40 @@ async def test_a_429_from_the_history_pauses_its_calls_and_they_go_on(tmp_path: 
     paused = [e for e in read_events(out) if e["event"] == "paused"]
     assert [e["kind"] for e in paused] == ["history"]
     assert len(calls) >= 2
+
+
+async def test_a_slow_answer_listed_before_the_landing_is_no_final_not_found(tmp_path: Path) -> None:
+    """The history reads its list at once but answers 1 s later (a scan of many pages takes that
+    long), past the landing wait: the list it read was from before the record landed, so the
+    lookup looks once more instead of paying again."""
+    jobs = plain_jobs(2)
+    manifest = write_manifest(tmp_path / "m", jobs)
+    out = tmp_path / "out"
+    knobs = {"faults": {"drop": 1.0}, "fault_endpoints": frozenset({"submit"}), "history_delay_s": 0.3}
+    async with emulator(**knobs) as emu:
+
+        async def late(request: web.Request) -> web.Response:
+            url = f"{emu.base_url}/inference-request/request-history"
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(url, params=request.query, headers={"x-api-key": DEFAULT_API_KEY}) as r,
+            ):
+                body, status = await r.json(), r.status
+            await asyncio.sleep(1.0)
+            return web.json_response(body, status=status)
+
+        app = web.Application()
+        app.router.add_get("/h", late)
+        async with serve(app) as proxy_url:
+            result = await run_against(
+                emu,
+                manifest,
+                out,
+                engine=engine(history_wait_s=0.5),
+                report=False,
+                history_url=f"{proxy_url}/h",
+            )
+        stats = emu.stats()
+        assert result.exit_code == ExitCode.OK, result.message
+    assert (stats["submits"], stats["duplicate_submits"]) == (2, 0)
+    assert summary_of(result)["recovered_submits"] == 2
