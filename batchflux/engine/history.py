@@ -99,13 +99,14 @@ class Asked:
 
     model: str
     since: float  # unix: rows created before this were not read
+    began: float  # unix: when the scan began
     dates: list[str] = field(default_factory=list)  # "from..to" of each date window
     pages: int = 0
     rows: int = 0
 
     def text(self) -> str:
-        return (f"asked {self.model} created since {utc(self.since)}, dates {', '.join(self.dates)}: "
-                f"{self.pages} page(s), {self.rows} row(s) read")  # fmt: skip
+        return (f"asked at {utc(self.began)} for {self.model} created since {utc(self.since)}, dates "
+                f"{', '.join(self.dates)}: {self.pages} page(s), {self.rows} row(s) read")  # fmt: skip
 
 
 class HistoryStage:
@@ -229,7 +230,7 @@ class HistoryStage:
     async def _look(self, due: list[_Look]) -> None:
         asked: dict[str, Asked] = {}
         began = self.e.wall()  # a "not found" counts from when the scan began, not when it ended
-        rows = await self._scan([k.intent for k in due], asked)
+        rows = await self._scan([k.intent for k in due], asked, began)
         if self.holdings is None:
             self.holdings = Holdings()
         found = match_intents([k.intent for k in due], rows or (), self.holdings)
@@ -306,7 +307,9 @@ class HistoryStage:
                  "(a possible duplicate charge)", look.job.id)  # fmt: skip
         self._resubmit(look.decision)
 
-    async def _scan(self, intents: Sequence[Intent], asked: dict[str, Asked]) -> list[HistoryRow] | None:
+    async def _scan(
+        self, intents: Sequence[Intent], asked: dict[str, Asked], began: float
+    ) -> list[HistoryRow] | None:
         """The rows that can be these intents' requests; None when the history cannot answer.
         ``asked`` gets what was asked of each model."""
         rows: list[HistoryRow] = []
@@ -315,7 +318,7 @@ class HistoryStage:
             by_model.setdefault(intent.model, []).append(intent)
         for model, group in by_model.items():
             windows = scan_windows([i.at for i in group], self.e.wall())
-            what = asked[model] = Asked(model, min(w.since for w in windows))
+            what = asked[model] = Asked(model, min(w.since for w in windows), began)
             for window in windows:
                 what.dates.append(f"{window.from_date}..{window.to_date}")
                 for page in range(1, MAX_SCAN_PAGES + 1):
