@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from runkit import (
@@ -37,6 +38,20 @@ DROPPED = {"faults": {"drop": 1.0}, "fault_endpoints": frozenset({"submit"})}
 FAST = {"latency_mean": 0.1, "latency_sd": 0.02}
 
 
+def recovered_late(emu: Emulator, events: list[dict[str, Any]]) -> list[float]:
+    """For each request adopted from the history: how long after its intent the server created it."""
+    intent_at: dict[str, float] = {}
+    gaps = []
+    for e in events:
+        if e["event"] == "submit_intent":
+            intent_at[e["job"]] = e["ts"]
+        elif e["event"] == "submitted" and e.get("recovered"):
+            info = emu.request_info(e["request_id"])
+            assert info is not None
+            gaps.append(info["submitted_at"] - intent_at[e["job"]])
+    return gaps
+
+
 async def test_submits_that_waited_for_the_quota_are_found_not_paid_twice(tmp_path: Path, clis: Clis) -> None:
     jobs = plain_jobs(12)
     manifest = write_manifest(tmp_path / "m", jobs)
@@ -48,13 +63,15 @@ async def test_submits_that_waited_for_the_quota_are_found_not_paid_twice(tmp_pa
         stats = emu.stats()
         assert done.code == 0, done
         assert_images_match_emulator(emu, out, [j["id"] for j in jobs])
-    events = read_events(out)
+        events = read_events(out)
+        late = recovered_late(emu, events)
     intents = [e for e in events if e["event"] == "submit_intent"]
     recovered = [e for e in events if e["event"] == "submitted" and e.get("recovered")]
     assert stats["rate_limited"] > 0  # submits did wait for the quota
     assert stats["faults"]["drop"] == len(jobs)  # every answer was lost…
     assert (stats["submits"], stats["duplicate_submits"]) == (len(jobs), 0)  # …and nothing paid twice
     assert len(recovered) == len(intents) == len(jobs)
+    assert max(late) > 1.0  # some were created longer than --history-wait after their intent
     assert summary(out)["possible_duplicates"] == 0
 
 
@@ -102,7 +119,8 @@ async def test_killed_and_resumed_while_submits_wait_for_the_quota_nothing_is_pa
         await resume_until_done(clis, args, emu, within=120)
         stats = emu.stats()
         assert_images_match_emulator(emu, out, [j["id"] for j in jobs])
-    events = read_events(out)
+        events = read_events(out)
+        late = recovered_late(emu, events)
     recovered = [e for e in events if e["event"] == "submitted" and e.get("recovered")]
     assert stats["rate_limited"] > 0
     assert stats["faults"]["drop"] > 0
@@ -110,3 +128,4 @@ async def test_killed_and_resumed_while_submits_wait_for_the_quota_nothing_is_pa
     assert (stats["submits"], stats["duplicate_submits"]) == (len(jobs), 0)  # none paid twice…
     assert abandoned_requests(events) == []  # …and every request made is a job's
     assert len(recovered) >= stats["faults"]["drop"]  # each lost answer's request adopted
+    assert max(late) > 1.0  # some were created longer than --history-wait after their intent
