@@ -103,14 +103,14 @@ async def test_killed_and_resumed_while_submits_wait_for_the_quota_nothing_is_pa
     tmp_path: Path, clis: Clis
 ) -> None:
     """The same, with ``kill -9``s: a killed run leaves open intents whose POST left a window after
-    the intent (or just before the kill); the resumed run waits for their records from its own
-    start, adopts every request the server made, and pays for none twice."""
+    the intent, or just before the kill, its answer still held; the resumed run waits for their
+    records from its own start, adopts every request the server made, and pays for none twice."""
     jobs = plain_jobs(40)
     manifest = write_manifest(tmp_path / "m", jobs)
     out = tmp_path / "out"
-    config = EmulatorConfig(
-        **FAST, **QUOTA, **LATE, faults={"drop": 0.3}, fault_endpoints=frozenset({"submit"}), seed=22
-    )
+    # Answers held 0.3 s after their request is made: a kill often lands between the two.
+    lost = {"faults": {"drop": 0.3}, "fault_endpoints": frozenset({"submit"}), "submit_hold_s": 0.3}
+    config = EmulatorConfig(**FAST, **QUOTA, **LATE, **lost, seed=22)
     args = ("run", manifest, "--out", out, "--no-progress", "--no-report", "--history-wait", "1")
     async with Emulator(config) as emu:
         # 40 jobs make at least 160 ledger lines: three kills after 10 to 40 new lines each cannot
