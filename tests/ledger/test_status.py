@@ -15,8 +15,6 @@ from batchflux.cli import main
 from batchflux.ledger import Event, EventType, replay_lines
 from batchflux.run.state import summarize
 
-NOW = time.time()
-
 
 def ev(kind: str, job: str | None, ts: float, **data: Any) -> str:
     return Event(EventType(kind), job, data, ts=ts).encode()
@@ -45,29 +43,30 @@ def life(job: str, t: float, *, until: str, rid: str | None = None, **extra: Any
     return [*out, ev("downloaded", job, t + 21, request_id=rid, path=f"{job}.png", size=5, sha256="0" * 64)]
 
 
-def shard_a() -> list[str]:
-    lines = [ev("run_started", None, NOW - 7200, run_id="run1", pid=11, host="box")]
-    lines += life("d1", NOW - 7000, until="downloaded")
-    lines += life("d2", NOW - 7000, until="downloaded")
-    lines += life("m1", NOW - 7000, until="failed", cause="moderation", error="flagged by the content filter")
-    lines += life("m2", NOW - 6900, until="failed", cause="moderation", error="nsfw")
-    lines += life("s1", NOW - 6900, until="failed", cause="server", error="worker crashed")
-    lines += life("x1", NOW - 7100, until="expired")
-    lines.append(ev("run_finished", None, NOW - 3000, run_id="run1", exit_code=130))
-    lines.append(ev("run_started", None, NOW - 2000, run_id="run2", pid=22, host="box"))
-    lines += life("late", NOW - 1000, until="submitted")  # expires in ~2600 s
-    lines += life("soon", NOW - 3500, until="submitted")  # expires in ~100 s
-    lines += life("gone", NOW - 3700, until="submitted")  # past retention
-    lines += life("amb", NOW - 100, until="intent")
-    lines += life("c1", NOW - 500, until="completed")
+def shard_a(now: float) -> list[str]:
+    """A ledger whose times are relative to ``now``: the CLI reads the clock when it runs."""
+    lines = [ev("run_started", None, now - 7200, run_id="run1", pid=11, host="box")]
+    lines += life("d1", now - 7000, until="downloaded")
+    lines += life("d2", now - 7000, until="downloaded")
+    lines += life("m1", now - 7000, until="failed", cause="moderation", error="flagged by the content filter")
+    lines += life("m2", now - 6900, until="failed", cause="moderation", error="nsfw")
+    lines += life("s1", now - 6900, until="failed", cause="server", error="worker crashed")
+    lines += life("x1", now - 7100, until="expired")
+    lines.append(ev("run_finished", None, now - 3000, run_id="run1", exit_code=130))
+    lines.append(ev("run_started", None, now - 2000, run_id="run2", pid=22, host="box"))
+    lines += life("late", now - 1000, until="submitted")  # expires in ~2600 s
+    lines += life("soon", now - 3500, until="submitted")  # expires in ~100 s
+    lines += life("gone", now - 3700, until="submitted")  # past retention
+    lines += life("amb", now - 100, until="intent")
+    lines += life("c1", now - 500, until="completed")
     return lines
 
 
-def shard_b() -> list[str]:
-    lines = [ev("run_started", None, NOW - 600, run_id="runB", pid=33, host="pod-1")]
-    lines += life("b1", NOW - 500, until="downloaded")
-    lines += life("b2", NOW - 400, until="submitted")  # expires in ~3200 s
-    lines.append(ev("run_finished", None, NOW - 60, run_id="runB", exit_code=0))
+def shard_b(now: float) -> list[str]:
+    lines = [ev("run_started", None, now - 600, run_id="runB", pid=33, host="pod-1")]
+    lines += life("b1", now - 500, until="downloaded")
+    lines += life("b2", now - 400, until="submitted")  # expires in ~3200 s
+    lines.append(ev("run_finished", None, now - 60, run_id="runB", exit_code=0))
     return lines
 
 
@@ -79,7 +78,8 @@ def write_dir(root: Path, name: str, lines: list[str], tail: str = "") -> Path:
 
 
 def test_summarize_one_directory() -> None:
-    status = summarize([("a", replay_lines(line + "\n" for line in shard_a()))], now=NOW)
+    now = time.time()
+    status = summarize([("a", replay_lines(line + "\n" for line in shard_a(now)))], now=now)
     assert status.jobs == 11
     assert status.by_state == {
         "intent": 1,
@@ -95,7 +95,7 @@ def test_summarize_one_directory() -> None:
         ("server", 1, "s1", "worker crashed"),
     ]
     assert [r.job_id for r in status.in_flight] == ["soon", "late"]
-    assert status.in_flight[0].seconds_left(NOW) == pytest.approx(101, abs=1)
+    assert status.in_flight[0].seconds_left(now) == pytest.approx(101, abs=1)
     assert status.in_flight[0].status == "PROCESSING"
     assert status.past_retention == 1
     assert status.possible_duplicates == 1
@@ -105,8 +105,8 @@ def test_summarize_one_directory() -> None:
 
 
 def test_status_text_merges_shards(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    a = write_dir(tmp_path, "shard-0", shard_a())
-    b = write_dir(tmp_path, "shard-1", shard_b())
+    a = write_dir(tmp_path, "shard-0", shard_a(time.time()))
+    b = write_dir(tmp_path, "shard-1", shard_b(time.time()))
     assert main(["status", str(a), str(b), "--limit", "2"]) == 0
     out = capsys.readouterr().out
     assert "jobs: 13 (1 unconfirmed submit, 4 submitted, 1 to download, 3 done, 3 failed, 1 expired)" in out
@@ -125,7 +125,7 @@ def test_status_text_merges_shards(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_status_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    a = write_dir(tmp_path, "shard-0", shard_a(), tail='{"v":1,"ts":12')  # a run still writing
+    a = write_dir(tmp_path, "shard-0", shard_a(time.time()), tail='{"v":1,"ts":12')  # a run still writing
     assert main(["status", str(a), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["jobs"] == 11
@@ -150,8 +150,8 @@ def test_status_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_same_job_in_two_directories_counts_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    a = write_dir(tmp_path, "old", life("j", NOW - 900, until="submitted"))
-    b = write_dir(tmp_path, "new", life("j", NOW - 100, until="downloaded"))
+    a = write_dir(tmp_path, "old", life("j", time.time() - 900, until="submitted"))
+    b = write_dir(tmp_path, "new", life("j", time.time() - 100, until="downloaded"))
     assert main(["status", str(a), str(b), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["jobs"] == 1
@@ -167,7 +167,7 @@ def test_missing_ledger_is_a_clear_usage_error(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_corrupt_ledger_is_located_without_a_traceback(tmp_path: Path) -> None:
-    lines = life("a", NOW - 100, until="downloaded")
+    lines = life("a", time.time() - 100, until="downloaded")
     out = write_dir(tmp_path, "run", [lines[0], "{not json", *lines[1:]])
     proc = subprocess.run(
         [sys.executable, "-m", "batchflux", "status", str(out)], capture_output=True, text=True, timeout=60
