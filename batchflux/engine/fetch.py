@@ -111,7 +111,13 @@ class FetchStage:
         if target != self._root and not target.startswith(self._root_prefix):
             why = f"output path {job.output!r} leaves the run directory"
             return e.finish_failed(track, "invalid", why)
-        for attempt in range(1, e.cfg.download_attempts + 1):
+        host = e.media_host
+        attempt = 0
+        while True:
+            if not await host.turn(keep_trying=False):
+                # An outage: the file lives 7 days and the ledger has its URL; the next run fetches it.
+                return e.leave(track, f"download waits for {host.name} ({host.breaker.last_error})")
+            sent = e.clock()
             try:
                 got = await download_image(
                     e.client.media,
@@ -125,21 +131,20 @@ class FetchStage:
                 return e.leave(track, str(exc))
             except DownloadError as exc:
                 if track.via_history and exc.status in (404, 410):  # the record's file is gone
-                    e.media_breaker.success()  # the host answered: the file is not there
+                    host.succeeded()  # the host answered: the file is not there
                     return self.expire(track, f"its output file is gone ({exc})")
                 if not exc.retryable:
-                    e.media_breaker.success()  # the host answered, with something we cannot use
+                    host.succeeded()  # the host answered, with something we cannot use
                     return e.finish_failed(track, "download", f"download failed: {exc}")
-                e.media_failed(exc)
-                if e.stopping and (e.media_breaker.open or e.api_breaker.open):
-                    # An outage: the file lives 7 days and the ledger has its URL; the next run fetches it.
-                    return e.leave(track, f"download failed during an outage: {exc}")
-                if attempt == e.cfg.download_attempts:
+                if not e.host_failed(host, exc, sent):
+                    continue  # the host's trouble, not this image's: wait in its line
+                attempt += 1
+                if attempt >= e.cfg.download_attempts:
                     return e.finish_failed(track, "download", f"download failed: {exc}")
                 e.stats.retries["download"] += 1
                 await asyncio.sleep(e.backoff(attempt))
                 continue
-            e.media_breaker.success()
+            host.succeeded()
             e.event(
                 EventType.DOWNLOADED,
                 job,

@@ -19,7 +19,10 @@ past its hour is read before it is resubmitted. What the answers mean is decided
 
 Every call waits at the shared 429 gate. Any failure of the history (a 404, 5xx or transport
 errors after a few tries, an unknown envelope) falls back to the behaviour without it and is said
-once, in one warning line; a 401 or 403 stops the run as it does anywhere.
+once, in one warning line; a 401 or 403 stops the run as it does anywhere. A failure that is the
+history host's (nothing it was asked succeeded meanwhile) spends no try: the call waits in the
+host's line (:mod:`.hosts`) until it answers again or its breaker decides it is down, and only
+then falls back; the history is an aid, so its outage does not stop the run.
 """
 
 from __future__ import annotations
@@ -426,33 +429,46 @@ class HistoryStage:
         :class:`NoAnswer` when the history cannot answer (said once per run); a 401/403 also
         stops the run."""
         e = self.e
-        attempt = 0
+        host = e.history_host
+        attempt = limited = 0
         while True:
+            if not await host.turn(keep_trying=False):  # the history's host is down, or the run stopping
+                raise self._unavailable(kind, Transient(host.describe()))
             slot = await e.pacer.admit(kind, urgent=True)  # paced too, once the quota counts it
+            sent = e.clock()
             try:
                 answer = await fn(arg)
             except RateLimited as exc:
                 e.pacer.answered(slot)
-                attempt += 1
-                e.rate_limited(exc, attempt, kind, slot)
-                if attempt < LIMITED_ATTEMPTS:
+                host.succeeded()
+                limited += 1
+                e.rate_limited(exc, limited, kind, slot)
+                if limited < LIMITED_ATTEMPTS:
                     continue
                 raise self._unavailable(kind, exc) from exc
             except Transient as exc:
                 e.pacer.answered(slot)
+                own = e.host_failed(host, exc, sent)
+                if e.stopping:
+                    raise self._unavailable(kind, exc) from exc
+                if not own:
+                    continue  # the host's trouble: wait in its line (until its breaker decides)
                 attempt += 1
-                if attempt < ATTEMPTS and not e.stopping:
+                if attempt < ATTEMPTS:
                     e.stats.retries[kind] += 1
                     await asyncio.sleep(e.backoff(attempt))
                     continue
                 raise self._unavailable(kind, exc) from exc
             except Fatal as exc:
+                host.succeeded()
                 e.fatal(exc)
                 raise NoAnswer(str(exc)) from exc
             except (HistoryUnavailable, ApiError) as exc:
                 e.pacer.answered(slot)
+                host.succeeded()
                 raise self._unavailable(kind, exc) from exc
             e.pacer.answered(slot)
+            host.succeeded()
             e.pacer.accepted(kind)
             return answer
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from batchflux.api import ApiClient, ApiError, Fatal, HistoryRow, RateLimited, Transient, policy
-from batchflux.engine.breaker import Breaker
 from batchflux.engine.config import EngineConfig
 from batchflux.engine.deadlines import DeadlineQueue
+from batchflux.engine.hosts import Host
 from batchflux.engine.inflight import InFlight
 from batchflux.engine.inputs import InputResolver
 from batchflux.engine.latency import LatencyModel
@@ -116,8 +116,14 @@ class EngineState:
         self.on_event: Callable[[Event], None] | None = None
         self.critical: set[asyncio.Task[Any]] = set()  # tasks with a POST on the wire
         self._pre_submit: list[asyncio.Task[None]] = []
-        self.api_breaker = Breaker(self.clock, window_s=config.outage_after_s)
-        self.media_breaker = Breaker(self.clock, window_s=config.outage_after_s)
+        # The hosts the run talks to, each with its breaker and its line of calls waiting for it
+        # (see :mod:`.hosts`): an outage of any of them spends no job's tries.
+        window = config.outage_after_s
+        self.api = Host("the API", self.clock, window_s=window)
+        self.upload_host = Host("the upload host", self.clock, window_s=window)
+        self.media_host = Host("the media host", self.clock, window_s=window)
+        self.history_host = Host("the request history", self.clock, window_s=window)
+        self.hosts = (self.api, self.upload_host, self.media_host, self.history_host)
         self.files = FileCommitter()  # images finished together are written in one thread trip
         self.expirations: dict[str, int] = {}  # job id → requests of it that expired this run
 
@@ -134,6 +140,8 @@ class EngineState:
                     task.cancel()
             log.info("stopped submitting (%s); %d requests in flight, %d submits on the wire",
                      self.stop_reason, self.on_server, len(self.critical))  # fmt: skip
+            for host in self.hosts:  # a submit waiting for its host gives up: nothing was created
+                host.give_up()
         if grace is not None:
             self._loop.call_later(grace, self.abort)
         self._changed.set()
@@ -263,23 +271,33 @@ class EngineState:
         if self.on_event is not None:
             self.on_event(event)
 
+    def host_of(self, kind: str) -> Host:
+        return self.upload_host if kind == "upload" else self.api
+
     async def call(self, kind: str, fn: Callable[[A], Awaitable[T]], arg: A) -> T:
-        """A safe-to-retry call (GET, upload): pause on 429, back off on 5xx/transport, bounded."""
+        """A safe-to-retry call (GET, upload): pause on 429, back off on 5xx/transport, bounded.
+        A failure that is the host's (nothing else it was asked succeeded meanwhile) spends no try:
+        the call waits in the host's line (:mod:`.hosts`) until the host answers again."""
+        host = self.host_of(kind)
         attempt = 0
+        limited = 0
         while True:
+            await host.turn()
             slot = await self.pacer.admit(kind, urgent=True)  # ahead of the submits, once counted
+            sent = self.clock()
             try:
                 answer = await fn(arg)
             except RateLimited as exc:
                 self.pacer.answered(slot)
-                self.api_breaker.success()  # an answer: the host is there
-                attempt += 1
-                self.rate_limited(exc, attempt, kind, slot)
-                if attempt >= self.cfg.get_attempts * 4:
+                host.succeeded()  # an answer: the host is there
+                limited += 1
+                self.rate_limited(exc, limited, kind, slot)
+                if limited >= self.cfg.get_attempts * 4:
                     raise
             except Transient as exc:
                 self.pacer.answered(slot)
-                self.api_failed(exc)
+                if not self.host_failed(host, exc, sent):
+                    continue  # the host's trouble, not this call's: wait in its line
                 attempt += 1
                 if attempt >= self.cfg.get_attempts:
                     raise
@@ -287,22 +305,22 @@ class EngineState:
                 await asyncio.sleep(self.backoff(attempt))
             except ApiError:
                 self.pacer.answered(slot)
-                self.api_breaker.success()
+                host.succeeded()
                 raise
             else:
                 self.pacer.answered(slot)
-                self.api_breaker.success()
+                host.succeeded()
                 self.pacer.accepted(kind)
                 return answer
 
-    def api_failed(self, exc: ApiError) -> None:
-        """A call to the API host got no answer (transport) or a 5xx: count it toward an outage."""
-        if self.api_breaker.failure(exc):
-            self.outage(self.api_breaker.describe("the API"))
-
-    def media_failed(self, exc: ApiError) -> None:
-        if self.media_breaker.failure(exc):
-            self.outage(self.media_breaker.describe("the media host"))
+    def host_failed(self, host: Host, exc: ApiError, sent: float) -> bool:
+        """A call to ``host`` sent at ``sent`` got no answer (transport) or a 5xx: True when it is
+        the call's own accident (the host answered others meanwhile). A failure that opens the
+        breaker of a host the run cannot do without stops the run (an outage)."""
+        failure = host.failed(sent, exc)
+        if failure.opened and host is not self.history_host:  # the history is an aid: see .history
+            self.outage(host.describe())
+        return failure.own
 
     def disk_failed(self, exc: WriteFailed) -> None:
         """The run directory cannot be written (a full or read-only disk, a quota): stop submitting

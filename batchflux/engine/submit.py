@@ -85,11 +85,12 @@ class SubmitStage:
             alone = e.pacer.measuring_alone(len(e.critical))
             async with e.pacer.one_at_a_time if alone else contextlib.nullcontext():
                 try:
-                    slot = await self.pace()
+                    go = await self.api_turn()
+                    slot = await self.pace() if go else None
                 except BaseException:
                     e.inflight.release()
                     raise
-                if e.stopping or not self.within_budget():
+                if not go or e.stopping or not self.within_budget():  # the job stays pending
                     e.inflight.release()
                     return
                 params = await self.params_for(job)
@@ -134,6 +135,11 @@ class SubmitStage:
     async def pace(self) -> list[float] | None:
         return await self.e.pacer.admit("submit", urgent=False)
 
+    async def api_turn(self) -> bool:
+        """Wait while the API is failing (in line, see :mod:`.hosts`); False once it is down or the
+        run stops: a submit not yet sent then creates nothing."""
+        return await self.e.api.turn(keep_trying=False) and not self.e.stopping
+
     async def submit(self, job: Job, params: dict[str, Any], slot: list[float] | None) -> None:
         """One job's submit, with its retries. Runs to the end even while stopping: a POST on the
         wire must have its outcome recorded."""
@@ -147,31 +153,36 @@ class SubmitStage:
         # of a request that may be billed. Concurrent submits share one fsync.
         await e.ledger.commit()
         while True:
+            sent = e.clock()
             try:
                 try:
                     sub = await e.client.submit(job.model, params)
                 finally:
                     e.pacer.answered(slot)  # the server saw the POST no later than now
             except RateLimited as exc:
-                e.api_breaker.success()  # an answer: the API is there
+                e.api.succeeded()  # an answer: the API is there
                 e.rate_limited(exc, attempt, "submit", slot)  # refused: the slot goes back
                 if e.stopping:
                     return self.not_submitted(job, "stopping after a 429")
                 slot = await self.pace()
                 continue
             except Transient as exc:
-                e.api_failed(exc)
-                attempt += 1
+                own = e.host_failed(e.api, exc, sent)
+                if own:
+                    attempt += 1
                 if e.stopping:  # nothing was created: the job waits for the next run, not failed
                     return self.not_submitted(job, f"stopping; the submit was not accepted ({exc})")
                 if attempt >= e.cfg.submit_attempts:
                     return self.fail_submit(job, "transport", f"submit failed {attempt} times: {exc}")
-                e.stats.retries["submit"] += 1
-                await asyncio.sleep(e.backoff(attempt))
+                if own:  # the API answers others: this job's bad luck, a try spent
+                    e.stats.retries["submit"] += 1
+                    await asyncio.sleep(e.backoff(attempt))
+                if not await self.api_turn():  # the API is down, or the run stopping
+                    return self.not_submitted(job, f"the API is unreachable; nothing was created ({exc})")
                 slot = await self.pace()  # every POST spends quota, retries too
                 continue
             except Ambiguous as exc:
-                e.api_failed(exc)
+                e.host_failed(e.api, exc, sent)
                 recovered = await e.history.recover(job, params, intent_at)
                 if recovered is not None and recovered.request_id:
                     sub = e.client.submission_for(recovered.request_id)
@@ -184,14 +195,17 @@ class SubmitStage:
                     return self.unresolved(job)
                 e.stats.retries["submit"] += 1
                 await asyncio.sleep(e.backoff(ambiguous))
+                if not await self.api_turn():
+                    return self.unresolved(job)
                 slot = await self.pace()
                 intent_at = self.intent(job, params)
                 await e.ledger.commit()
                 continue
             except JobFailed as exc:
-                e.api_breaker.success()
+                e.api.succeeded()
                 return self.fail_submit(job, exc.cause, exc.error, http_status=exc.http_status)
             except OutOfCredits as exc:
+                e.api.succeeded()
                 self.not_submitted(job, "insufficient credits")
                 e.request_stop("credits", str(exc))
                 return None
@@ -200,7 +214,7 @@ class SubmitStage:
                 e.fatal(exc)
                 return None
             break
-        e.api_breaker.success()
+        e.api.succeeded()
         e.pacer.accepted("submit")
         now, wall = e.clock(), e.wall()
         born = wall if recovered is None else min(wall, recovered.created_at or wall)

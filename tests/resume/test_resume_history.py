@@ -429,7 +429,9 @@ async def test_without_an_answer_the_run_does_as_before_and_says_so_once(
         emu.reconfigure(history_outage=outage)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="batchflux"):
-            cfg = engine(retention_s=RETENTION, backoff_base_s=0.02)
+            # A 500 from a history that answers nothing else is its host's outage: its calls wait
+            # for the breaker's decision (shortened here; 20 s by default) before falling back.
+            cfg = engine(retention_s=RETENTION, backoff_base_s=0.02, outage_after_s=0.5)
             result = await run_against(emu, manifest, out, engine=cfg, report=False)
         stats = emu.stats()
         assert result.exit_code == ExitCode.OK, result.message
