@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
         for line in export_lines(emulator.base_url, config.keys[0]):
             print(line)
         print(f"# emulator serving at {emulator.base_url}; Ctrl-C to stop", file=sys.stderr)
+        if emulator.media_base_url:
+            print(f"# output files served at {emulator.media_base_url}", file=sys.stderr)
         sys.stdout.flush()
 
     try:

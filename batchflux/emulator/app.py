@@ -18,6 +18,7 @@ from aiohttp import hdrs, web
 
 from batchflux.emulator.core import EmulatorCore, Rejection
 from batchflux.emulator.history import HISTORY_PATH
+from batchflux.emulator.jobs import PROCESSING, QUEUED
 from batchflux.emulator.media import mime_for_ext, parse_data_url
 from batchflux.emulator.wire import (
     drop_connection,
@@ -168,6 +169,8 @@ async def _poll(request: web.Request, endpoint: str) -> web.StreamResponse:
         else:
             record.result_calls += 1
             code, body = record.result_body(now, core.output_url(_base(request), record))
+            if body["status"] in (QUEUED, PROCESSING) and core.config.result_pending == "404":
+                return json_error(404, f"Request {request_id[:100]} not found")
             if "output" in body:
                 await core.output_bytes(record)  # render now: the sha256 is known once the URL is out
         return json_ok(body, status=code)
@@ -204,7 +207,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
             if parsed is None or not parsed.data:
                 return json_error(400, f"data_urls[{i}] is not a base64 data URL")
             names.append(core.media.add_upload(parsed))
-        urls = [f"{_base(request)}/media/uploads/{name}" for name in names]
+        urls = [f"{core.media_base(_base(request))}/media/uploads/{name}" for name in names]
         return json_ok({"urls": urls, "file_urls": urls, "message": "Files uploaded successfully"})
 
     return await _with_faults(request, "upload", work)
@@ -338,6 +341,19 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return json_error(exc.status, exc.reason, headers)
 
 
+def _add_media_routes(app: web.Application) -> None:
+    app.router.add_get("/media/uploads/{name}", media_upload)
+    app.router.add_get(r"/media/{request_id:[0-9A-Za-z-]+}.{ext:png|jpg}", media_output)
+
+
+def make_media_app(core: EmulatorCore) -> web.Application:
+    """The media host alone (``media_port``): output files and uploads."""
+    app = web.Application(middlewares=[errors_as_json])
+    app[CORE] = core
+    _add_media_routes(app)
+    return app
+
+
 def make_app(core: EmulatorCore) -> web.Application:
     app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=[errors_as_json])
     app[CORE] = core
@@ -348,8 +364,7 @@ def make_app(core: EmulatorCore) -> web.Application:
     app.router.add_get("/v1/get-user-credits", credits)
     app.router.add_get(HISTORY_PATH, history_list)
     app.router.add_get(HISTORY_PATH + "/{request_id}", history_record)
-    app.router.add_get("/media/uploads/{name}", media_upload)
-    app.router.add_get(r"/media/{request_id:[0-9A-Za-z-]+}.{ext:png|jpg}", media_output)
+    _add_media_routes(app)  # also here when the media host has a port of its own: old URLs still work
     app.router.add_get("/_emulator/stats", emulator_stats)
     app.router.add_get("/_emulator/requests/{request_id}", emulator_request)
     return app

@@ -17,6 +17,9 @@ INVALID_PARAMS_AT: tuple[str, ...] = ("submit", "run")
 # What `history_outage` makes both request-history endpoints answer, every time: a JSON 404 or
 # 500, an HTML 502, or a 200 whose page envelope (or record) is of a shape no client knows.
 HISTORY_OUTAGES: tuple[str, ...] = ("404", "500", "502", "envelope")
+# What the result URL answers for a request not finished yet: its non-terminal status (200, no
+# output), or a 404 as if there were no such request. Undocumented (segmind-v2.md): both are modelled.
+RESULT_PENDING: tuple[str, ...] = ("answers", "404")
 MEDIA_RETENTION_S = 7 * 86400.0  # an output file is served this long after its job completes
 
 
@@ -57,12 +60,16 @@ class EmulatorConfig:
     # this long after submission (listed with None fields until then), and outlives retention_s.
     history_delay_s: float = 0.0
     history_outage: str | None = None  # one of HISTORY_OUTAGES: every history call fails that way
+    result_pending: str = "answers"  # one of RESULT_PENDING
     credits: float = 1000.0
     price: float = 0.10  # charged at submit, refunded when the job FAILs
     image_long_side: int = 256
     seed: int = 0  # seeds latency and fault draws
     host: str = "127.0.0.1"
     port: int = 0  # 0 = a random free port
+    # Output files (and uploads) served on a port of their own, as from a separate media host, so
+    # that it can go down alone; 0 = a random free port; None = on the API's port.
+    media_port: int | None = None
 
     def __post_init__(self) -> None:
         problems = config_problems(self)
@@ -123,4 +130,12 @@ def config_problems(cfg: EmulatorConfig) -> list[str]:
         problems.append(f"image_long_side must be an integer within 8..4096, not {cfg.image_long_side!r}")
     if not isinstance(cfg.port, int) or not 0 <= cfg.port <= 65535:
         problems.append(f"port must be within 0..65535, not {cfg.port!r}")
+    if cfg.media_port is not None and (
+        not isinstance(cfg.media_port, int) or not 0 <= cfg.media_port <= 65535
+    ):
+        problems.append(f"media_port must be None or within 0..65535, not {cfg.media_port!r}")
+    if cfg.result_pending not in RESULT_PENDING:
+        problems.append(
+            f"result_pending must be one of {', '.join(RESULT_PENDING)}, not {cfg.result_pending!r}"
+        )
     return problems

@@ -44,8 +44,9 @@ class Counters:
     history_calls: int = 0  # GET /inference-request/request-history (the list)
     history_record_calls: int = 0  # GET /inference-request/request-history/{id}
     rate_limited: int = 0
-    # Calls of a kind (submit, poll) that arrived while a pause announced by a 429 of that kind to
-    # that key was in force: sent after the client heard of it, or already on their way with it.
+    # Calls counted toward the quota (submits; polls and history calls with count_polls) that
+    # arrived while a pause announced by a 429 to that key was in force, whichever kind of call
+    # the 429 answered: sent after the client heard of it, or already on their way with it.
     calls_in_announced_pause: int = 0
     unauthorized: int = 0
     media_with_key: int = 0
@@ -70,6 +71,7 @@ class EmulatorCore:
         self.config = config
         self.clock = clock
         self.base_url = ""  # set by the server once the port is bound
+        self.media_base_url = ""  # set by the server when media has a port of its own
         self._origin = clock()
         self._unix_origin = time.time()
         self._rng = random.Random(config.seed)
@@ -77,12 +79,15 @@ class EmulatorCore:
         self._active: dict[str, ActiveCounter] = {}
         self._seen: dict[str, set[str]] = {}
         self.quota = FixedWindowQuota(config.rpm, config.window_s, self._origin)
-        self._announced: dict[tuple[str, str], float] = {}  # (key, kind) -> the last 429's reset
+        # key -> the last 429's reset: the quota is the key's, so a pause announced on one kind of
+        # call holds for every kind it counts (polls too, with count_polls)
+        self._announced: dict[str, float] = {}
         self.account = Account(config.credits)
         self.jobs: dict[str, JobRecord] = {}
         self.counters = Counters()
         self.submit_times: list[float] = []
         self.rate_limited_times: list[float] = []  # unix times of the 429s sent
+        self.in_announced_pause_times: list[float] = []  # unix times of calls_in_announced_pause
         self.media = MediaStore()
         self.session: aiohttp.ClientSession | None = None  # for loopback inputs; set by the server
         self.inputs = InputResolver(self.media, self._own_output, lambda: self.base_url, lambda: self.session)
@@ -98,13 +103,14 @@ class EmulatorCore:
 
     def take_quota(self, key: str, kind: str) -> QuotaDecision:
         now = self.clock()
-        if now < self._announced.get((key, kind), 0.0):
+        if now < self._announced.get(key, 0.0):
             self.counters.calls_in_announced_pause += 1
+            self.in_announced_pause_times.append(self.unix(now))
         decision = self.quota.acquire(key, now)
         if not decision.allowed:
             self.counters.rate_limited += 1
             self.rate_limited_times.append(self.unix(now))
-            self._announced[(key, kind)] = decision.reset_at
+            self._announced[key] = decision.reset_at
         return decision
 
     def roll_fault(self, endpoint: str, *, truncatable: bool = False) -> str | None:
@@ -208,8 +214,12 @@ class EmulatorCore:
             return None
         return record
 
+    def media_base(self, base: str) -> str:
+        """Where media is served: its own host when it has one, else the API's ``base``."""
+        return self.media_base_url or base
+
     def output_url(self, base: str, record: JobRecord) -> str:
-        return f"{base}/media/{record.request_id}.{record.ext}"
+        return f"{self.media_base(base)}/media/{record.request_id}.{record.ext}"
 
     def completed_output(self, request_id: str, ext: str) -> JobRecord | None:
         """The completed request behind an output URL, while its file lives (``media_retention_s``)."""
@@ -266,6 +276,7 @@ class EmulatorCore:
             "credits_left": self.credits_left(),
             "submit_times": list(self.submit_times),
             "rate_limited_times": list(self.rate_limited_times),
+            "in_announced_pause_times": list(self.in_announced_pause_times),
         }
 
     def request_info(self, request_id: str) -> dict[str, Any] | None:
@@ -293,7 +304,7 @@ class EmulatorCore:
         """Replace knobs at runtime. Unknown names raise TypeError, bad values ValueError."""
         old = self.config
         new = dataclasses.replace(old, **changes)
-        if (new.host, new.port) != (old.host, old.port):
+        if (new.host, new.port, new.media_port) != (old.host, old.port, old.media_port):
             raise ValueError("host and port cannot change while the emulator runs")
         if new.workers != old.workers:
             for pool in self._pools.values():

@@ -9,6 +9,7 @@ from batchflux.emulator.config import (
     FAULT_KINDS,
     HISTORY_OUTAGES,
     INVALID_PARAMS_AT,
+    RESULT_PENDING,
     EmulatorConfig,
 )
 
@@ -58,6 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.port,
         help="port; 0 picks a free one (default %(default)s)",
     )
+    net.add_argument(
+        "--media-port",
+        type=int,
+        metavar="PORT",
+        default=d.media_port,
+        help="serve output files and uploads on a port of their own, as from a separate media host "
+        "(0 picks a free one; default: on the API's port)",
+    )
     net.add_argument("--access-log", action="store_true", help="log every request to stderr")
     jobs = parser.add_argument_group("jobs")
     jobs.add_argument(
@@ -98,6 +107,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         default=d.max_prompt_chars,
         help="reject a longer prompt with 400 at submit (default: no limit)",
+    )
+    jobs.add_argument(
+        "--result-pending",
+        choices=RESULT_PENDING,
+        default=d.result_pending,
+        help="what the result URL answers for a request not finished yet: its status without an "
+        "output (answers), or 404 (default %(default)s)",
     )
     jobs.add_argument(
         "--retention", type=float, metavar="SECONDS", default=d.retention_s, help="seconds status/result live"
@@ -212,12 +228,14 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         media_retention_s=args.media_retention,
         history_delay_s=args.history_delay,
         history_outage=args.history_outage,
+        result_pending=args.result_pending,
         credits=args.credits,
         price=args.price,
         image_long_side=args.image_size,
         seed=args.seed,
         host=args.host,
         port=args.port,
+        media_port=args.media_port,
     )
 
 

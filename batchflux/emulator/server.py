@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from batchflux.emulator.app import make_app
+from batchflux.emulator.app import make_app, make_media_app
 from batchflux.emulator.config import EmulatorConfig
 from batchflux.emulator.core import EmulatorCore
 
@@ -40,9 +40,12 @@ class Emulator:
         self._access_log = access_log
         self._core: EmulatorCore | None = None
         self._runner: web.AppRunner | None = None
+        self._media_runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.base_url = ""
         self.port = 0
+        self.media_base_url = ""  # the media host's, when it has a port of its own (``media_port``)
+        self.media_port = 0
 
     @property
     def config(self) -> EmulatorConfig:
@@ -59,15 +62,27 @@ class Emulator:
             raise RuntimeError("the emulator is already running")
         loop = asyncio.get_running_loop()
         core = EmulatorCore(self._config, clock=loop.time)
-        self.port = await self._listen(core, self._config.port)
+        self._runner, self.port = await self._listen(make_app(core), self._config.port)
         self.base_url = f"http://{_url_host(self._config.host)}:{self.port}"
         core.base_url = self.base_url
+        if self._config.media_port is not None:
+            try:
+                self._media_runner, self.media_port = await self._listen(
+                    make_media_app(core), self._config.media_port
+                )
+            except BaseException:
+                await self.stop()
+                raise
+            self.media_base_url = core.media_base_url = (
+                f"http://{_url_host(self._config.host)}:{self.media_port}"
+            )
         core.session = self._session = aiohttp.ClientSession()
         self._core = core
 
     async def go_down(self) -> None:
-        """An outage: stop listening, so every connection is refused. The requests already made
-        live on (their work, their clocks, the stats) until :meth:`come_back`."""
+        """An outage of the API: stop listening, so every connection is refused. The requests
+        already made live on (their work, their clocks, the stats) until :meth:`come_back`. A
+        media host of its own (``media_port``) stays up."""
         runner, self._runner = self._runner, None
         if runner is None:
             raise RuntimeError("the emulator is not running")
@@ -77,11 +92,23 @@ class Emulator:
         """The end of an outage: listen again on the same port, with the same state."""
         if self._runner is not None:
             raise RuntimeError("the emulator is already running")
-        await self._listen(self.core, self.port)
+        self._runner, _ = await self._listen(make_app(self.core), self.port)
 
-    async def _listen(self, core: EmulatorCore, port: int) -> int:
+    async def media_go_down(self) -> None:
+        """An outage of the media host alone (it needs ``media_port``); the API stays up."""
+        runner, self._media_runner = self._media_runner, None
+        if runner is None:
+            raise RuntimeError("the media host is not running on a port of its own")
+        await runner.cleanup()
+
+    async def media_come_back(self) -> None:
+        if self._media_runner is not None or not self.media_port:
+            raise RuntimeError("the media host is running, or has no port of its own")
+        self._media_runner, _ = await self._listen(make_media_app(self.core), self.media_port)
+
+    async def _listen(self, app: web.Application, port: int) -> tuple[web.AppRunner, int]:
         runner = web.AppRunner(
-            make_app(core),
+            app,
             access_log=logging.getLogger("aiohttp.access") if self._access_log else None,
             handle_signals=False,
             shutdown_timeout=SHUTDOWN_TIMEOUT_S,
@@ -93,15 +120,16 @@ class Emulator:
         except BaseException:
             await runner.cleanup()
             raise
-        self._runner = runner
-        return int(runner.addresses[0][1])
+        return runner, int(runner.addresses[0][1])
 
     async def stop(self) -> None:
-        runner, session = self._runner, self._session
-        self._runner = self._session = None
+        runners, session = (self._runner, self._media_runner), self._session
+        self._runner = self._media_runner = None
+        self._session = None
         try:
-            if runner is not None:
-                await runner.cleanup()
+            for runner in runners:
+                if runner is not None:
+                    await runner.cleanup()
         finally:
             if session is not None:
                 await session.close()

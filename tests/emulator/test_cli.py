@@ -31,6 +31,7 @@ def test_every_knob_has_a_flag() -> None:
         "--key", "SG_1", "--key", "SG_2", "--seed", "9", "--image-size", "128",
         "--host", "127.0.0.1", "--port", "0", "--media-retention", "60", "--history-delay", "2.5",
         "--history-outage", "envelope", "--fault-endpoints", "submit,media", "--submit-hold", "1.5",
+        "--media-port", "0", "--result-pending", "404",
     )  # fmt: skip
     assert cfg == EmulatorConfig(
         keys=("SG_1", "SG_2"),
@@ -51,6 +52,8 @@ def test_every_knob_has_a_flag() -> None:
         media_retention_s=60.0,
         history_delay_s=2.5,
         history_outage="envelope",
+        result_pending="404",
+        media_port=0,
         credits=5.0,
         price=0.2,
         image_long_side=128,
@@ -69,6 +72,7 @@ def test_every_knob_has_a_flag() -> None:
         ["--latency", "fast"],
         ["--fault-endpoints", "submit,nowhere"],
         ["--invalid-params-at", "never"],
+        ["--result-pending", "maybe"],
     ],
 )
 def test_bad_flags_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
