@@ -44,6 +44,7 @@ class Counters:
     history_calls: int = 0  # GET /inference-request/request-history (the list)
     history_record_calls: int = 0  # GET /inference-request/request-history/{id}
     rate_limited: int = 0
+    counted_calls: int = 0  # calls the quota counted (admitted): submits, and polls with count_polls
     # Calls counted toward the quota (submits; polls and history calls with count_polls) that
     # arrived while a pause announced by a 429 to that key was in force, whichever kind of call
     # the 429 answered: sent after the client heard of it, or already on their way with it.
@@ -107,7 +108,9 @@ class EmulatorCore:
             self.counters.calls_in_announced_pause += 1
             self.in_announced_pause_times.append(self.unix(now))
         decision = self.quota.acquire(key, now)
-        if not decision.allowed:
+        if decision.allowed:
+            self.counters.counted_calls += 1
+        else:
             self.counters.rate_limited += 1
             self.rate_limited_times.append(self.unix(now))
             self._announced[key] = decision.reset_at

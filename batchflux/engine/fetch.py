@@ -7,8 +7,18 @@ import asyncio
 import logging
 import os
 
-from batchflux.api import ApiError, DownloadError, Expired, Fatal, JobFailed, RateLimited, Transient
+from batchflux.api import (
+    ApiError,
+    DownloadError,
+    Expired,
+    Fatal,
+    JobFailed,
+    JobResult,
+    RateLimited,
+    Transient,
+)
 from batchflux.engine.latency import latency_sample
+from batchflux.engine.resultpoll import Via
 from batchflux.engine.state import EngineState
 from batchflux.engine.tracks import Track
 from batchflux.files.download import download_image
@@ -29,6 +39,12 @@ class FetchStage:
         e = self.e
         while True:
             track = await e.poll_q.get()
+            if self.too_early(track):
+                continue
+            via = e.result_polling.via(e.polls_counted)
+            if via is not Via.STATUS:
+                await self.poll_result(track, probe=via is Via.PROBE)
+                continue
             try:
                 st = await e.call("status", e.client.status, track.status_url)
             except (Transient, RateLimited):
@@ -45,11 +61,65 @@ class FetchStage:
                 )
                 e.result_q.put(track.deadline, track)
                 continue
-            if st.status != track.last_status:
-                track.last_status = st.status
-                e.event(EventType.STATE, track.job, request_id=track.request_id, status=st.status)
-            track.last_unfinished_age = age
-            e.scheduler.add(track, e.clock() + e.latency.next_delay(age))
+            self.not_yet(track, st.status, age)
+
+    def too_early(self, track: Track) -> bool:
+        """A first poll scheduled before the server was seen counting polls comes due: it waits
+        for the later look counted polls get (see :class:`~.latency.PollTuning`), rescheduled."""
+        e = self.e
+        if track.calls or not e.polls_counted or not e.latency.ready or track in e.scouting:
+            return False
+        due = track.submitted_mono + e.latency.first_delay(counted=True)
+        if due <= e.clock() + e.latency.t.min_step:
+            return False
+        e.scheduler.add(track, due)
+        return True
+
+    def not_yet(self, track: Track, status: str, age: float) -> None:
+        """A poll found the request not finished: say so if it changed, and poll it again later."""
+        e = self.e
+        if status != track.last_status:
+            track.last_status = status
+            e.event(EventType.STATE, track.job, request_id=track.request_id, status=status)
+        track.last_unfinished_age = age
+        e.scheduler.add(track, e.clock() + e.latency.next_delay(age, counted=e.polls_counted))
+
+    async def poll_result(self, track: Track, *, probe: bool) -> None:
+        """A poll through the result URL (see :mod:`.resultpoll`): the output when the request is
+        done, its status when not. A probe learns whether the URL answers a request not finished."""
+        e = self.e
+        learned: bool | None = None
+        try:
+            try:
+                res = await e.call("result", e.client.result, track.response_url)
+            except Expired as exc:
+                young = e.clock() - track.submitted_mono < e.cfg.retention_s / 2
+                if not (probe and young):
+                    return self.request_error(track, exc)
+                learned = False  # a 404 for a request well within its hour: it is not finished
+                log.info("the result URL does not answer a request not finished yet (%s); "
+                         "polling the status URL", exc)  # fmt: skip
+                e.scheduler.add(track, e.clock())
+                return None
+            except (Transient, RateLimited):
+                e.scheduler.add(track, e.clock() + e.cfg.backoff_cap_s)
+                return None
+            except ApiError as exc:
+                return self.request_error(track, exc)
+            track.calls += 1
+            age = e.clock() - track.submitted_mono
+            if res.output:
+                self.observe_latency(track, latency_sample(track.last_unfinished_age, age, res.metrics))
+                return self.got_result(track, res)
+            if probe:
+                learned = True
+                log.info("the result URL answers requests not finished yet: polls go there alone, "
+                         "one counted call each")  # fmt: skip
+            self.not_yet(track, res.status, age)
+            return None
+        finally:
+            if probe:
+                e.result_polling.learned(learned)
 
     def observe_latency(self, track: Track, estimate: float) -> None:
         e = self.e
@@ -82,19 +152,25 @@ class FetchStage:
                 age = e.clock() - track.submitted_mono
                 e.scheduler.add(track, e.clock() + e.latency.next_delay(age))
                 continue
-            track.output_url = res.output
-            e.event(
-                EventType.RESULT,
-                track.job,
-                request_id=track.request_id,
-                output_url=res.output,
-                metrics=res.metrics,
-                completed_at=e.wall(),
-                latency=track.latency,
-            )
-            e.release(track)
-            e.pacer.followed_up(track.calls)
-            e.download_q.put(e.clock(), track)
+            self.got_result(track, res)
+
+    def got_result(self, track: Track, res: JobResult) -> None:
+        """The request's output URL is known: record it, free its slot, download it."""
+        e = self.e
+        assert res.output is not None
+        track.output_url = res.output
+        e.event(
+            EventType.RESULT,
+            track.job,
+            request_id=track.request_id,
+            output_url=res.output,
+            metrics=res.metrics,
+            completed_at=e.wall(),
+            latency=track.latency,
+        )
+        e.release(track)
+        e.pacer.followed_up(track.calls)
+        e.download_q.put(e.clock(), track)
 
     async def download_worker(self) -> None:
         e = self.e
@@ -113,8 +189,9 @@ class FetchStage:
             return e.finish_failed(track, "invalid", why)
         host = e.media_host
         attempt = 0
+        retry = False
         while True:
-            if not await host.turn(keep_trying=False):
+            if not await host.turn(keep_trying=False, retry=retry):
                 # An outage: the file lives 7 days and the ledger has its URL; the next run fetches it.
                 return e.leave(track, f"download waits for {host.name} ({host.breaker.last_error})")
             sent = e.clock()
@@ -136,7 +213,8 @@ class FetchStage:
                 if not exc.retryable:
                     host.succeeded()  # the host answered, with something we cannot use
                     return e.finish_failed(track, "download", f"download failed: {exc}")
-                if not e.host_failed(host, exc, sent):
+                retry = not e.host_failed(host, exc, sent)
+                if retry:
                     continue  # the host's trouble, not this image's: wait in its line
                 attempt += 1
                 if attempt >= e.cfg.download_attempts:

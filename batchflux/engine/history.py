@@ -431,8 +431,9 @@ class HistoryStage:
         e = self.e
         host = e.history_host
         attempt = limited = 0
+        retry = False
         while True:
-            if not await host.turn(keep_trying=False):  # the history's host is down, or the run stopping
+            if not await host.turn(keep_trying=False, retry=retry):  # its host is down, or the run stopping
                 raise self._unavailable(kind, Transient(host.describe()))
             slot = await e.pacer.admit(kind, urgent=True)  # paced too, once the quota counts it
             sent = e.clock()
@@ -451,7 +452,8 @@ class HistoryStage:
                 own = e.host_failed(host, exc, sent)
                 if e.stopping:
                     raise self._unavailable(kind, exc) from exc
-                if not own:
+                retry = not own
+                if retry:
                     continue  # the host's trouble: wait in its line (until its breaker decides)
                 attempt += 1
                 if attempt < ATTEMPTS:

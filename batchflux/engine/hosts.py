@@ -27,9 +27,12 @@ from dataclasses import dataclass
 
 from batchflux.engine.breaker import MIN_FAILURES, OUTAGE_AFTER_S, Breaker
 
-PROBE_BASE_S = 0.25  # the first probe of a failing host, this long after its failure …
+PROBE_BASE_S = 0.1  # the first probe of a failing host, this long after its failure …
 PROBE_CAP_S = 2.0  # … doubling up to this: a dead host is asked at most every 2 s
 PROBE_TIMEOUT_S = 60.0  # a probe that never reported back no longer holds the line
+# New calls join the line once this many calls in a row have failed; before, only the calls that
+# failed do. One failure among many successes (a 502 here and there) holds nobody else up.
+LINE_AFTER = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +120,14 @@ class Host(HostHealth):
     def waiting(self) -> int:
         return sum(1 for w in self._line if not w.future.done())
 
-    async def turn(self, *, keep_trying: bool = True) -> bool:
+    async def turn(self, *, keep_trying: bool = True, retry: bool = False) -> bool:
         """Wait until a call may go: at once while the host answers; else in line, until a call
-        succeeds or this one's turn to probe comes. False (go no further) once the host is down
-        and ``keep_trying`` is off, or when :meth:`give_up` is called."""
-        if self.answering and not self._line:
-            return True
+        succeeds or this one's turn to probe comes. ``retry``: the call failed, and it was the
+        host's failure; a new call joins the line only once :data:`LINE_AFTER` calls in a row
+        failed. False (go no further) once the host is down and ``keep_trying`` is off, or when
+        :meth:`give_up` is called."""
+        if self.answering or (not retry and self.breaker.failures < LINE_AFTER):
+            return True  # (while the host answers, nobody is in line: a success lets them all go)
         if self.down and not keep_trying:
             return False
         waiter = _Waiter(self._loop.create_future(), keep_trying)

@@ -7,7 +7,9 @@ midpoint between the last poll that saw the job unfinished and the first that sa
 - schedules a job's first poll at the ``first_quantile`` of those latencies;
 - after a miss at age ``t``, polls next where ``step_mass`` of the probability mass still left
   beyond ``t`` has completed, but never sooner than ``min_step_fraction`` of its age; a job older
-  than every latency seen steps out by ``probe_fraction`` of its age.
+  than every latency seen steps out by ``probe_fraction`` of its age;
+- when the server counts polls toward the quota, both wait for ``counted_mass`` instead: each poll
+  then costs a slot a submit could use, and a later look is cheaper than a second one.
 
 The samples are poll times, not true latencies: a job seen done at its first poll contributes that
 poll's age. So they bunch where the polls were, the learned distribution is narrower than the real
@@ -43,6 +45,10 @@ from typing import Any
 class PollTuning:
     first_quantile: float = 0.65
     step_mass: float = 0.6
+    # When the server counts polls toward the quota, a poll costs a slot a submit could have had:
+    # the first poll waits for this much of the mass, and so does each next one.
+    counted_mass: float = 0.9
+    counted_probe_fraction: float = 0.5  # … and a scout steps out by this share of its age
     min_step: float = 0.05
     max_step: float = 60.0
     min_step_fraction: float = 0.2  # a re-poll never comes sooner than this share of the job's age
@@ -94,20 +100,22 @@ class LatencyModel:
         s = self._sorted
         return bisect.bisect_right(s, x) / len(s) if s else 0.0
 
-    def first_delay(self) -> float:
-        """Seconds after submission for the first status call."""
+    def first_delay(self, *, counted: bool = False) -> float:
+        """Seconds after submission for the first status call; later when polls are ``counted``."""
         if not self.ready:
             return self.t.probe_start
-        return max(self.t.min_step, self.quantile(self.t.first_quantile))
+        return max(self.t.min_step, self.quantile(self.t.counted_mass if counted else self.t.first_quantile))
 
-    def next_delay(self, age: float) -> float:
+    def next_delay(self, age: float, *, counted: bool = False) -> float:
         """Seconds from now for the next status call of a job that was unfinished at ``age``."""
         t = self.t
         done = self.cdf(age) if self.ready else 1.0
         if done >= 1.0:  # nothing known about jobs this old: step out with the job's age
-            step = max(t.probe_start if not self.ready else t.min_step, t.probe_fraction * age)
+            fraction = t.counted_probe_fraction if counted else t.probe_fraction
+            step = max(t.probe_start if not self.ready else t.min_step, fraction * age)
         else:
-            step = self.quantile(done + t.step_mass * (1.0 - done)) - age
+            mass = t.counted_mass if counted else t.step_mass
+            step = self.quantile(done + mass * (1.0 - done)) - age
         return min(t.max_step, max(t.min_step, t.min_step_fraction * age, step))
 
 

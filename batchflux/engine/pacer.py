@@ -2,7 +2,8 @@
 and tells it how the server answered.
 
 - One :class:`~.pacing.PauseGate` per kind of call (:data:`GATE_KINDS`): a 429 pauses the calls of
-  its kind until the server's reset. A new pause is handed to ``on_pause`` (the ledger's
+  its kind until the server's reset, and on the API's host every kind its quota counts (one quota:
+  a 429 on a poll says the submits' window is full too). A new pause is handed to ``on_pause`` (the ledger's
   ``paused`` event), and a run started inside one waits it out.
 - The window limiter: told (``--rate``/``--rpm``), or learned from the 429s
   (:class:`~.quota.QuotaLearner`) and then counted in the server's own windows.
@@ -28,6 +29,7 @@ log = logging.getLogger("batchflux.engine")
 # Kinds of call that a 429 pauses together: status and result calls are both polling.
 GATE_KINDS = ("submit", "poll", "upload", "history")
 GATE_OF = {"status": "poll", "result": "poll", "history_record": "history"}
+API_KINDS = ("submit", "poll")  # the kinds the API's own host serves: one quota
 # A call this close to a learned window's boundary counts on both sides of it: the reset header's
 # precision and the clocks' skew (at most a 60th of the window, so ≤ 1.7 % of it is spent twice).
 ALIGN_GUARD_S = 0.25
@@ -126,8 +128,18 @@ class Pacer:
                 # A learned quota counts in the server's own windows (a 429's reset starts one).
                 period = self.limiter.rate.period
                 self.limiter.align(self._clock() + exc.delay_s, guard=min(ALIGN_GUARD_S, period / 60))
-        if self.gates[kind].pause_for(delay) and exc.delay_s is not None:
-            self._on_pause(kind, self._wall() + delay)
+        for paused in self.paused_with(kind):
+            if self.gates[paused].pause_for(delay) and exc.delay_s is not None:
+                self._on_pause(paused, self._wall() + delay)
+
+    def paused_with(self, kind: str) -> list[str]:
+        """The kinds a 429 on ``kind`` pauses: on the API's host, whose quota is one, every kind it
+        counts (submits, and polls once a 429 showed they count); elsewhere (the upload host, the
+        request history) the kind alone."""
+        kind = gate_kind(kind)
+        if kind not in API_KINDS or kind not in self.counted:
+            return [kind]
+        return [k for k in API_KINDS if k == "submit" or k in self.counted]
 
     def followed_up(self, calls: int) -> None:
         """A job's result is in, after ``calls`` status and result calls."""

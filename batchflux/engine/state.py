@@ -25,6 +25,7 @@ from batchflux.engine.inputs import InputResolver
 from batchflux.engine.latency import LatencyModel
 from batchflux.engine.pacer import Pacer, Slot
 from batchflux.engine.progress import Progress
+from batchflux.engine.resultpoll import ResultPolling
 from batchflux.engine.stats import EngineStats, FailedJob
 from batchflux.engine.tracks import PollScheduler, Track
 from batchflux.files.commit import FileCommitter
@@ -96,6 +97,7 @@ class EngineState:
         self.held: list[Track] = []  # submitted, first poll waiting for the model
         self.inputs = InputResolver(client.upload, inline=config.inline_inputs)
         self.scheduler = PollScheduler(self.clock)
+        self.result_polling = ResultPolling()  # once polls count: poll the result URL alone?
         self.upload_q: asyncio.Queue[Job] = asyncio.Queue(maxsize=64)
         # Unbounded so a poll worker can hand back an expired job without blocking; the feeder is
         # held to ``_feed_room`` queued jobs instead.
@@ -189,12 +191,18 @@ class EngineState:
         """A new request's first status call: from the latency model once it knows enough; until
         then only a few scout requests are polled and the rest are held for the model."""
         if self.latency.ready:
-            self.scheduler.add(track, max(self.clock(), track.submitted_mono + self.latency.first_delay()))
+            first = self.latency.first_delay(counted=self.polls_counted)
+            self.scheduler.add(track, max(self.clock(), track.submitted_mono + first))
         elif self.latency.admits_scout(len(self.scouting)):
             self.scouting.add(track)
             self.scheduler.add(track, track.submitted_mono + self.latency.first_delay())
         else:
             self.held.append(track)
+
+    @property
+    def polls_counted(self) -> bool:
+        """The server has shown it counts polls toward the quota (a 429 on one)."""
+        return "poll" in self.pacer.counted
 
     def release_held(self) -> None:
         """The scouts taught the model enough: give every held request its first poll."""
@@ -281,8 +289,10 @@ class EngineState:
         host = self.host_of(kind)
         attempt = 0
         limited = 0
+        retry = False  # the last try failed, and it was the host's failure
         while True:
-            await host.turn()
+            await host.turn(retry=retry)
+            retry = False
             slot = await self.pacer.admit(kind, urgent=True)  # ahead of the submits, once counted
             sent = self.clock()
             try:
@@ -297,7 +307,8 @@ class EngineState:
             except Transient as exc:
                 self.pacer.answered(slot)
                 if not self.host_failed(host, exc, sent):
-                    continue  # the host's trouble, not this call's: wait in its line
+                    retry = True  # the host's trouble, not this call's: wait in its line
+                    continue
                 attempt += 1
                 if attempt >= self.cfg.get_attempts:
                     raise

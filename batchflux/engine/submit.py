@@ -135,10 +135,10 @@ class SubmitStage:
     async def pace(self) -> list[float] | None:
         return await self.e.pacer.admit("submit", urgent=False)
 
-    async def api_turn(self) -> bool:
+    async def api_turn(self, *, retry: bool = False) -> bool:
         """Wait while the API is failing (in line, see :mod:`.hosts`); False once it is down or the
         run stops: a submit not yet sent then creates nothing."""
-        return await self.e.api.turn(keep_trying=False) and not self.e.stopping
+        return await self.e.api.turn(keep_trying=False, retry=retry) and not self.e.stopping
 
     async def submit(self, job: Job, params: dict[str, Any], slot: list[float] | None) -> None:
         """One job's submit, with its retries. Runs to the end even while stopping: a POST on the
@@ -177,7 +177,7 @@ class SubmitStage:
                 if own:  # the API answers others: this job's bad luck, a try spent
                     e.stats.retries["submit"] += 1
                     await asyncio.sleep(e.backoff(attempt))
-                if not await self.api_turn():  # the API is down, or the run stopping
+                if not await self.api_turn(retry=not own):  # the API is down, or the run stopping
                     return self.not_submitted(job, f"the API is unreachable; nothing was created ({exc})")
                 slot = await self.pace()  # every POST spends quota, retries too
                 continue
@@ -195,7 +195,7 @@ class SubmitStage:
                     return self.unresolved(job)
                 e.stats.retries["submit"] += 1
                 await asyncio.sleep(e.backoff(ambiguous))
-                if not await self.api_turn():
+                if not await self.api_turn(retry=True):
                     return self.unresolved(job)
                 slot = await self.pace()
                 intent_at = self.intent(job, params)

@@ -45,17 +45,28 @@ def test_the_probe_cadence_grows_to_its_cap_and_the_breaker_still_decides() -> N
             opened_at = clock.now
         gaps.append(host.probe_at() - clock.now)
         clock.now = host.probe_at()
-    assert gaps[:4] == [PROBE_BASE_S, 2 * PROBE_BASE_S, 4 * PROBE_BASE_S, PROBE_CAP_S]
-    assert max(gaps) == PROBE_CAP_S
+    assert gaps[:6] == pytest.approx([PROBE_BASE_S * 2**k for k in range(5)] + [PROBE_CAP_S])
+    assert max(gaps) == pytest.approx(PROBE_CAP_S)
     assert 20.0 <= opened_at <= 20.0 + PROBE_CAP_S  # a dead host is declared down on time
     assert host.down
 
 
-async def test_while_the_host_answers_nobody_waits() -> None:
-    host = Host("api", asyncio.get_running_loop().time)
+async def test_while_the_host_answers_nobody_waits_and_one_failure_holds_up_only_its_call() -> None:
+    loop = asyncio.get_running_loop()
+    host = Host("api", loop.time)
     assert await host.turn()
     host.succeeded()
     assert await asyncio.wait_for(host.turn(keep_trying=False), 0.1)
+    host.failed(loop.time(), "502")
+    retry = asyncio.create_task(host.turn(retry=True))  # the failed call waits …
+    assert await asyncio.wait_for(host.turn(), 0.05)  # … a new one goes (one failure is no outage)
+    assert not retry.done()
+    host.failed(loop.time(), "502")  # two in a row: new calls join the line too
+    fresh = asyncio.create_task(host.turn())
+    await asyncio.sleep(0)
+    assert not fresh.done()
+    host.succeeded()
+    assert await asyncio.wait_for(asyncio.gather(retry, fresh), 0.1) == [True, True]
 
 
 async def test_a_failing_host_lets_one_probe_go_and_the_line_follows_its_success_in_order() -> None:
@@ -65,7 +76,7 @@ async def test_a_failing_host_lets_one_probe_go_and_the_line_follows_its_success
     order: list[int] = []
 
     async def caller(n: int) -> None:
-        assert await host.turn()
+        assert await host.turn(retry=True)  # each failed, and nothing else succeeded
         order.append(n)
 
     tasks = [asyncio.create_task(caller(n)) for n in range(5)]
@@ -83,9 +94,9 @@ async def test_once_the_host_is_down_calls_that_cannot_outlive_it_stop_waiting()
     loop = asyncio.get_running_loop()
     host = Host("api", loop.time, window_s=0.0, min_failures=2)
     host.failed(loop.time(), "refused")
-    assert await asyncio.wait_for(host.turn(), 1)  # the probe goes …
-    submit = asyncio.create_task(host.turn(keep_trying=False))
-    poll = asyncio.create_task(host.turn(keep_trying=True))
+    assert await asyncio.wait_for(host.turn(retry=True), 1)  # the probe goes …
+    submit = asyncio.create_task(host.turn(keep_trying=False, retry=True))
+    poll = asyncio.create_task(host.turn(keep_trying=True, retry=True))
     await asyncio.sleep(0)
     assert not submit.done()
     assert host.failed(loop.time(), "refused").opened  # … and fails: the breaker decides
@@ -99,9 +110,9 @@ async def test_give_up_releases_the_calls_that_cannot_outlive_the_run() -> None:
     loop = asyncio.get_running_loop()
     host = Host("api", loop.time)
     host.failed(loop.time(), "refused")
-    first = asyncio.create_task(host.turn())  # probes
+    first = asyncio.create_task(host.turn(retry=True))  # probes
     assert await asyncio.wait_for(first, 1)
-    submit = asyncio.create_task(host.turn(keep_trying=False))
+    submit = asyncio.create_task(host.turn(keep_trying=False, retry=True))
     await asyncio.sleep(0)
     host.give_up()
     assert await asyncio.wait_for(submit, 0.1) is False
@@ -112,8 +123,8 @@ async def test_a_cancelled_waiter_does_not_hold_the_line(cancel_first: bool) -> 
     loop = asyncio.get_running_loop()
     host = Host("api", loop.time)
     host.failed(loop.time(), "refused")
-    a = asyncio.create_task(host.turn())
-    b = asyncio.create_task(host.turn())
+    a = asyncio.create_task(host.turn(retry=True))
+    b = asyncio.create_task(host.turn(retry=True))
     await asyncio.sleep(0)
     (a if cancel_first else b).cancel()
     host.succeeded()

@@ -35,19 +35,26 @@ async def test_a_pause_that_comes_while_a_submit_waits_for_its_slot_holds_the_sl
     assert p.gate("submit").pauses == 1
 
 
-async def test_a_429_pauses_its_own_kind_only_and_polls_are_paced_once_counted() -> None:
+async def test_a_429_pauses_every_kind_the_quota_counts_and_polls_are_paced_once_counted() -> None:
     loop = asyncio.get_running_loop()
     paused: list[tuple[str, float]] = []
     p = pacer(Rate(100, 60.0), paused)
-    assert await p.admit("status", urgent=True) is None  # not counted yet: no slot taken
-    p.rate_limited(RateLimited(delay_s=0.2), 1, "result")
-    assert [kind for kind, _ in paused] == ["poll"]
+    p.rate_limited(RateLimited(delay_s=0.1), 1, "submit")
+    assert [kind for kind, _ in paused] == ["submit"]  # polls not known to count: they go on
     start = loop.time()
-    await p.admit("submit", urgent=False)  # submits were not paused
-    assert loop.time() - start < 0.1
-    slot = await p.admit("status", urgent=True)  # polls wait the pause out, then take a slot
-    assert loop.time() - start >= 0.2
+    assert await p.admit("status", urgent=True) is None  # not counted yet: no slot taken
+    assert loop.time() - start < 0.05
+    p.rate_limited(RateLimited(delay_s=0.2), 1, "result")  # polls count: the quota is one
+    assert p.gate("poll").paused
+    assert p.gate("submit").paused
+    start = loop.time()
+    await p.admit("submit", urgent=False)  # submits wait the pause out too
+    assert loop.time() - start >= 0.15
+    slot = await p.admit("status", urgent=True)  # polls wait it out, then take a slot
     assert slot is not None
+    paused.clear()
+    p.rate_limited(RateLimited(delay_s=0.2), 1, "submit")  # and now a submit's 429 pauses the polls
+    assert sorted(kind for kind, _ in paused) == ["poll", "submit"]
 
 
 async def test_without_a_rate_two_429s_teach_the_window_and_the_submits_are_paced_by_it() -> None:
@@ -80,6 +87,6 @@ async def test_history_calls_are_one_kind_and_paced_once_the_quota_counts_them()
     p = pacer(Rate(100, 60.0), paused)
     assert await p.admit("history", urgent=True) is None
     p.rate_limited(RateLimited(delay_s=0.05), 1, "history_record")  # a record lookup met the quota
-    assert [kind for kind, _ in paused] == ["history"]
+    assert [kind for kind, _ in paused] == ["history"]  # another host: its 429 pauses it alone
     assert await p.admit("history", urgent=True) is not None  # the list scans wait and count too
     assert p.used() == 1
