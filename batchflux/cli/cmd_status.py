@@ -65,9 +65,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--retention",
         type=float,
-        default=RETENTION_S,
         metavar="SECONDS",
-        help="how long the server keeps a request after submission (default: %(default)g; for emulators)",
+        help="how long the server keeps a request after submission (default: what the last run was "
+        f"told with --retention, else {RETENTION_S:g}; for emulators)",
     )
     spend = parser.add_argument_group("spend")
     spend.add_argument(

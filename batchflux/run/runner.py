@@ -275,6 +275,7 @@ class Run:
                         "shard": str(opt.shard) if opt.shard else None, "version": __version__,
                         "pid": os.getpid(), "host": socket.gethostname(),
                         "manifest_path": str(manifest.path), "set": dict(opt.overrides), "price_usd": price,
+                        "retention_s": engine_cfg.retention_s,
                     }))  # fmt: skip
                 except WriteFailed as exc:
                     return RunResult(

@@ -235,9 +235,11 @@ def _last_run(out_dir: str, rep: Replay) -> LastRun:
     )
 
 
-def load_status(out_dirs: Sequence[Path], *, now: float, retention_s: float = RETENTION_S) -> RunStatus:
-    """Replay each directory's ledger and summarize them together. Raises :class:`NoLedger` for a
-    directory without one and :class:`~batchflux.ledger.LedgerCorrupt` for an unreadable one."""
+def load_status(out_dirs: Sequence[Path], *, now: float, retention_s: float | None = None) -> RunStatus:
+    """Replay each directory's ledger and summarize them together. ``retention_s``: how long the
+    server keeps a request; None: what the latest run said (its ``run_started``), else 3600 s.
+    Raises :class:`NoLedger` for a directory without one and
+    :class:`~batchflux.ledger.LedgerCorrupt` for an unreadable one."""
     ledgers = []
     costs: dict[str, float] = {}
     for out_dir in out_dirs:
@@ -248,4 +250,16 @@ def load_status(out_dirs: Sequence[Path], *, now: float, retention_s: float = RE
         merge_reviews(replay, out_dir)
         ledgers.append((str(out_dir), replay))
         costs.update(found)
+    if retention_s is None:
+        retention_s = recorded_retention([rep for _, rep in ledgers])
     return summarize(ledgers, now=now, retention_s=retention_s, costs=costs)
+
+
+def recorded_retention(replays: Sequence[Replay]) -> float:
+    """The retention the latest run of these ledgers was told (``--retention``), else 3600 s."""
+    runs = sorted((run for rep in replays for run in rep.runs), key=lambda run: run.started_at)
+    for run in reversed(runs):
+        value = run.data.get("retention_s")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return RETENTION_S
