@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from batchflux.cli.session import pick_progress
+from batchflux.cli.session import execute, pick_progress
 from batchflux.emulator import DEFAULT_API_KEY, Emulator, EmulatorConfig
 from batchflux.engine.config import EngineConfig
 from batchflux.engine.pacing import Rate
@@ -61,9 +61,10 @@ async def _demo(args: argparse.Namespace) -> tuple[RunResult, str]:
             engine=EngineConfig(rate=Rate(30, 10.0)),
             fresh=True,
         )
-        result = await Run(
+        run = Run(
             options, progress=pick_progress(args.no_progress), say=lambda line: print(line, file=sys.stderr)
-        ).execute()
+        )
+        result = await execute(run, grace=5.0)  # SIGINT, SIGTERM, SIGHUP: stop as a run does
         stats = emu.stats()
     calls = (
         f"emulator saw {stats['submits']} submits, {stats['status_calls']} status calls, "

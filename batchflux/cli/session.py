@@ -37,7 +37,8 @@ def _stop_signals() -> tuple[signal.Signals, ...]:
     return (signal.SIGINT, signal.SIGTERM, *hangup)
 
 
-async def _execute(run: Run, grace: float) -> RunResult:
+async def execute(run: Run, grace: float) -> RunResult:
+    """Run ``run``; the stop signals stop it gracefully (a second one at once), never a traceback."""
     loop = asyncio.get_running_loop()
     signals = _stop_signals()
     for sig in signals:
@@ -89,7 +90,7 @@ def execute_run(
     try:
         run = Run(options, progress=progress, say=_say)
         with _console(isinstance(progress, BarProgress)), _fewer_gc_passes():
-            result = asyncio.run(_execute(run, grace))
+            result = asyncio.run(execute(run, grace))
     finally:
         teardown()
     if result.message:

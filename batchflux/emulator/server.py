@@ -165,10 +165,12 @@ async def serve(
     *,
     access_log: bool = False,
 ) -> None:
-    """Serve until SIGINT or SIGTERM, calling ``on_ready`` once the port is bound."""
+    """Serve until SIGINT, SIGTERM or SIGHUP (its terminal closed; not under ``nohup``, which
+    ignores it), calling ``on_ready`` once the port is bound."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
+    hangup = () if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN else (signal.SIGHUP,)
+    signals = (signal.SIGINT, signal.SIGTERM, *hangup)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     try:

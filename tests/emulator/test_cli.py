@@ -105,6 +105,7 @@ def get_json(url: str) -> dict[str, object]:
     [
         (["-m", "batchflux.emulator"], signal.SIGTERM),
         (["-m", "batchflux", "emulate"], signal.SIGINT),
+        (["-m", "batchflux", "emulate"], signal.SIGHUP),  # its terminal closed
     ],
 )
 async def test_serves_until_signalled(module_argv: list[str], sig: signal.Signals) -> None:
@@ -126,6 +127,8 @@ async def test_serves_until_signalled(module_argv: list[str], sig: signal.Signal
         assert stats["submits"] == 0
         proc.send_signal(sig)
         assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
+        assert proc.stderr is not None
+        assert b"Traceback" not in await proc.stderr.read()
     finally:
         if proc.returncode is None:
             proc.kill()
