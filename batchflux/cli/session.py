@@ -14,7 +14,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from batchflux.engine.progress import Progress
 from batchflux.run.exitcodes import ExitCode
-from batchflux.run.logs import configure_logging
+from batchflux.run.logs import configure_logging, log_said
 from batchflux.run.progress import BarProgress, LogProgress
 from batchflux.run.runner import Run, RunOptions, RunResult, out_dir_unusable
 
@@ -87,12 +87,17 @@ def execute_run(
     except OSError as exc:  # the run directory (for batchflux.log) cannot be created or written
         _say(out_dir_unusable(options.run_dir, exc))
         return ExitCode.USAGE
+
+    def say(line: str) -> None:  # on the console, and in batchflux.log
+        _say(line)
+        log_said(line)
+
     try:
-        run = Run(options, progress=progress, say=_say)
+        run = Run(options, progress=progress, say=say)
         with _console(isinstance(progress, BarProgress)), _fewer_gc_passes():
             result = asyncio.run(execute(run, grace))
+        if result.message:
+            say(result.message)
     finally:
         teardown()
-    if result.message:
-        _say(result.message)
     return result.exit_code

@@ -52,6 +52,18 @@ _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__di
 }
 
 
+FILE_ONLY = {"file_only": True}  # ``extra=`` of a line the console already has (the CLI printed it)
+
+
+def _not_file_only(record: logging.LogRecord) -> bool:
+    return not getattr(record, "file_only", False)
+
+
+def log_said(line: str) -> None:
+    """Put a line the CLI printed itself (a summary, a stop message) in ``batchflux.log`` too."""
+    logging.getLogger(LOGGER_NAME + ".cli").info(line, extra=FILE_ONLY)
+
+
 class RedactingFilter(logging.Filter):
     """Rewrites each record so no secret survives in it; never drops a record."""
 
@@ -204,6 +216,7 @@ def configure_logging(
     if console:
         console_handler = ConsoleHandler(stream if stream is not None else sys.stderr)
         console_handler.setFormatter(_formatter(fmt, redact, console=True))
+        console_handler.addFilter(_not_file_only)
         handlers.append(console_handler)
     for handler in handlers:
         handler.addFilter(redacting)
