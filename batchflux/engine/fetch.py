@@ -26,6 +26,7 @@ from batchflux.files.durable import WriteFailed
 from batchflux.ledger import EventType
 
 log = logging.getLogger("batchflux.engine")
+PROBE_WAIT_S = 0.25  # a poll due while the result URL is being probed looks again this much later
 
 
 class FetchStage:
@@ -42,6 +43,9 @@ class FetchStage:
             if self.too_early(track):
                 continue
             via = e.result_polling.via(e.polls_counted)
+            if via is Via.WAIT:
+                e.scheduler.add(track, e.clock() + PROBE_WAIT_S)
+                continue
             if via is not Via.STATUS:
                 await self.poll_result(track, probe=via is Via.PROBE)
                 continue
@@ -97,8 +101,9 @@ class FetchStage:
                 if not (probe and young):
                     return self.request_error(track, exc)
                 learned = False  # a 404 for a request well within its hour: it is not finished
-                log.info("the result URL does not answer a request not finished yet (%s); "
-                         "polling the status URL", exc)  # fmt: skip
+                if e.result_polling.answers_pending is None:  # said once, by the first to learn it
+                    log.info("the result URL does not answer a request not finished yet (%s); "
+                             "polling the status URL", exc)  # fmt: skip
                 e.scheduler.add(track, e.clock())
                 return None
             except (Transient, RateLimited):
@@ -113,8 +118,9 @@ class FetchStage:
                 return self.got_result(track, res)
             if probe:
                 learned = True
-                log.info("the result URL answers requests not finished yet: polls go there alone, "
-                         "one counted call each")  # fmt: skip
+                if e.result_polling.answers_pending is None:
+                    log.info("the result URL answers requests not finished yet: polls go there alone, "
+                             "one counted call each")  # fmt: skip
             self.not_yet(track, res.status, age)
             return None
         finally:

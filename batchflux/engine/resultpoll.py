@@ -4,21 +4,28 @@ When polls count toward the quota, a job's calls are its submit, its status poll
 call once a status said COMPLETED. If the result URL answers a request not finished yet with its
 non-terminal status (undocumented; segmind-v2.md guesses it does), polling it alone saves that last
 call: the poll that finds the job done brings its output too. So once polls are known to count,
-one pending request's result URL is asked, a probe, once per run: its non-terminal status → every
-poll goes there from then on; a 404 (or any refusal of a request not finished) → polls stay on the
-status URL, as before. A probe that finds its request already done, or gets no answer, says
-nothing: the next poll probes again.
+polls go to the result URL as probes until one meets a request not finished yet, once per run: its
+non-terminal status → every poll goes there from then on; a 404 → polls stay on the status URL, as
+before. A probe that finds its request already done (an ordinary result fetch) or gets no answer
+says nothing: the next poll probes again.
 """
 
 from __future__ import annotations
 
 import enum
 
+# Probes under way at once. A probe that finds its request already done is an ordinary result fetch
+# (its output, one call) but says nothing, and most do: first polls aim where 90 % of jobs are done.
+# One at a time would make them a queue; a few at once cost at most this many 404s where the URL
+# does not answer pending requests.
+MAX_PROBES = 4
+
 
 class Via(enum.Enum):
     STATUS = "status"
     RESULT = "result"
     PROBE = "probe"  # the result URL, to learn whether it answers a request not finished yet
+    WAIT = "wait"  # a probe is under way: look again shortly, by whichever URL it finds
 
 
 class ResultPolling:
@@ -26,21 +33,23 @@ class ResultPolling:
 
     def __init__(self) -> None:
         self.answers_pending: bool | None = None  # None: not known yet
-        self._probing = False
+        self._probing = 0
 
     def via(self, polls_counted: bool) -> Via:
-        """Where the next poll goes; one probe at a time."""
+        """Where the next poll goes; a few probes at a time (:data:`MAX_PROBES`), and the other
+        polls wait for their answer (a probe may wait out a 429's pause; had they gone to the status
+        URL meanwhile, each would cost the call the probe is there to save)."""
         if not polls_counted or self.answers_pending is False:
             return Via.STATUS
         if self.answers_pending:
             return Via.RESULT
-        if self._probing:
-            return Via.STATUS
-        self._probing = True
+        if self._probing >= MAX_PROBES:
+            return Via.WAIT
+        self._probing += 1
         return Via.PROBE
 
     def learned(self, answers_pending: bool | None) -> None:
         """The probe's outcome: True or False, or None when it said nothing."""
-        self._probing = False
-        if answers_pending is not None:
+        self._probing = max(0, self._probing - 1)
+        if answers_pending is not None and self.answers_pending is None:
             self.answers_pending = answers_pending

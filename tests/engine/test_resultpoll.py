@@ -1,0 +1,35 @@
+"""Where a poll goes (pure): the status URL until polls are known to count; then one probe of the
+result URL while the other polls wait for its answer; then the result URL alone, or the status URL
+as before."""
+
+from __future__ import annotations
+
+import pytest
+
+from batchflux.engine.resultpoll import MAX_PROBES, ResultPolling, Via
+
+
+def test_polls_not_counted_go_to_the_status_url_and_nothing_is_probed() -> None:
+    polling = ResultPolling()
+    assert [polling.via(False) for _ in range(3)] == [Via.STATUS] * 3
+    assert polling.answers_pending is None
+
+
+@pytest.mark.parametrize(("answer", "then"), [(True, Via.RESULT), (False, Via.STATUS)])
+def test_the_first_conclusive_probe_decides_for_the_run(answer: bool, then: Via) -> None:
+    polling = ResultPolling()
+    assert [polling.via(True) for _ in range(MAX_PROBES)] == [Via.PROBE] * MAX_PROBES
+    assert polling.via(True) is Via.WAIT  # the others wait for their answers
+    polling.learned(answer)
+    polling.learned(not answer)  # the first conclusive answer decides
+    assert [polling.via(True) for _ in range(3)] == [then] * 3
+
+
+def test_a_probe_that_says_nothing_is_followed_by_another() -> None:
+    polling = ResultPolling()
+    assert polling.via(True) is Via.PROBE
+    polling.learned(None)  # its request was already done, or no answer
+    assert polling.via(True) is Via.PROBE
+    polling.learned(True)
+    assert polling.via(True) is Via.RESULT
+    assert polling.via(False) is Via.STATUS  # (polls not counted: the status URL, as ever)
