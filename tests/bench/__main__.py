@@ -27,6 +27,7 @@ SUITE: tuple[tuple[str, str], ...] = (
     ("overhead", "tests.bench.bench_overhead"),
     ("scale", "tests.bench.bench_scale"),
     ("faults", "tests.bench.bench_faults"),
+    ("hosts", "tests.bench.bench_hosts"),
 )
 # The CPU benchmark runs first: the others delete thousands of files when they end, and on ext4
 # without a journal that makes file creation nearby costlier for minutes (see bench_overhead).
