@@ -43,8 +43,14 @@ def _manifest(directory: Path, jobs: int) -> Path:
     return path
 
 
+CLIENT_PATH: str | None = None  # --client-path: run another checkout's batchflux (a before/after)
+
+
 def _env(base_url: str) -> dict[str, str]:
-    return {**os.environ, "SEGMIND_API_KEY": DEFAULT_API_KEY, "BATCHFLUX_BASE_URL": base_url}
+    env = {**os.environ, "SEGMIND_API_KEY": DEFAULT_API_KEY, "BATCHFLUX_BASE_URL": base_url}
+    if CLIENT_PATH:
+        env["PYTHONPATH"] = CLIENT_PATH
+    return env
 
 
 async def _start(args: list[str], base_url: str) -> asyncio.subprocess.Process:
@@ -125,7 +131,8 @@ async def polls_counted(tmp: Path, pending: str, jobs: int = 200) -> Row:
         f"exit {code}; {per_job:.2f} counted calls a job (status {stats['status_calls']}, result "
         f"{stats['result_calls']}); {len(limited)} 429s; {stats['calls_in_announced_pause']} calls in an "
         f"announced pause, {len(late)} after the first pause; makespan {makespan:.1f} s "
-        f"(quota floor for these calls {ideal:.1f} s)"
+        f"({stats['counted_calls']} counted calls = {ideal:.1f} s of the quota's windows; the emulator's "
+        "windows start before the first submit)"
     )
     target = (
         "≤ 2.2 counted calls a job; 0 calls in a pause after the first" if pending == "answers" else "info"
@@ -159,7 +166,10 @@ def run(quick: bool = False) -> list[Row]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("outage", "polls"))
+    parser.add_argument("--client-path", metavar="DIR", help="the batchflux of this checkout (PYTHONPATH)")
     args = parser.parse_args()
+    global CLIENT_PATH
+    CLIENT_PATH = args.client_path
     started = time.time()
     for row in asyncio.run(main_async(args.only)):
         print(f"| {row.benchmark} | {row.config} | {row.figure} | {row.limit} | {row.verdict} |")
