@@ -55,7 +55,7 @@ def _env(base_url: str) -> dict[str, str]:
 
 async def _start(args: list[str], base_url: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "batchflux", *args, env=_env(base_url),
+        sys.executable, "-m", "batchflux", *args, env=_env(base_url), cwd=CLIENT_PATH,  # -m: cwd first
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
 
