@@ -196,6 +196,7 @@ class FetchStage:
         host = e.media_host
         attempt = 0
         retry = False
+        failed_at: float | None = None
         while True:
             if not await host.turn(keep_trying=False, retry=retry):
                 # An outage: the file lives 7 days and the ledger has its URL; the next run fetches it.
@@ -219,7 +220,8 @@ class FetchStage:
                 if not exc.retryable:
                     host.succeeded()  # the host answered, with something we cannot use
                     return e.finish_failed(track, "download", f"download failed: {exc}")
-                retry = not e.host_failed(host, exc, sent)
+                retry = not e.host_failed(host, exc, sent if failed_at is None else failed_at)
+                failed_at = e.clock()
                 if retry:
                     continue  # the host's trouble, not this image's: wait in its line
                 attempt += 1

@@ -432,6 +432,7 @@ class HistoryStage:
         host = e.history_host
         attempt = limited = 0
         retry = False
+        failed_at: float | None = None
         while True:
             if not await host.turn(keep_trying=False, retry=retry):  # its host is down, or the run stopping
                 raise self._unavailable(kind, Transient(host.describe()))
@@ -449,7 +450,8 @@ class HistoryStage:
                 raise self._unavailable(kind, exc) from exc
             except Transient as exc:
                 e.pacer.answered(slot)
-                own = e.host_failed(host, exc, sent)
+                own = e.host_failed(host, exc, sent if failed_at is None else failed_at)
+                failed_at = e.clock()
                 if e.stopping:
                     raise self._unavailable(kind, exc) from exc
                 retry = not own

@@ -11,7 +11,8 @@ the others go on probing until the run ends. So no job fails for an outage, howe
 job that keeps failing while its host serves the others still fails, as before.
 
 "Answered other calls meanwhile" is exact: a failure is the job's own when a success on the host
-was recorded after the failed call was sent.
+was recorded after the failed call was sent, or after its previous failure (so a job that fails
+every time on a host that answers everyone else runs out of tries, rather than probing forever).
 
 :class:`HostHealth` is the rule (pure; the caller gives the clock); :class:`Host` adds the line,
 timer-driven.
@@ -75,9 +76,11 @@ class HostHealth:
         self.breaker.success()
         self._last_success = self._clock()
 
-    def failed(self, sent_at: float, error: object = "") -> Failure:
-        """A call sent at ``sent_at`` got no answer, or a 5xx."""
-        own = self._last_success > sent_at
+    def failed(self, since: float, error: object = "") -> Failure:
+        """A call got no answer, or a 5xx. ``since``: when it was sent or, when it failed before,
+        its previous failure: a success on the host after that makes it the call's own accident
+        (the host answered others while this call kept failing)."""
+        own = self._last_success > since
         self._last_failure = self._clock()
         return Failure(own=own, opened=self.breaker.failure(error))
 
@@ -151,8 +154,8 @@ class Host(HostHealth):
         self._probe_sent = None
         self._dispatch()
 
-    def failed(self, sent_at: float, error: object = "") -> Failure:
-        failure = super().failed(sent_at, error)
+    def failed(self, since: float, error: object = "") -> Failure:
+        failure = super().failed(since, error)
         self._probe_sent = None
         self._dispatch()
         return failure

@@ -290,6 +290,7 @@ class EngineState:
         attempt = 0
         limited = 0
         retry = False  # the last try failed, and it was the host's failure
+        failed_at: float | None = None  # the last try's failure
         while True:
             await host.turn(retry=retry)
             retry = False
@@ -306,7 +307,9 @@ class EngineState:
                     raise
             except Transient as exc:
                 self.pacer.answered(slot)
-                if not self.host_failed(host, exc, sent):
+                own = self.host_failed(host, exc, sent if failed_at is None else failed_at)
+                failed_at = self.clock()
+                if not own:
                     retry = True  # the host's trouble, not this call's: wait in its line
                     continue
                 attempt += 1
@@ -324,11 +327,11 @@ class EngineState:
                 self.pacer.accepted(kind)
                 return answer
 
-    def host_failed(self, host: Host, exc: ApiError, sent: float) -> bool:
-        """A call to ``host`` sent at ``sent`` got no answer (transport) or a 5xx: True when it is
-        the call's own accident (the host answered others meanwhile). A failure that opens the
-        breaker of a host the run cannot do without stops the run (an outage)."""
-        failure = host.failed(sent, exc)
+    def host_failed(self, host: Host, exc: ApiError, since: float) -> bool:
+        """A call to ``host`` got no answer (transport) or a 5xx: True when it is the call's own
+        accident (the host answered others since ``since``: its sending, or its previous failure).
+        A failure that opens the breaker of a host the run cannot do without stops the run."""
+        failure = host.failed(since, exc)
         if failure.opened and host is not self.history_host:  # the history is an aid: see .history
             self.outage(host.describe())
         return failure.own

@@ -148,6 +148,7 @@ class SubmitStage:
         ambiguous = 0
         recovered: HistoryRow | None = None  # the request of a submit without an answer, found
         intent_at = self.intent(job, params)
+        failed_at: float | None = None  # the last POST's failure (see EngineState.host_failed)
         e.new_submits += 1
         # On disk, not just in the OS, before the POST: a power cut must not lose the only trace
         # of a request that may be billed. Concurrent submits share one fsync.
@@ -167,7 +168,8 @@ class SubmitStage:
                 slot = await self.pace()
                 continue
             except Transient as exc:
-                own = e.host_failed(e.api, exc, sent)
+                own = e.host_failed(e.api, exc, sent if failed_at is None else failed_at)
+                failed_at = e.clock()
                 if own:
                     attempt += 1
                 if e.stopping:  # nothing was created: the job waits for the next run, not failed
@@ -182,7 +184,8 @@ class SubmitStage:
                 slot = await self.pace()  # every POST spends quota, retries too
                 continue
             except Ambiguous as exc:
-                e.host_failed(e.api, exc, sent)
+                e.host_failed(e.api, exc, sent if failed_at is None else failed_at)
+                failed_at = e.clock()
                 recovered = await e.history.recover(job, params, intent_at)
                 if recovered is not None and recovered.request_id:
                     sub = e.client.submission_for(recovered.request_id)

@@ -32,6 +32,10 @@ def test_a_failure_is_the_calls_own_only_when_the_host_answered_others_meanwhile
     clock.now = 3.0
     assert not host.failed(2.5, "refused").own  # nothing answered since it was sent
     assert not host.answering
+    clock.now = 4.0
+    host.succeeded()  # the host answered another call …
+    clock.now = 5.0
+    assert host.failed(3.0, "refused").own  # … since this call's previous failure: its own bad luck
 
 
 def test_the_probe_cadence_grows_to_its_cap_and_the_breaker_still_decides() -> None:
