@@ -119,10 +119,6 @@ class Host(HostHealth):
         self._probe_sent: float | None = None  # a probe is out and has not reported back
         self._timer: asyncio.TimerHandle | None = None
 
-    @property
-    def waiting(self) -> int:
-        return sum(1 for w in self._line if not w.future.done())
-
     async def turn(self, *, keep_trying: bool = True, retry: bool = False) -> bool:
         """Wait until a call may go: at once while the host answers; else in line, until a call
         succeeds or this one's turn to probe comes. ``retry``: the call failed, and it was the
