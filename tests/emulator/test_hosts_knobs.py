@@ -4,16 +4,16 @@ down alone), and what the result URL answers for a request not finished yet."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import pytest
-from conftest import Api
 
 from batchflux.emulator import Emulator, EmulatorConfig
 
 
 async def test_media_on_its_own_port_outlives_the_apis_outage_and_goes_down_alone(
-    api_for: Callable[[Emulator], Api],
+    api_for: Callable[[Emulator], Any],
 ) -> None:
     async with Emulator(EmulatorConfig(latency_mean=0.05, latency_sd=0.0, media_port=0)) as emu:
         api = api_for(emu)
@@ -41,7 +41,7 @@ async def test_media_on_its_own_port_outlives_the_apis_outage_and_goes_down_alon
 
 @pytest.mark.parametrize(("pending", "code"), [("answers", 200), ("404", 404)])
 async def test_the_result_url_answers_a_pending_request_or_not(
-    api_for: Callable[[Emulator], Api], pending: str, code: int
+    api_for: Callable[[Emulator], Any], pending: str, code: int
 ) -> None:
     config = EmulatorConfig(latency_mean=0.3, latency_sd=0.0, result_pending=pending)
     async with Emulator(config) as emu:
