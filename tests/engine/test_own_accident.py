@@ -17,12 +17,14 @@ from batchflux.run.runner import Run, RunOptions
 
 
 async def test_one_jobs_own_failures_spend_its_tries_while_the_others_finish(tmp_path: Path) -> None:
-    jobs = plain_jobs(12)
+    jobs = plain_jobs(40)
     jobs[5]["prompt"] = "cursed edit"
     manifest = write_manifest(tmp_path / "m", jobs)
     out = tmp_path / "out"
     cursed: list[int] = []
-    config = EmulatorConfig(latency_mean=0.2, latency_sd=0.05, media_port=0)  # media: not proxied
+    # Long enough that the others are still being polled while the one job spends its tries: with
+    # nothing else under way, its failures could not be told from an outage.
+    config = EmulatorConfig(latency_mean=1.5, latency_sd=0.1, media_port=0)  # media: not proxied
     async with Emulator(config) as emu, aiohttp.ClientSession() as http:
         here: list[str] = []
 
