@@ -20,6 +20,8 @@ HISTORY_OUTAGES: tuple[str, ...] = ("404", "500", "502", "envelope")
 # What the result URL answers for a request not finished yet: its non-terminal status (200, no
 # output), or a 404 as if there were no such request. Undocumented (segmind-v2.md): both are modelled.
 RESULT_PENDING: tuple[str, ...] = ("answers", "404")
+# The quota's kinds of window: all of a window's slots free at its end, or one slot at a time.
+LIMITERS: tuple[str, ...] = ("fixed", "sliding")
 MEDIA_RETENTION_S = 7 * 86400.0  # an output file is served this long after its job completes
 
 
@@ -41,7 +43,12 @@ class EmulatorConfig:
     latency_min: float = 0.02
     workers: int = 64  # server-side worker slots per key; jobs beyond stay QUEUED
     rpm: int | None = None  # requests per window per key; None = unlimited
-    window_s: float = 60.0  # fixed windows aligned to the emulator's start
+    window_s: float = 60.0  # fixed windows aligned to the emulator's start, or a sliding window
+    limiter: str = "fixed"  # one of LIMITERS
+    # Load shedding, not a quota: one submit in busy_429 (None: none) is answered 429 whatever the
+    # rate, with a reset busy_reset_s later.
+    busy_429: int | None = None
+    busy_reset_s: float = 1.2
     count_polls: bool = False  # status/result GETs count toward the quota too
     retry_after: bool = False  # also send Retry-After (whole seconds) on 429
     faults: Mapping[str, float] = field(default_factory=dict)  # kind -> probability per request
@@ -96,7 +103,7 @@ def config_problems(cfg: EmulatorConfig) -> list[str]:
         value = getattr(cfg, name)
         if not _finite(value) or value < 0:
             problems.append(f"{name} must be a finite number >= 0, not {value!r}")
-    for name in ("window_s", "retention_s", "media_retention_s"):
+    for name in ("window_s", "retention_s", "media_retention_s", "busy_reset_s"):
         value = getattr(cfg, name)
         if not _finite(value) or value <= 0:
             problems.append(f"{name} must be a finite number > 0, not {value!r}")
@@ -104,6 +111,10 @@ def config_problems(cfg: EmulatorConfig) -> list[str]:
         problems.append(f"workers must be an integer >= 1, not {cfg.workers!r}")
     if cfg.rpm is not None and (not isinstance(cfg.rpm, int) or cfg.rpm < 1):
         problems.append(f"rpm must be None or an integer >= 1, not {cfg.rpm!r}")
+    if cfg.limiter not in LIMITERS:
+        problems.append(f"limiter must be one of {', '.join(LIMITERS)}, not {cfg.limiter!r}")
+    if cfg.busy_429 is not None and (not isinstance(cfg.busy_429, int) or cfg.busy_429 < 1):
+        problems.append(f"busy_429 must be None or an integer >= 1, not {cfg.busy_429!r}")
     for kind, rate in dict(cfg.faults).items():
         if kind not in FAULT_KINDS:
             problems.append(f"unknown fault kind {kind!r} (known: {', '.join(FAULT_KINDS)})")

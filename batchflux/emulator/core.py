@@ -25,7 +25,7 @@ from batchflux.emulator.inputs import InputResolver
 from batchflux.emulator.jobs import COMPLETED, STATES, JobRecord, body_digest
 from batchflux.emulator.media import MediaStore, parse_data_url
 from batchflux.emulator.outputs import OutputRenderer
-from batchflux.emulator.quota import FixedWindowQuota, QuotaDecision
+from batchflux.emulator.quota import BusyRefusals, QuotaDecision, make_quota
 from batchflux.emulator.schedule import ActiveCounter, WorkerPool
 from batchflux.manifest.schema import FLUX_KONTEXT_MAX, check_params
 
@@ -79,7 +79,8 @@ class EmulatorCore:
         self._pools: dict[str, WorkerPool] = {}
         self._active: dict[str, ActiveCounter] = {}
         self._seen: dict[str, set[str]] = {}
-        self.quota = FixedWindowQuota(config.rpm, config.window_s, self._origin)
+        self.quota = make_quota(config.limiter, config.rpm, config.window_s, self._origin)
+        self.busy = BusyRefusals(config.busy_429, config.busy_reset_s)
         # key -> the last 429's reset: the quota is the key's, so a pause announced on one kind of
         # call holds for every kind it counts (polls too, with count_polls)
         self._announced: dict[str, float] = {}
@@ -107,7 +108,8 @@ class EmulatorCore:
         if now < self._announced.get(key, 0.0):
             self.counters.calls_in_announced_pause += 1
             self.in_announced_pause_times.append(self.unix(now))
-        decision = self.quota.acquire(key, now)
+        busy = self.busy.refuse(now) if kind == "submit" else None
+        decision = busy if busy is not None else self.quota.acquire(key, now)
         if decision.allowed:
             self.counters.counted_calls += 1
         else:
@@ -312,8 +314,12 @@ class EmulatorCore:
         if new.workers != old.workers:
             for pool in self._pools.values():
                 pool.resize(new.workers)
-        if (new.rpm, new.window_s) != (old.rpm, old.window_s):
+        if new.limiter != old.limiter:
+            self.quota = make_quota(new.limiter, new.rpm, new.window_s, self._origin)
+        elif (new.rpm, new.window_s) != (old.rpm, old.window_s):
             self.quota.reconfigure(new.rpm, new.window_s)
+        if (new.busy_429, new.busy_reset_s) != (old.busy_429, old.busy_reset_s):
+            self.busy = BusyRefusals(new.busy_429, new.busy_reset_s)
         if "credits" in changes:
             self.account.reset(new.credits, self.clock())
         if "seed" in changes:

@@ -9,6 +9,7 @@ from batchflux.emulator.config import (
     FAULT_KINDS,
     HISTORY_OUTAGES,
     INVALID_PARAMS_AT,
+    LIMITERS,
     RESULT_PENDING,
     EmulatorConfig,
 )
@@ -169,6 +170,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="quota window in seconds (default 60)",
     )
     account.add_argument(
+        "--limiter",
+        choices=LIMITERS,
+        default=d.limiter,
+        help="fixed: windows aligned to the emulator's start, all of a window's requests free at its "
+        "end; sliding: a slot frees one window after each request (default %(default)s)",
+    )
+    account.add_argument(
+        "--busy-429",
+        type=int,
+        metavar="N",
+        default=d.busy_429,
+        help="answer one submit in N with a 429 whatever the rate (load, not a quota; default none)",
+    )
+    account.add_argument(
+        "--busy-reset",
+        type=float,
+        metavar="SECONDS",
+        default=d.busy_reset_s,
+        help="the reset those busy 429s announce, from now (default %(default)s)",
+    )
+    account.add_argument(
         "--count-polls", action="store_true", help="status/result GETs count toward the quota"
     )
     account.add_argument("--retry-after", action="store_true", help="send Retry-After with 429s")
@@ -216,6 +238,9 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         workers=args.workers,
         rpm=args.rpm,
         window_s=args.window,
+        limiter=args.limiter,
+        busy_429=args.busy_429,
+        busy_reset_s=args.busy_reset,
         count_polls=args.count_polls,
         retry_after=args.retry_after,
         faults=dict(args.fault or ()),

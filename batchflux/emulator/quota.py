@@ -1,19 +1,29 @@
-"""The per-key request quota: fixed windows aligned to the emulator's start (pure).
+"""The per-key request quota (pure): fixed windows aligned to the emulator's start, or a sliding
+window; and 429s that are no quota's (the server busy).
 
-Window ``i`` covers ``[origin + i*window, origin + (i+1)*window)``. A request is allowed while its
-key has used fewer than ``limit`` requests in the current window; a refused request uses nothing.
+- :class:`FixedWindowQuota` — window ``i`` covers ``[origin + i*window, origin + (i+1)*window)``;
+  a request is allowed while its key has used fewer than ``limit`` requests in the current window,
+  and a refusal's reset is the window's end (everything frees at once).
+- :class:`SlidingWindowQuota` — a request is allowed while its key has fewer than ``limit``
+  accepted requests in the last ``window`` seconds; a refusal's reset is when the oldest of them
+  leaves the window (one slot frees per earlier request).
+- :class:`BusyRefusals` — one submit in ``every`` is answered 429 whatever the rate, with a reset
+  ``reset_s`` from now: load shedding, not a quota.
+
+A refused request uses nothing.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
 class QuotaDecision:
     allowed: bool
-    reset_at: float  # loop-clock time the current window ends
+    reset_at: float  # loop-clock time the refused request's slot frees (the window ends, when fixed)
 
 
 class FixedWindowQuota:
@@ -47,3 +57,54 @@ class FixedWindowQuota:
             self._used.clear()
         self.limit = limit
         self.window = window
+
+
+class SlidingWindowQuota:
+    __slots__ = ("_log", "limit", "window")
+
+    def __init__(self, limit: int | None, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self._log: dict[str, deque[float]] = {}  # key -> when its requests in the window were accepted
+
+    def acquire(self, key: str, now: float) -> QuotaDecision:
+        log = self._log.setdefault(key, deque())
+        while log and log[0] + self.window <= now:
+            log.popleft()
+        if self.limit is not None and len(log) >= self.limit:
+            return QuotaDecision(False, log[0] + self.window)
+        log.append(now)
+        return QuotaDecision(True, log[0] + self.window)
+
+    def reconfigure(self, limit: int | None, window: float) -> None:
+        """New limit and window apply at once to the requests already in the window."""
+        self.limit = limit
+        self.window = window
+
+
+Quota = FixedWindowQuota | SlidingWindowQuota
+
+
+def make_quota(limiter: str, limit: int | None, window: float, origin: float) -> Quota:
+    if limiter == "sliding":
+        return SlidingWindowQuota(limit, window)
+    return FixedWindowQuota(limit, window, origin)
+
+
+class BusyRefusals:
+    """Every ``every``-th submit (None: none) is refused with a reset ``reset_s`` later."""
+
+    __slots__ = ("_seen", "every", "reset_s")
+
+    def __init__(self, every: int | None, reset_s: float) -> None:
+        self.every = every
+        self.reset_s = reset_s
+        self._seen = 0
+
+    def refuse(self, now: float) -> QuotaDecision | None:
+        if self.every is None:
+            return None
+        self._seen += 1
+        if self._seen % self.every:
+            return None
+        return QuotaDecision(False, now + self.reset_s)

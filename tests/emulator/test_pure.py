@@ -13,7 +13,7 @@ from batchflux.emulator.account import Account
 from batchflux.emulator.images import label_for, output_ext, output_size
 from batchflux.emulator.jobs import COMPLETED, FAILED, PROCESSING, QUEUED, JobRecord
 from batchflux.emulator.media import parse_data_url
-from batchflux.emulator.quota import FixedWindowQuota
+from batchflux.emulator.quota import BusyRefusals, FixedWindowQuota, SlidingWindowQuota
 from batchflux.emulator.schedule import ActiveCounter, Slot, WorkerPool
 from batchflux.emulator.wire import iso_utc
 
@@ -101,6 +101,30 @@ def test_fixed_window_quota() -> None:
     assert not quota.acquire("a", 119.5).allowed
     quota.reconfigure(None, 10.0)
     assert quota.acquire("a", 119.6).allowed
+
+
+def test_sliding_window_quota_frees_one_slot_per_earlier_request() -> None:
+    quota = SlidingWindowQuota(limit=2, window=10.0)
+    assert quota.acquire("a", 100.0).allowed
+    assert quota.acquire("a", 104.0).allowed
+    refused = quota.acquire("a", 105.0)
+    assert (refused.allowed, refused.reset_at) == (False, 110.0)  # the first request's slot frees
+    assert quota.acquire("b", 105.0).allowed  # per key
+    assert quota.acquire("a", 110.0).allowed  # that slot, and only that one
+    refused = quota.acquire("a", 110.5)
+    assert (refused.allowed, refused.reset_at) == (False, 114.0)  # the next frees at its own time
+    quota.reconfigure(None, 10.0)
+    assert quota.acquire("a", 110.6).allowed
+
+
+def test_busy_refusals_answer_one_submit_in_n_whatever_the_rate() -> None:
+    busy = BusyRefusals(every=3, reset_s=1.2)
+    decisions = [busy.refuse(float(t)) for t in range(7)]
+    assert [d is None for d in decisions] == [True, True, False, True, True, False, True]
+    refused = decisions[2]
+    assert refused is not None
+    assert (refused.allowed, refused.reset_at) == (False, 3.2)
+    assert BusyRefusals(every=None, reset_s=1.2).refuse(0.0) is None
 
 
 def test_account_refunds_land_when_due() -> None:

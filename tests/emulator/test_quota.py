@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import pytest
+
 from batchflux.emulator import Emulator
 
 Make = Callable[..., Emulator]
@@ -114,3 +116,43 @@ async def test_no_window_ever_gets_more_than_the_limit(
         assert sum(per_window.values()) == stats["submits"] >= 15
         assert set(seen) == {200, 429}
         assert (seen.count(200), seen.count(429)) == (stats["submits"], stats["rate_limited"])
+
+
+async def test_a_sliding_limiter_frees_a_slot_one_window_after_each_accepted_submit(
+    make_emulator: Make, api_for: Callable[[Emulator], Any], wait_until: Any
+) -> None:
+    async with make_emulator(rpm=3, window_s=0.6, limiter="sliding", latency_mean=0.05) as emu:
+        api = api_for(emu)
+        for _ in range(3):
+            assert (await api.submit(prompt="a")).status == 200
+            await asyncio.sleep(0.1)
+        refused = await api.submit(prompt="b")
+        assert refused.status == 429
+        reset = datetime.fromisoformat(refused.headers["x-rate-limit-reset-at-utc"]).timestamp()
+        first, second, _ = emu.stats()["submit_times"]
+        assert reset == pytest.approx(first + 0.6, abs=2e-3)  # the oldest slot, not a window's end
+
+        async def accepted() -> bool:
+            return bool((await api.submit(prompt="c")).status == 200)
+
+        await wait_until(accepted, within=5.0, what="the oldest slot freed")
+        again = await api.submit(prompt="d")
+        assert again.status == 429  # one slot freed, and only one
+        later = datetime.fromisoformat(again.headers["x-rate-limit-reset-at-utc"]).timestamp()
+        assert later == pytest.approx(second + 0.6, abs=2e-3)
+        assert sliding_max(emu.stats()["submit_times"], 0.6) <= 3
+
+
+async def test_busy_429s_refuse_one_submit_in_n_with_their_own_reset(
+    make_emulator: Make, api_for: Callable[[Emulator], Any]
+) -> None:
+    async with make_emulator(busy_429=3, busy_reset_s=1.2, latency_mean=0.05) as emu:
+        api = api_for(emu)
+        replies = [await api.submit(prompt=f"p{i}") for i in range(6)]
+        assert [r.status for r in replies] == [200, 200, 429, 200, 200, 429]  # no quota, just busy
+        reset = datetime.fromisoformat(replies[2].headers["x-rate-limit-reset-at-utc"]).timestamp()
+        stats = emu.stats()
+        assert reset == pytest.approx(stats["rate_limited_times"][0] + 1.2, abs=2e-3)
+        # Calls inside the announced pause are accepted (load, not a quota), and counted as such.
+        assert stats["calls_in_announced_pause"] == 3
+        assert (stats["submits"], stats["rate_limited"]) == (4, 2)
