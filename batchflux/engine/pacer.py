@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 
 from batchflux.api import RateLimited, policy
 from batchflux.engine.pacing import Clock, PauseGate, Rate, SlidingWindowLimiter
-from batchflux.engine.quota import FollowUps, QuotaLearner, suggest_flag
+from batchflux.engine.quota import SLIDING, FollowUps, QuotaLearner, suggest_flag
 
 log = logging.getLogger("batchflux.engine")
 
@@ -122,12 +122,10 @@ class Pacer:
             if kind != "submit":
                 log.info("the API counts %s calls toward the quota: they are paced with the submits", kind)
                 self._keep_room()
-        if self.quota is not None:  # every 429 announces the window's end to the learner
-            self._learned(self.quota.rate_limited(exc.delay_s))
-            if self.limiter is not None and exc.delay_s is not None:
-                # A learned quota counts in the server's own windows (a 429's reset starts one).
-                period = self.limiter.rate.period
-                self.limiter.align(self._clock() + exc.delay_s, guard=min(ALIGN_GUARD_S, period / 60))
+        if self.quota is not None:  # every 429 is evidence for the learner
+            used = self.limiter.used() if self.limiter is not None else None
+            self._learned(self.quota.rate_limited(exc.delay_s, used=used))
+            self._align(exc.delay_s)
         for paused in self.paused_with(kind):
             if self.gates[paused].pause_for(delay) and exc.delay_s is not None:
                 self._on_pause(paused, self._wall() + delay)
@@ -179,6 +177,8 @@ class Pacer:
             return
         if self.limiter is None:
             self.limiter = SlidingWindowLimiter(rate, self._clock)
+            assert self.quota is not None
+            self.limiter.seed(self.quota.recent(rate.period))  # the calls already in the window
         else:
             self.limiter.set_rate(rate)
         self._keep_room()
@@ -187,6 +187,18 @@ class Pacer:
             self._announce.cancel()
         assert self.quota is not None
         self._announce = self._loop.call_at(self.quota.settles_at, self.say_quota)
+
+    def _align(self, delay: float | None) -> None:
+        """A learned quota counts in the server's own windows: fixed ones start at the reset of a
+        429 that fit them; a sliding one is counted as sliding. A busy 429 moves nothing."""
+        assert self.quota is not None
+        if self.limiter is None or delay is None:
+            return
+        if self.quota.kind == SLIDING:
+            self.limiter.align(None, guard=0.0)
+        elif self.quota.fitted:
+            period = self.limiter.rate.period
+            self.limiter.align(self._clock() + delay, guard=min(ALIGN_GUARD_S, period / 60))
 
     def _keep_room(self) -> None:
         """Once polls count toward the quota, each window keeps room for the polls of its submits."""

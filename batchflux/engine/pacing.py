@@ -119,10 +119,19 @@ class SlidingWindowLimiter:
         self.rate = rate
         self._wake()
 
-    def align(self, boundary: float, guard: float) -> None:
-        """Count in the server's fixed windows, one of which starts at ``boundary``."""
+    def align(self, boundary: float | None, guard: float) -> None:
+        """Count in the server's fixed windows, one of which starts at ``boundary`` (None: count in
+        a sliding window again, as a sliding limiter does)."""
         self._boundary = boundary
         self.guard = guard
+        self._wake()
+
+    def seed(self, taken: list[float]) -> None:
+        """Calls already made (at these times) before the limiter existed: they hold their slots."""
+        for at in sorted(taken):
+            slot = [at]
+            self._log.append(slot)
+            self._normal_log.append(slot)
         self._wake()
 
     def keep_room(self, followups: float | None) -> None:

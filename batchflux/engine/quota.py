@@ -41,16 +41,27 @@ from batchflux.engine.pacing import Rate
 MIN_PERIOD_S = 0.5  # resets closer than this announce the same window (clocks round to the second)
 PROBE_AFTER = 20  # windows without a 429 before one more submit a window is tried
 MEMORY = 20_000  # accepted calls remembered
+FIXED, SLIDING = "fixed", "sliding"
+FIT_S = 0.03  # a reset this close to where a window quota puts it fits that quota
+ANSWER_LAG_S = 0.05  # an accepted call's answer comes back at most this long after the server counted it
+PERIOD_ESTIMATES = 5  # a sliding window's length: the longest of the last few measurements
 
 
 class QuotaLearner:
     __slots__ = (
         "_accepted",
         "_clock",
+        "_doubt_until",
         "_first_count",
-        "_last_429",
+        "_last_fit",
         "_measured",
+        "_periods",
+        "_raised",
         "_reset",
+        "boundary",
+        "busy",
+        "fitted",
+        "kind",
         "probe_after",
         "probes",
         "rate",
@@ -60,30 +71,46 @@ class QuotaLearner:
         self._clock = clock
         self.probe_after = probe_after
         self.rate: Rate | None = None
+        self.kind: str | None = None  # FIXED or SLIDING, once a rate is learned
+        self.boundary: float | None = None  # fixed: the reset of the last 429 that fit (a window opens)
+        self.fitted = False  # whether the last 429 fit the quota (False: the server was busy)
         self.probes = 0
+        self.busy = 0  # 429s that fit no quota
         # When accepted calls were answered: enough to count a whole window of any quota, bounded
         # for a run that never meets a 429 (and so never trims by a learned period).
         self._accepted: deque[float] = deque(maxlen=MEMORY)
-        self._reset: float | None = None  # when the last announced window reopens
-        self._last_429 = 0.0
+        self._reset: float | None = None  # when the last announced window reopens (while measuring)
+        self._last_fit = 0.0  # the last 429 that fit the quota, or the last probe
+        self._doubt_until = 0.0  # a 429 that fit no quota came: probe upwards every window until then
+        self._raised = 0.0  # the last additive increase
         self._first_count = 0  # submits accepted before the first 429
         self._measured: tuple[float, int] = (0.0, 0)  # the measured window's end, and calls accepted in it
+        self._periods: deque[float] = deque(maxlen=PERIOD_ESTIMATES)
 
     @property
     def settles_at(self) -> float:
         """When the last measured window is over, and its count final (loop clock)."""
         return self._measured[0]
 
+    @property
+    def doubting(self) -> bool:
+        """Whether 429s that fit no quota came lately (the rate then rises by one a window)."""
+        return self._clock() < self._doubt_until
+
     def admits(self, in_flight: int) -> bool:
-        """Whether a submit may go alongside ``in_flight`` others, or should wait to go alone: only
-        while the window's size is being measured, past what the first window held."""
-        if self.rate is not None or self._reset is None:
-            return True
-        since = sum(1 for t in self._accepted if t >= self._reset)
-        return since + in_flight < self._first_count
+        """Whether a submit may go alongside ``in_flight`` others, or should wait to go alone: while
+        the window is being measured (after the first 429, before the rate), one at a time, so the
+        429 that ends the measurement refuses one submit, not every submit in flight together, and
+        a sliding window's slots, freed one by one, are taken one by one."""
+        return self.rate is not None or self._reset is None or in_flight == 0
+
+    def recent(self, period: float) -> list[float]:
+        """When the calls accepted in the last ``period`` seconds were answered."""
+        since = self._clock() - period
+        return [t for t in self._accepted if t > since]
 
     def accepted(self) -> Rate | None:
-        """A submit was accepted now. Returns a probed-up rate when it is time to try one."""
+        """A submit was accepted now. Returns a raised rate when it is time to try one more a window."""
         now = self._clock()
         self._accepted.append(now)
         rate = self.rate
@@ -96,35 +123,98 @@ class QuotaLearner:
         horizon = now - 4 * (self.rate.period if self.rate else 3600.0)
         while self._accepted and self._accepted[0] < horizon:
             self._accepted.popleft()
-        if rate is None or now - self._last_429 < self.probe_after * rate.period:
+        if rate is None:
             return None
-        self._last_429 = now  # the probe's own clock: the next one waits as long again
-        self.probes += 1
+        if now < self._doubt_until:  # additive increase: one more each window until a 429 fits
+            if now - self._raised < rate.period:
+                return None
+        elif now - self._last_fit < self.probe_after * rate.period:
+            return None
+        else:
+            self._last_fit = now  # the probe's own clock: the next one waits as long again
+            self.probes += 1
+        self._raised = now
         self.rate = Rate(rate.limit + 1, rate.period)
         return self.rate
 
-    def rate_limited(self, delay: float | None) -> Rate | None:
+    def rate_limited(self, delay: float | None, *, used: int | None = None) -> Rate | None:
         """A submit got a 429 that says the window reopens in ``delay`` seconds (None: it did not
-        say). Returns the new rate when this 429 measured a window that changes it."""
+        say); ``used``: the calls the client had in the window it paces by (None: it paces by none).
+        Returns the new rate when this 429 measured a window that changes it. Sets :attr:`fitted`."""
         now = self._clock()
-        self._last_429 = now
+        self.fitted = False
         if delay is None:
+            self._last_fit = now
             return None
         reset = now + max(0.0, delay)
+        if self.rate is None:
+            return self._measure(now, reset)
+        return self._judge(now, reset, used)
+
+    # ---- the first rate ------------------------------------------------------------------------
+
+    def _measure(self, now: float, reset: float) -> Rate | None:
+        """Before any rate: the first 429 ends the window the run started in; the next one with
+        another reset measures a window, sliding if its reset, like the first one's, is one same
+        period after a submit that left the window full; else fixed, from one reset to the next."""
+        self._last_fit = now
         previous, self._reset = self._reset, reset
         if previous is None:
             self._first_count = len(self._accepted)
             return None
-        if reset - previous < MIN_PERIOD_S:
-            if reset < previous:
-                self._reset = previous  # an earlier-announced window: keep the later reset
+        if abs(reset - previous) < FIT_S or reset < previous:
+            self._reset = max(reset, previous)  # the same window, or an earlier-announced one
             return None
-        # The window this 429 closes began at the previous reset, or (windows passed without a 429
-        # since) one known period before this reset.
-        period = reset - previous
-        if self.rate is not None and period > 1.5 * self.rate.period:
-            period = self.rate.period
-        count = sum(1 for t in self._accepted if t >= reset - period)
+        first = self._accepted[0] if self._accepted else None
+        if first is not None and (period := previous - first) >= MIN_PERIOD_S:
+            anchor = self._anchor(reset - period)
+            if anchor is not None and self._count(anchor, now) >= max(1, self._first_count) - 1:
+                self.kind = SLIDING
+                self._periods.extend((period, reset - anchor))
+                return self._fit(now, reset, self._sliding_period(), anchor)
+        if reset - previous < MIN_PERIOD_S:
+            return None
+        self.kind = FIXED
+        return self._fit(now, reset, reset - previous, reset - (reset - previous))
+
+    # ---- later 429s: the quota's, or the server's load -----------------------------------------
+
+    def _judge(self, now: float, reset: float, used: int | None) -> Rate | None:
+        """A 429 fits the quota when the client had its window full (``used`` at the learned limit
+        or one under it: a probe) and its reset is where the quota puts one: on the fixed windows'
+        boundaries, or one period after an accepted call that opened a sliding window. Any other
+        429 is the server's load: it is paced by its pause, and the rate rises by one a window."""
+        assert self.rate is not None
+        period, limit = self.rate.period, self.rate.limit
+        full = used is None or used >= limit - 1
+        if self.kind == FIXED and self.boundary is not None:
+            windows = (reset - self.boundary) / period
+            on_grid = abs(windows - round(windows)) * period <= FIT_S
+            if on_grid and round(windows) == 0:  # another 429 of a window already measured
+                self.fitted = True
+                return None
+            if on_grid and full:
+                if round(windows) == 1:  # consecutive windows: their boundaries measure the length
+                    period = reset - self.boundary
+                return self._fit(now, reset, period, reset - period)
+        elif self.kind == SLIDING:
+            anchor = self._anchor(reset - period)
+            if anchor is not None and full:
+                self._periods.append(reset - anchor)
+                return self._fit(now, reset, self._sliding_period(), anchor)
+        self.busy += 1
+        self._doubt_until = now + self.probe_after * period
+        return None
+
+    def _fit(self, now: float, reset: float, period: float, start: float) -> Rate | None:
+        """A 429 that fits the quota: the window from ``start`` to it holds the limit (and the
+        answers still on the wire add to it until ``reset``)."""
+        self.fitted = True
+        self._last_fit = now
+        self._doubt_until = 0.0
+        if self.kind == FIXED:
+            self.boundary = reset
+        count = self._count(start, now)
         if count < 1:
             return None
         measured = Rate(count, _round_period(period))
@@ -133,6 +223,22 @@ class QuotaLearner:
             return None
         self.rate = measured
         return measured
+
+    def _count(self, start: float, end: float) -> int:
+        return sum(1 for t in self._accepted if start <= t <= end)
+
+    def _anchor(self, at: float) -> float | None:
+        """The accepted call a sliding window's slot was taken by, if one was answered at ``at``
+        (its answer comes back a little after the server counted it)."""
+        for t in self._accepted:
+            if at - FIT_S <= t <= at + ANSWER_LAG_S:
+                return t
+        return None
+
+    def _sliding_period(self) -> float:
+        # Each measurement is the reset minus an answer, which comes back after the server counted
+        # its call: short by that much, never long.
+        return max(self._periods)
 
 
 def _round_period(period: float) -> float:

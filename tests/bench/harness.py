@@ -212,6 +212,9 @@ def emulator_args(
     retention: float | None = None,
     credits: float = 1e9,
     count_polls: bool = False,
+    limiter: str | None = None,
+    busy_429: int | None = None,
+    busy_reset: float | None = None,
 ) -> list[str]:
     """Flags for ``python -m batchflux.emulator``; the latency floor defaults to 0 (the emulator's: 20 ms)."""
     args = ["--latency", latency, "--latency-min", str(latency_min), "--workers", str(workers)]
@@ -226,18 +229,25 @@ def emulator_args(
         args += ["--fault", f"{kind}={rate}"]
     if count_polls:
         args.append("--count-polls")
+    if limiter is not None:
+        args += ["--limiter", limiter]
+    if busy_429 is not None:
+        args += ["--busy-429", str(busy_429)]
+    if busy_reset is not None:
+        args += ["--busy-reset", str(busy_reset)]
     return args
 
 
 # --- clients in child processes ---------------------------------------------------------------------
 
 
-def run_client(kind: str, args: Sequence[str], *, timeout: float = 600) -> dict[str, Any]:
-    """``python -m tests.bench.clients KIND ARGS``; its last stdout line is a JSON report."""
+def run_client(kind: str, args: Sequence[str], *, timeout: float = 600, root: Path = ROOT) -> dict[str, Any]:
+    """``python -m tests.bench.clients KIND ARGS`` in ``root`` (where batchflux is imported from
+    first: another checkout runs another version of it); its last stdout line is a JSON report."""
     cmd = [sys.executable, "-m", "tests.bench.clients", kind, *args]
     env = {**os.environ, "SEGMIND_API_KEY": API_KEY}
     proc = subprocess.run(
-        cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout, check=False
+        cmd, capture_output=True, text=True, cwd=root, env=env, timeout=timeout, check=False
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
