@@ -99,10 +99,19 @@ class QuotaLearner:
 
     def admits(self, in_flight: int) -> bool:
         """Whether a submit may go alongside ``in_flight`` others, or should wait to go alone: while
-        the window is being measured (after the first 429, before the rate), one at a time, so the
-        429 that ends the measurement refuses one submit, not every submit in flight together, and
+        the window is being measured (after the first 429, before the rate), the first window's
+        calls whose slots are free under either kind of window (one first-429-reset's distance
+        after they were taken, at the earliest) go at once, and the rest one at a time. So the 429
+        that ends the measurement refuses one submit, not every submit in flight together, and
         a sliding window's slots, freed one by one, are taken one by one."""
-        return self.rate is not None or self._reset is None or in_flight == 0
+        reset = self._reset
+        if self.rate is not None or reset is None or in_flight == 0:
+            return True
+        first = self._accepted[0] if self._accepted else reset
+        freed_before = self._clock() - (reset - first)
+        freed = sum(1 for t in self._accepted if t <= freed_before and t < reset)
+        since = sum(1 for t in self._accepted if t >= reset)
+        return since + in_flight < freed
 
     def recent(self, period: float) -> list[float]:
         """When the calls accepted in the last ``period`` seconds were answered."""
@@ -166,7 +175,10 @@ class QuotaLearner:
             self._reset = max(reset, previous)  # the same window, or an earlier-announced one
             return None
         first = self._accepted[0] if self._accepted else None
-        if first is not None and (period := previous - first) >= MIN_PERIOD_S:
+        period = previous - first if first is not None else 0.0
+        # Resets exactly a period apart fit fixed windows that the run began at the opening of:
+        # then both kinds explain the 429s, and the fixed windows' boundaries are known.
+        if period >= MIN_PERIOD_S and abs(reset - previous - period) > FIT_S:
             anchor = self._anchor(reset - period)
             if anchor is not None and self._count(anchor, now) >= max(1, self._first_count) - 1:
                 self.kind = SLIDING

@@ -145,3 +145,102 @@ def test_a_measured_window_is_rounded_to_whole_seconds_when_within_a_percent(
     steps = [*window(0.0, 3), (0.05, "429", 0.95)]  # the window reopens at 1.0
     steps += [*window(1.0, 3, spacing=0.001), (1.01, "429", measured - 0.01)]  # and again ``measured`` on
     assert drive(learner, clock, steps) == [Rate(3, period)]
+
+
+# ---- which 429s are a quota's, and of which kind ------------------------------------------------
+
+
+def learned_fixed(clock: Clock) -> QuotaLearner:
+    """A learner that measured 10 per 6 s fixed windows, the last one reopening at 12 (the run
+    began a second into a window)."""
+    learner = QuotaLearner(clock)
+    drive(learner, clock, [*window(1.0, 10), (1.2, "429", 4.8), *window(6.1, 10), (6.2, "429", 5.8)])
+    assert (learner.rate, learner.kind, learner.boundary) == (Rate(10, 6.0), "fixed", 12.0)
+    return learner
+
+
+def test_a_429_under_the_learned_limit_is_load_not_a_smaller_quota() -> None:
+    clock = Clock()
+    learner = learned_fixed(clock)
+    drive(learner, clock, window(12.0, 3))
+    clock.now = 12.05
+    assert learner.rate_limited(1.2, used=3) is None  # 3 of 10 used: the quota did not refuse it
+    assert (learner.fitted, learner.busy, learner.rate) == (False, 1, Rate(10, 6.0))
+    assert learner.doubting
+
+
+def test_a_full_window_refused_off_the_windows_boundaries_is_load_too() -> None:
+    clock = Clock()
+    learner = learned_fixed(clock)
+    drive(learner, clock, window(12.0, 10))
+    clock.now = 12.2
+    assert learner.rate_limited(1.2, used=10) is None  # reset at 13.4: no boundary of 6 s windows
+    assert (learner.fitted, learner.busy) == (False, 1)
+
+
+def test_a_full_window_refused_at_its_end_is_the_quota_exactly() -> None:
+    clock = Clock()
+    learner = learned_fixed(clock)
+    drive(learner, clock, window(12.0, 9))
+    clock.now = 12.2
+    assert learner.rate_limited(5.8, used=9) == Rate(9, 6.0)  # a probe's size, one under: fits
+    assert (learner.fitted, learner.busy, learner.boundary) == (True, 0, 18.0)
+
+
+def test_after_load_429s_the_rate_rises_by_one_a_window_until_a_429_fits() -> None:
+    clock = Clock()
+    learner = learned_fixed(clock)
+    drive(learner, clock, window(12.0, 3))
+    clock.now = 12.05
+    learner.rate_limited(1.2, used=3)
+    rises = drive(learner, clock, [(12.0 + 0.5 * i, "ok", None) for i in range(1, 36)])
+    assert rises == [Rate(11, 6.0), Rate(12, 6.0), Rate(13, 6.0)]  # one per 6 s: 12.5, 18.5, 24.5
+    drive(learner, clock, window(30.0, 10))
+    clock.now = 30.1
+    assert learner.rate_limited(5.9, used=13) == Rate(10, 6.0)  # at a boundary, the window full
+    assert (learner.fitted, learner.doubting) == (True, False)  # the quota again, exactly
+
+
+def test_a_sliding_window_is_told_by_resets_one_period_after_the_calls_that_filled_it() -> None:
+    clock = Clock()
+    learner = QuotaLearner(clock)
+    steps = [*window(0.0, 10), (0.1, "429", 5.9)]  # the first call's slot frees at 6.0
+    # The client comes back at 6.1 (its cushion), when all ten slots are free, and takes them; the
+    # eleventh is refused until the slot it took first frees: 12.1, not 12.0 as a fixed window's.
+    steps += [*window(6.1, 10), (6.2, "429", 12.1 - 6.2)]
+    assert drive(learner, clock, steps) == [Rate(10, 6.0)]
+    assert learner.kind == "sliding"
+    drive(learner, clock, [*window(12.1, 10), *window(18.1, 10)])
+    clock.now = 21.0
+    assert learner.rate_limited(1.2, used=10) is None  # frees at 22.2: no call at 16.2 took a slot
+    assert (learner.fitted, learner.busy) == (False, 1)
+    clock.now = 24.05
+    assert learner.rate_limited(0.05, used=10) is None  # frees as the call at 18.1 leaves: the quota
+    assert (learner.fitted, learner.rate, learner.doubting) == (True, Rate(10, 6.0), False)
+
+
+def test_load_429s_at_a_steady_share_of_submits_never_collapse_the_rate() -> None:
+    """A server with no quota refuses one submit in nine, reset 1.2 s on, and a client that honours
+    each pause and paces by what it learned: the rate never falls below the pauses' ceiling."""
+    clock = Clock()
+    learner = QuotaLearner(clock)
+    sent, t = 0, 0.0
+    lowest = 10_000
+    while t < 300.0:
+        rate = learner.rate
+        burst = rate.limit if rate else 16
+        paused_until = t
+        for i in range(burst):
+            clock.now = t + 0.005 * i
+            sent += 1
+            if sent % 9 == 0:
+                learner.rate_limited(1.2, used=i)
+                paused_until = clock.now + 1.3
+                break
+            learner.accepted()
+        if learner.rate is not None:
+            lowest = min(lowest, learner.rate.limit / learner.rate.period)
+        t = max(paused_until, t + (learner.rate.period if learner.rate else 0.0))
+    assert learner.rate is not None
+    assert lowest >= 8 / 1.5  # eight submits per pause: the rate the pauses allow
+    assert learner.rate.limit / learner.rate.period > 8 / 1.3  # and it kept rising past them
