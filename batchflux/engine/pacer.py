@@ -162,11 +162,13 @@ class Pacer:
         rate = self.learned_rate
         if rate is None or rate == self._said_rate:
             return
+        assert self.quota is not None
+        kind = self.quota.kind or "fixed"
         if self._said_rate is None:
-            log.info("learned the quota from the 429s: %s a window; pass %s to start at it next time",
-                     rate, suggest_flag(rate))  # fmt: skip
+            log.info("learned the quota from the 429s: %s a %s window; pass %s to start at it next time",
+                     rate, kind, suggest_flag(rate))  # fmt: skip
         else:
-            log.info("quota revised: %s", rate)
+            log.info("quota revised: %s (%s window)", rate, kind)
         self._said_rate = rate
 
     # ---- inside --------------------------------------------------------------------------

@@ -53,6 +53,7 @@ class QuotaLearner:
         "_clock",
         "_doubt_until",
         "_first_count",
+        "_first_reset",
         "_last_fit",
         "_measured",
         "_periods",
@@ -84,6 +85,7 @@ class QuotaLearner:
         self._doubt_until = 0.0  # a 429 that fit no quota came: probe upwards every window until then
         self._raised = 0.0  # the last additive increase
         self._first_count = 0  # submits accepted before the first 429
+        self._first_reset = 0.0  # and when the first 429 said its window reopens
         self._measured: tuple[float, int] = (0.0, 0)  # the measured window's end, and calls accepted in it
         self._periods: deque[float] = deque(maxlen=PERIOD_ESTIMATES)
 
@@ -170,20 +172,26 @@ class QuotaLearner:
         previous, self._reset = self._reset, reset
         if previous is None:
             self._first_count = len(self._accepted)
+            self._first_reset = reset
             return None
         if abs(reset - previous) < FIT_S or reset < previous:
             self._reset = max(reset, previous)  # the same window, or an earlier-announced one
             return None
         first = self._accepted[0] if self._accepted else None
-        period = previous - first if first is not None else 0.0
+        period = self._first_reset - first if first is not None else 0.0
         # Resets exactly a period apart fit fixed windows that the run began at the opening of:
         # then both kinds explain the 429s, and the fixed windows' boundaries are known.
-        if period >= MIN_PERIOD_S and abs(reset - previous - period) > FIT_S:
+        if period >= MIN_PERIOD_S and abs(reset - self._first_reset - period) > FIT_S:
             anchor = self._anchor(reset - period)
-            if anchor is not None and self._count(anchor, now) >= max(1, self._first_count) - 1:
+            if (
+                anchor is not None
+                and self._count(reset - period - FIT_S, now) >= max(1, self._first_count) - 1
+            ):
                 self.kind = SLIDING
                 self._periods.extend((period, reset - anchor))
-                return self._fit(now, reset, self._sliding_period(), anchor)
+                return self._fit(
+                    now, reset, self._sliding_period(), reset - self._sliding_period() - FIT_S / 3
+                )
         if reset - previous < MIN_PERIOD_S:
             return None
         self.kind = FIXED
@@ -213,7 +221,9 @@ class QuotaLearner:
             anchor = self._anchor(reset - period)
             if anchor is not None and full:
                 self._periods.append(reset - anchor)
-                return self._fit(now, reset, self._sliding_period(), anchor)
+                return self._fit(
+                    now, reset, self._sliding_period(), reset - self._sliding_period() - FIT_S / 3
+                )
         self.busy += 1
         self._doubt_until = now + self.probe_after * period
         return None
@@ -242,10 +252,8 @@ class QuotaLearner:
     def _anchor(self, at: float) -> float | None:
         """The accepted call a sliding window's slot was taken by, if one was answered at ``at``
         (its answer comes back a little after the server counted it)."""
-        for t in self._accepted:
-            if at - FIT_S <= t <= at + ANSWER_LAG_S:
-                return t
-        return None
+        near = [t for t in self._accepted if at - FIT_S <= t <= at + ANSWER_LAG_S]
+        return min(near, key=lambda t: abs(t - at)) if near else None
 
     def _sliding_period(self) -> float:
         # Each measurement is the reset minus an answer, which comes back after the server counted
