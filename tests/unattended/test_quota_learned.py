@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import pytest
 from runkit import (
     Clis,
     assert_images_match_emulator,
@@ -20,11 +21,15 @@ from runkit import (
 from batchflux.emulator import Emulator, EmulatorConfig
 
 
-async def test_a_run_without_a_rate_learns_the_quota_and_stops_hitting_it(tmp_path: Path, clis: Clis) -> None:
+@pytest.mark.parametrize("limiter", ["fixed", "sliding"])
+async def test_a_run_without_a_rate_learns_the_quota_and_stops_hitting_it(
+    tmp_path: Path, clis: Clis, limiter: str
+) -> None:
     jobs = plain_jobs(60)
     manifest = write_manifest(tmp_path / "m", jobs)
     out = tmp_path / "out"
-    async with Emulator(EmulatorConfig(latency_mean=0.2, latency_sd=0.02, rpm=10, window_s=1.0)) as emu:
+    config = EmulatorConfig(latency_mean=0.2, latency_sd=0.02, rpm=10, window_s=1.0, limiter=limiter)
+    async with Emulator(config) as emu:
         done = await clis.run("run", manifest, "--out", out, "--no-progress", "--no-report", emu=emu)
         assert done.code == 0, done
         stats = emu.stats()
@@ -38,6 +43,35 @@ async def test_a_run_without_a_rate_learns_the_quota_and_stops_hitting_it(tmp_pa
     paused = [e for e in read_events(out) if e["event"] == "paused"]
     assert paused
     assert {e["kind"] for e in paused} == {"submit"}  # polls were never limited, so never paused
+
+
+@pytest.mark.parametrize("quota", [None, 40])
+async def test_429s_that_are_not_a_quota_are_waited_out_and_never_shrink_the_pace(
+    tmp_path: Path, clis: Clis, quota: int | None
+) -> None:
+    """One submit in nine refused (reset 0.3 s) whatever the rate: with no quota behind, and with a
+    generous sliding one. The run keeps near what the honoured pauses allow, ~8 submits a pause."""
+    jobs = plain_jobs(120)
+    manifest = write_manifest(tmp_path / "m", jobs)
+    out = tmp_path / "out"
+    config = EmulatorConfig(
+        latency_mean=0.2,
+        latency_sd=0.02,
+        busy_429=9,
+        busy_reset_s=0.3,
+        rpm=quota,
+        window_s=1.0,
+        limiter="sliding",
+    )
+    async with Emulator(config) as emu:
+        done = await clis.run("run", manifest, "--out", out, "--no-progress", "--no-report", emu=emu)
+        assert done.code == 0, done
+        stats = emu.stats()
+        assert_images_match_emulator(emu, out, [j["id"] for j in jobs])
+    times = stats["submit_times"]
+    span = max(times) - min(times)
+    ceiling = len(jobs) / 8 * (0.3 + 0.1)  # a pause (reset, cushion, mean jitter) per eight accepted
+    assert span <= 2 * ceiling, (span, summary(out).get("learned_rate"))
 
 
 async def test_when_the_polls_count_too_they_are_paced_with_the_submits(tmp_path: Path, clis: Clis) -> None:
