@@ -223,6 +223,7 @@ def rows(setup: QuotaSetup, runs: list[QuotaRun]) -> list[h.Row]:
     out = []
     for client, group in groups.items():
         first, n = group[0], len(group)
+        label = replace(setup, limiter="sliding").label() if "sliding limiter" in client else setup.label()
         all_done = all(r.done == setup.jobs for r in group)
         makespan = h.median(r.makespan for r in group)
         row_bound, row_limit_text = bound, limit_text
@@ -273,7 +274,7 @@ def rows(setup: QuotaSetup, runs: list[QuotaRun]) -> list[h.Row]:
             )
         else:
             judged, target = "info (baseline)", limit_text
-        out.append(h.Row(f"1. quota: {client}", f"{first.command}; {setup.label()}", figure, target, judged))
+        out.append(h.Row(f"1. quota: {client}", f"{first.command}; {label}", figure, target, judged))
     return out
 
 
