@@ -187,11 +187,17 @@ class QuotaLearner:
                 anchor is not None
                 and self._count(reset - period - FIT_S, now) >= max(1, self._first_count) - 1
             ):
-                self.kind = SLIDING
-                self._periods.extend((period, reset - anchor))
-                return self._fit(
-                    now, reset, self._sliding_period(), reset - self._sliding_period() - FIT_S / 3
-                )
+                sliding = max(period, reset - anchor)
+                # A run that began just after a fixed window opened looks sliding too, a cushion
+                # short; a sliding window read as fixed is a cushion long. Quotas have windows of
+                # whole seconds: the reading nearer to them is the window.
+                fixed = reset - previous
+                if fixed < MIN_PERIOD_S or _off_whole(sliding) <= _off_whole(fixed):
+                    self.kind = SLIDING
+                    self._periods.extend((period, reset - anchor))
+                    return self._fit(
+                        now, reset, self._sliding_period(), reset - self._sliding_period() - FIT_S / 3
+                    )
         if reset - previous < MIN_PERIOD_S:
             return None
         self.kind = FIXED
@@ -259,6 +265,11 @@ class QuotaLearner:
         # Each measurement is the reset minus an answer, which comes back after the server counted
         # its call: short by that much, never long.
         return max(self._periods)
+
+
+def _off_whole(period: float) -> float:
+    """How far a window's length is from whole seconds, as a share of it."""
+    return abs(period - max(1, round(period))) / period
 
 
 def _round_period(period: float) -> float:

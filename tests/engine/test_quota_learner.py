@@ -244,3 +244,14 @@ def test_load_429s_at_a_steady_share_of_submits_never_collapse_the_rate() -> Non
     assert learner.rate is not None
     assert lowest >= 8 / 1.5  # eight submits per pause: the rate the pauses allow
     assert learner.rate.limit / learner.rate.period > 8 / 1.3  # and it kept rising past them
+
+
+def test_a_run_that_began_as_a_fixed_window_opened_is_not_taken_for_a_sliding_one() -> None:
+    clock = Clock()
+    learner = QuotaLearner(clock)
+    # Fixed 6 s windows opening at 0, 6, 12; the run began 0.1 s into one, and came back 0.1 s after
+    # the reset: read as sliding that is a 5.9 s window, read as fixed a 6 s one.
+    steps = [*window(0.1, 10, spacing=0.001), (0.12, "429", 5.88)]
+    steps += [*window(6.1, 10, spacing=0.001), (6.12, "429", 5.88)]
+    assert drive(learner, clock, steps) == [Rate(10, 6.0)]
+    assert learner.kind == "fixed"
