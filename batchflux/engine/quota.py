@@ -44,6 +44,7 @@ MEMORY = 20_000  # accepted calls remembered
 FIXED, SLIDING = "fixed", "sliding"
 FIT_S = 0.03  # a reset this close to where a window quota puts it fits that quota
 ANSWER_LAG_S = 0.05  # an accepted call's answer comes back at most this long after the server counted it
+CUSHION_S = 0.2  # how long after a reset the client comes back, at most (the 429 pause's cushion and jitter)
 PERIOD_ESTIMATES = 5  # a sliding window's length: the longest of the last few measurements
 
 
@@ -219,9 +220,20 @@ class QuotaLearner:
             if on_grid and round(windows) == 0:  # another 429 of a window already measured
                 self.fitted = True
                 return None
+            if on_grid and round(windows) == 1:  # consecutive windows: their boundaries measure the length
+                period = reset - self.boundary
+            if full and len(self._accepted) >= limit:
+                # A full window that reopens one whole number of seconds after the call that filled
+                # it first slides: read as fixed, its length was a cushion long.
+                sliding = reset - self._accepted[-limit]
+                near = abs(sliding - period) <= CUSHION_S  # the reading it would be, a cushion off
+                whole = near and sliding >= MIN_PERIOD_S and _off_whole(sliding) <= 0.01
+                if whole and (not on_grid or _off_whole(sliding) < _off_whole(period)):
+                    self.kind, self.boundary = SLIDING, None
+                    self._periods.clear()
+                    self._periods.append(sliding)
+                    return self._fit(now, reset, sliding, reset - sliding - FIT_S / 3)
             if on_grid and full:
-                if round(windows) == 1:  # consecutive windows: their boundaries measure the length
-                    period = reset - self.boundary
                 return self._fit(now, reset, period, reset - period)
         elif self.kind == SLIDING:
             anchor = self._anchor(reset - period)

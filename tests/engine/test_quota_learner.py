@@ -255,3 +255,18 @@ def test_a_run_that_began_as_a_fixed_window_opened_is_not_taken_for_a_sliding_on
     steps += [*window(6.1, 10, spacing=0.001), (6.12, "429", 5.88)]
     assert drive(learner, clock, steps) == [Rate(10, 6.0)]
     assert learner.kind == "fixed"
+
+
+def test_a_sliding_window_read_as_fixed_is_read_again_at_its_first_full_429() -> None:
+    clock = Clock()
+    learner = QuotaLearner(clock)
+    # Read as fixed windows of 6.1 s (the client came back 0.1 s after the reset; ``window`` spacing).
+    learned = drive(
+        learner, clock, [*window(1.0, 10), (1.2, "429", 4.8), *window(6.1, 10), (6.2, "429", 5.9)]
+    )
+    assert (learned, learner.kind) == ([Rate(10, 6.1)], "fixed")
+    drive(learner, clock, window(12.2, 10))
+    clock.now = 12.3
+    # Full, and refused until the slot of the window's first call frees: 6 s after it, off the grid.
+    assert learner.rate_limited(18.2 - 12.3, used=10) == Rate(10, 6.0)
+    assert (learner.kind, learner.fitted, learner.busy) == ("sliding", True, 0)
