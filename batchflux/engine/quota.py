@@ -1,27 +1,36 @@
 """The quota, learned from the server's 429s when no ``--rate``/``--rpm`` was given (pure).
 
-Segmind limits submits per key in fixed windows and answers the first submit past the limit with a
-429 whose ``x-rate-limit-reset-at-utc`` says when the window reopens. Two such answers in a row say
-everything: the second reset minus the first is the window's length, and the submits accepted
-between the first reset and the second 429 are the window's size (the client submits at full speed
-from the moment a window opens, so it fills it). The learner turns that into the same
-:class:`~batchflux.engine.pacing.Rate` that ``--rate`` gives, for the same sliding-window limiter.
+The server answers the first submit past its quota with a 429 whose ``x-rate-limit-reset-at-utc``
+says when a slot frees. Segmind documents neither the window's kind nor its length, so the learner
+reads both off the 429s and turns them into the same :class:`~batchflux.engine.pacing.Rate` that
+``--rate`` gives, with a :attr:`~QuotaLearner.kind` for the limiter to count by:
 
-Between the first 429 and the second, the window's size is not known yet, only that it held the
-submits accepted before the first 429 (the run started inside that window, so at least that many).
-:meth:`admits` lets that many go at once when the next window opens, and the submits past it one
-at a time: the second 429 then refuses one submit, not every submit that was in flight together.
+- **fixed** windows free every slot at once, at the window's end: two 429s with different resets
+  measure the window (the second reset minus the first), and the submits accepted between the first
+  reset and the second 429 its size (the client submits at full speed from the reopening);
+- **sliding** windows free one slot a period after each accepted call: a 429's reset is one period
+  after the call that took the oldest slot, as the first 429's is after the run's first call.
+
+Between the first 429 and the second, the window's size is not known yet. :meth:`admits` lets the
+first window's calls whose slots are free under either kind go at once, and the rest one at a time:
+the second 429 then refuses one submit, not every submit that was in flight together. When both
+kinds explain the first two 429s, the one whose length is nearer whole seconds wins (a run that
+began just after a fixed window opened reads as sliding a cushion short; a sliding one read as
+fixed is a cushion long, and is read again at its first full 429).
 
 A 429 can come back while calls sent before it are still on the wire: the server took them into
 the full window, and their answers land after the 429's. So the window just measured stays open
 to them until it ends, and each such answer raises the learned size by one (a burst of 60 calls at a
 window's opening once measured 54).
 
-It is revised when the server disagrees: every later 429 that announces a new window is a new
-measurement of a full window, and replaces the rate (a 429 below the learned limit lowers it; polls
-that count toward the quota show up this way, as fewer submits a window). A long run of windows
-without a 429 probes one submit higher, at most once every ``probe_after`` windows: a too-low
-estimate (a window that the client did not fill) recovers, and a right one costs one 429 a probe.
+The rate is a hypothesis the server can refute. A later 429 *fits* it when the client had its window
+full (``used`` at the limit or one under it: a probe) and its reset is where the quota puts one: on
+a fixed window's boundary, or one period after an accepted call. It then measures the window again,
+exactly. Any other 429 — under the limit, or with a reset no window explains, as from a server that
+refuses a share of submits under load whatever the rate — is load: the rate is kept, and rises by one
+a window (additive increase) until a 429 fits again; the pacer's pauses do the pacing meanwhile. With
+no such 429s, a long run of windows without one probes one submit higher, at most once every
+``probe_after`` windows: a too-low estimate recovers, and a right one costs one 429 a probe.
 
 When the server counts status and result calls toward the same quota (a 429 on one says so), a
 window holds a job's submit and its follow-up calls alike: :class:`FollowUps` measures how many
