@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from batchflux.run.lock import LOCK_FILENAME, LockHeld, RunLock
+from batchflux.rundir.lock import LOCK_FILENAME, LockHeld, RunLock
 
 # A holder in another process: takes the lock, prints what it wrote, then waits for stdin to close.
 HOLDER = """
 import sys, json
 from pathlib import Path
-from batchflux.run.lock import RunLock
+from batchflux.rundir.lock import RunLock
 lock = RunLock.acquire(Path(sys.argv[1]))
 print(json.dumps(lock.holder), flush=True)
 sys.stdin.read()
@@ -31,7 +31,7 @@ print("released", flush=True)
 CONTENDER = """
 import sys, json
 from pathlib import Path
-from batchflux.run.lock import RunLock, LockHeld
+from batchflux.rundir.lock import RunLock, LockHeld
 try:
     with RunLock.acquire(Path(sys.argv[1])) as lock:
         print(json.dumps({"acquired": lock.holder}), flush=True)

@@ -14,6 +14,7 @@ from batchflux.ledger.events import FAILURE_CAUSES
 from batchflux.ledger.resume import RETENTION_S
 from batchflux.run.runner import DEFAULT_BASE_URL, RunOptions
 from batchflux.run.shard import parse_shard
+from batchflux.rundir import is_url
 
 EXIT_CODES_HELP = """\
 exit codes:
@@ -86,8 +87,26 @@ def api_urls(args: argparse.Namespace) -> tuple[str, str | None]:
     return base, args.history_url or os.environ.get("BATCHFLUX_HISTORY_URL") or None
 
 
+def _out_target(text: str) -> Path | str:
+    """A bucket URL stays a string (a Path would fold ``s3://b`` into ``s3:/b``)."""
+    return text if is_url(text) else Path(text)
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", metavar="DIR", type=Path, help="run directory (default: out/<manifest stem>/)")
+    p.add_argument(
+        "--out",
+        metavar="DIR|URL",
+        type=_out_target,
+        help="run directory: a path (default: out/<manifest stem>/), or a bucket prefix "
+        "s3://BUCKET/PREFIX, gs://…, az://… (needs the [s3] extra)",
+    )
+    p.add_argument(
+        "--spool",
+        metavar="DIR",
+        type=Path,
+        help="with a bucket --out: the local side (ledger first, images before upload); "
+        "default under the user's cache directory, one per URL; may vanish between runs",
+    )
     add_set_option(p)
     pace = p.add_argument_group("pacing")
     pace.add_argument(
@@ -277,6 +296,7 @@ def run_options(args: argparse.Namespace, *, api_key: str) -> RunOptions:
         manifest=Path(args.manifest),
         api_key=api_key,
         out_dir=args.out,
+        spool=args.spool,
         overrides=dict(args.set),
         base_url=base_url,
         upload_url=args.upload_url,

@@ -17,6 +17,7 @@ from batchflux.run.exitcodes import ExitCode
 from batchflux.run.logs import configure_logging, log_said
 from batchflux.run.progress import BarProgress, LogProgress
 from batchflux.run.runner import Run, RunOptions, RunResult, out_dir_unusable
+from batchflux.rundir import TargetError
 
 
 def _say(line: str) -> None:
@@ -77,15 +78,20 @@ def execute_run(
 ) -> int:
     progress = pick_progress(no_progress or options.dry_run)
     try:
+        run_dir = options.open_run_dir()
+    except TargetError as exc:
+        _say(f"error: {exc}")
+        return ExitCode.USAGE
+    try:
         teardown = configure_logging(
-            None if options.dry_run else options.run_dir,
+            None if options.dry_run else run_dir.local,
             level=logging.DEBUG if verbose else logging.INFO,
             fmt=log_format,
             secrets=[options.api_key],
             console=True,
         )
     except OSError as exc:  # the run directory (for batchflux.log) cannot be created or written
-        _say(out_dir_unusable(options.run_dir, exc))
+        _say(out_dir_unusable(run_dir.where, exc))
         return ExitCode.USAGE
 
     def say(line: str) -> None:  # on the console, and in batchflux.log
@@ -93,7 +99,7 @@ def execute_run(
         log_said(line)
 
     try:
-        run = Run(options, progress=progress, say=say)
+        run = Run(options, progress=progress, say=say, run_dir=run_dir)
         with _console(isinstance(progress, BarProgress)), _fewer_gc_passes():
             result = asyncio.run(execute(run, grace))
         if result.message:

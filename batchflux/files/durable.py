@@ -99,6 +99,12 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
 
 def atomic_write_text(path: Path, text: str, *, mode: int = 0o644) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never a mix:
+    see :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix:
     a hidden temp file in the same directory (same filesystem), fsync, ``os.replace``.
 
     The temp name starts with ``.`` and ends in ``.tmp``, so node_exporter's textfile collector
@@ -108,8 +114,8 @@ def atomic_write_text(path: Path, text: str, *, mode: int = 0o644) -> None:
     directory = path.parent
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)

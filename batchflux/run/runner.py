@@ -31,7 +31,6 @@ from batchflux.engine.stats import EngineStats
 from batchflux.files.durable import DISK_FULL_ERRNOS, WriteFailed
 from batchflux.files.layout import RESULTS_JSONL_FILENAME, REVIEWS_FILENAME, SUMMARY_FILENAME
 from batchflux.ledger import (
-    LEDGER_FILENAME,
     Event,
     EventType,
     LedgerCorrupt,
@@ -43,8 +42,6 @@ from batchflux.ledger.resume import (
     Action,
     Decision,
     ResumePlan,
-    check_file,
-    move_ledger_aside,
     plan_resume,
 )
 from batchflux.ledger.reviews import count_verdicts, merge_reviews
@@ -55,12 +52,12 @@ from batchflux.manifest.write import ManifestRow, write_csv_manifest
 from batchflux.run import outcome
 from batchflux.run.exitcodes import ExitCode
 from batchflux.run.export import ExportError, write_run_results
-from batchflux.run.lock import LockHeld, RunLock
 from batchflux.run.preflight import credit_preflight, dry_run_text, history_lookups
 from batchflux.run.redo import keep_rejected
 from batchflux.run.results_out import atomic_text
 from batchflux.run.shard import Shard
 from batchflux.run.summary import RunSummary, write_summary
+from batchflux.rundir import LockHeld, RunDir, TargetError, open_run_dir
 
 log = logging.getLogger("batchflux.run")
 
@@ -74,7 +71,8 @@ class RunOptions:
 
     manifest: Path
     api_key: str
-    out_dir: Path | None = None  # default: out/<manifest stem>/
+    out_dir: Path | str | None = None  # default: out/<manifest stem>/; or a bucket URL (s3://…)
+    spool: Path | None = None  # a bucket run's local side; default under the user's cache directory
     overrides: Mapping[str, str] = field(default_factory=dict)
     base_url: str = DEFAULT_BASE_URL
     upload_url: str | None = None
@@ -97,9 +95,13 @@ class RunOptions:
     write_jobs: bool = False
 
     @property
-    def run_dir(self) -> Path:
-        """``--out``, or ``out/<manifest stem>/``."""
+    def target(self) -> Path | str:
+        """``--out`` (a path, or a bucket URL), or ``out/<manifest stem>/``."""
         return self.out_dir or Path("out") / self.manifest.stem
+
+    def open_run_dir(self) -> RunDir:
+        """The run directory, local or in a bucket. Raises :class:`TargetError`."""
+        return open_run_dir(self.target, spool=self.spool)
 
 
 @dataclass(slots=True)
@@ -135,8 +137,10 @@ class Run:
         progress: Progress | None = None,
         say: Callable[[str], None] | None = None,
         watcher: RunWatcher | None = None,
+        run_dir: RunDir | None = None,
     ) -> None:
         self.opt = options
+        self.run_dir = run_dir  # opened by the caller (for its log file), or by execute()
         self.progress = progress or NullProgress()
         self.say = say or (lambda line: log.info("%s", line))
         self.watcher = watcher
@@ -181,22 +185,29 @@ class Run:
             return RunResult(ExitCode.USAGE, message=str(exc))
         for warning in manifest.warnings:
             self.say(f"warning: {warning}")
-        out_dir = opt.run_dir.resolve()
+        if self.run_dir is None:
+            try:
+                self.run_dir = opt.open_run_dir()
+            except TargetError as exc:
+                return RunResult(ExitCode.USAGE, message=f"error: {exc}")
+        rundir = self.run_dir
+        out_dir = rundir.local
         jobs = [j for j in manifest.jobs if opt.shard is None or opt.shard.owns(j.id)]
         try:
-            lock = RunLock.acquire(out_dir)
+            lock = rundir.lock()
         except LockHeld as exc:
             return RunResult(ExitCode.LOCKED, out_dir, message=str(exc))
         except OSError as exc:  # a file where the directory should be, no permission, a full disk
-            return RunResult(ExitCode.USAGE, message=out_dir_unusable(out_dir, exc))
+            return RunResult(ExitCode.USAGE, message=out_dir_unusable(rundir.where, exc))
         with lock:
-            return await self._locked(manifest, jobs, out_dir)
+            return await self._locked(manifest, jobs, rundir)
 
-    async def _locked(self, manifest: Manifest, jobs: Sequence[Job], out_dir: Path) -> RunResult:
+    async def _locked(self, manifest: Manifest, jobs: Sequence[Job], rundir: RunDir) -> RunResult:
         opt = self.opt
-        ledger_path = out_dir / LEDGER_FILENAME
+        out_dir = rundir.local
+        ledger_path = rundir.ledger_path
         if opt.fresh and not opt.dry_run:
-            moved = move_ledger_aside(out_dir)
+            moved = rundir.move_ledger_aside()
             if moved:
                 self.say(f"--fresh: moved the old ledger to {moved}")
         try:
@@ -214,7 +225,7 @@ class Run:
             now=time.time(),
             retention_s=opt.engine.retention_s,
             retry_failed=opt.retry_failed,
-            file_ok=check_file(out_dir),
+            file_ok=rundir.file_check(),
         )
         plan = carry_redos(plan)
         keep: tuple[Decision, ...] = ()
@@ -414,7 +425,7 @@ def _write_jobs(manifest: Manifest, path: Path) -> None:
         write_csv_manifest(fh, (ManifestRow.of(job) for job in manifest.jobs), path.parent)
 
 
-def out_dir_unusable(out_dir: Path, exc: OSError) -> str:
+def out_dir_unusable(out_dir: Path | str, exc: OSError) -> str:
     """The one line for an output directory that cannot be created or written."""
     return f"error: cannot use {out_dir} as the output directory: {exc.strerror or exc}"
 
