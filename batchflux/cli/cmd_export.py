@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+from batchflux.cli.remote import out_target, reading_run_dirs
 from batchflux.cli.runopts import add_set_option
 from batchflux.manifest import ManifestError
 from batchflux.manifest.write import NotWritable, write_csv_manifest
@@ -34,7 +35,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "going."
         ),
     )
-    parser.add_argument("out", nargs="+", type=Path, metavar="OUT", help="run directory (holds ledger.jsonl)")
+    parser.add_argument(
+        "out",
+        nargs="+",
+        type=out_target,
+        metavar="OUT",
+        help="run directory (holds ledger.jsonl), or its bucket URL",
+    )
     parser.add_argument(
         "--format",
         choices=FORMATS,
@@ -73,6 +80,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.set_defaults(handler=run)
 
 
+@reading_run_dirs("export")
 def run(args: argparse.Namespace) -> int:
     try:
         statuses = _statuses(args.status)

@@ -8,6 +8,7 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
+from batchflux.cli.remote import out_target, reading_run_dirs
 from batchflux.report import REPORT_FILENAME, ReportError, write_report
 from batchflux.run.exitcodes import ExitCode
 
@@ -22,7 +23,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "status and failure reason. Several directories (shards of one batch) are merged into one page."
         ),
     )
-    parser.add_argument("out", nargs="+", type=Path, metavar="OUT", help="run directory (holds ledger.jsonl)")
+    parser.add_argument(
+        "out",
+        nargs="+",
+        type=out_target,
+        metavar="OUT",
+        help="run directory (holds ledger.jsonl), or its bucket URL",
+    )
     parser.add_argument(
         "-o",
         "--output",
@@ -35,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.set_defaults(handler=run)
 
 
+@reading_run_dirs("report", write_back=True)
 def run(args: argparse.Namespace) -> int:
     try:
         path = write_report(args.out, dest=args.output)

@@ -7,9 +7,9 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from batchflux.cli.remote import out_target, reading_run_dirs
 from batchflux.cli.runopts import add_base_url, add_history_url
 from batchflux.cli.spend_view import EXIT_CODES_HELP, run_spend
 from batchflux.ledger import LedgerCorrupt
@@ -53,7 +53,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("out", nargs="+", type=Path, metavar="OUT", help="run directory (holds ledger.jsonl)")
+    parser.add_argument(
+        "out",
+        nargs="+",
+        type=out_target,
+        metavar="OUT",
+        help="run directory (holds ledger.jsonl), or its bucket URL",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument(
         "--limit",
@@ -81,6 +87,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.set_defaults(handler=run)
 
 
+@reading_run_dirs("status")
 def run(args: argparse.Namespace) -> int:
     if args.spend:
         return run_spend(args)

@@ -45,7 +45,7 @@ def exit_code(engine: Engine, stats: EngineStats) -> ExitCode:
     return ExitCode.OK
 
 
-def closing_line(code: int, stats: EngineStats, engine: Engine, out_dir: Path) -> str:
+def closing_line(code: int, stats: EngineStats, engine: Engine, out_dir: Path | str) -> str:
     head = f"{stats.done}/{stats.total} done, {stats.failed_total} failed"
     if stats.remaining:
         head += f", {stats.remaining} left for the next run"

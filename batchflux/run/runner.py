@@ -56,8 +56,10 @@ from batchflux.run.preflight import credit_preflight, dry_run_text, history_look
 from batchflux.run.redo import keep_rejected
 from batchflux.run.results_out import atomic_text
 from batchflux.run.shard import Shard
+from batchflux.run.shipping import ship_while_running
 from batchflux.run.summary import RunSummary, write_summary
 from batchflux.rundir import LockHeld, RunDir, TargetError, open_run_dir
+from batchflux.rundir.store import StoreUnavailable
 
 log = logging.getLogger("batchflux.run")
 
@@ -194,9 +196,11 @@ class Run:
         out_dir = rundir.local
         jobs = [j for j in manifest.jobs if opt.shard is None or opt.shard.owns(j.id)]
         try:
-            lock = rundir.lock()
+            lock = await asyncio.to_thread(rundir.lock)  # a lapsing lease is waited out
         except LockHeld as exc:
             return RunResult(ExitCode.LOCKED, out_dir, message=str(exc))
+        except StoreUnavailable as exc:
+            return RunResult(ExitCode.TEMPFAIL, out_dir, message=f"error: {exc}; nothing was submitted")
         except OSError as exc:  # a file where the directory should be, no permission, a full disk
             return RunResult(ExitCode.USAGE, message=out_dir_unusable(rundir.where, exc))
         with lock:
@@ -206,10 +210,16 @@ class Run:
         opt = self.opt
         out_dir = rundir.local
         ledger_path = rundir.ledger_path
-        if opt.fresh and not opt.dry_run:
-            moved = rundir.move_ledger_aside()
-            if moved:
-                self.say(f"--fresh: moved the old ledger to {moved}")
+        try:
+            restored = await asyncio.to_thread(rundir.restore)
+            if opt.fresh and not opt.dry_run:
+                moved = await asyncio.to_thread(rundir.move_ledger_aside)
+                if moved:
+                    self.say(f"--fresh: moved the old ledger to {moved}")
+        except StoreUnavailable as exc:
+            return RunResult(ExitCode.TEMPFAIL, out_dir, message=f"error: {exc}; nothing was submitted")
+        if restored.note:
+            self.say(f"note: {restored.note}")
         try:
             replay = replay_file(ledger_path)
         except LedgerCorrupt as exc:
@@ -315,7 +325,14 @@ class Run:
                     engine.request_stop("interrupted", "signal", grace=self._pending_stop)
                 self.progress.start(len(plan.decisions))
                 try:
-                    stats = await engine.run(plan.decisions)
+                    async with asyncio.TaskGroup() as tg:
+                        shipping = tg.create_task(
+                            ship_while_running(rundir, engine, ledger, engine_cfg.outage_after_s)
+                        )
+                        try:
+                            stats = await engine.run(plan.decisions)
+                        finally:
+                            shipping.cancel()
                 finally:
                     self.progress.close()
                 if stats.recovered_submits or stats.recovered_results:
@@ -356,9 +373,13 @@ class Run:
             self.say(f"error: could not write {SUMMARY_FILENAME}: {exc.strerror or exc}")
         # Thumbnails for a big batch take a while: keep the loop (and its signal handlers) free.
         await asyncio.to_thread(self._after, out_dir, summary, jobs, manifest.model, price)
-        return RunResult(
-            code, out_dir, summary, outcome.closing_line(code, stats, engine, out_dir), plan, stats
-        )
+        closing = outcome.closing_line(code, stats, engine, rundir.where)
+        try:
+            await asyncio.to_thread(rundir.ship, final=True)
+        except StoreUnavailable as exc:  # the spool keeps it all: the next run ships it
+            code = ExitCode.TEMPFAIL if code in (ExitCode.OK, ExitCode.JOBS_FAILED) else code
+            closing = f"{closing}; but could not ship the run to {rundir.where}: {exc} (the rerun does)"
+        return RunResult(code, out_dir, summary, closing, plan, stats)
 
     def _keep_rejected(self, ledger: LedgerWriter, out_dir: Path, keep: Sequence[Decision]) -> None:
         """Every rejected image that a redo (or a changed job) would replace, kept aside and

@@ -81,6 +81,10 @@ class RunDir(ABC):
     @abstractmethod
     def file_check(self) -> Callable[[JobRecord], FileCheck]: ...
 
+    def trouble(self) -> str | None:
+        """Why the run must stop writing here (its lock was lost), or None."""
+        return None
+
     @abstractmethod
     def move_ledger_aside(self) -> str | None: ...
 

@@ -36,4 +36,8 @@ def open_run_dir(target: str | os.PathLike[str], *, spool: Path | None = None) -
     scheme = url.split("://", 1)[0].lower()
     if scheme not in BUCKET_SCHEMES:
         raise TargetError(f"--out {url}: not a local path nor a bucket URL (s3://, gs://, az://)")
-    raise TargetError(f"--out {url}: bucket run directories are not supported yet")
+    from batchflux.rundir.bucket import BucketRunDir
+    from batchflux.rundir.objects import open_object_store
+
+    store = open_object_store(url)
+    return BucketRunDir(store, spool if spool is not None else default_spool(url))

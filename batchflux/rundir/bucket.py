@@ -1,0 +1,253 @@
+"""A run directory in a bucket: a local spool that the run works in, shipped to the store.
+
+The spool (``--spool``) holds what the run writes, as a local run directory would, plus
+``.spool.json``: how much of the ledger is shipped and which files are uploaded.
+
+- **The ledger** is appended and fsynced in the spool (as in a local run), and shipped as
+  immutable segments ``ledger/<start offset>.jsonl``, each the complete lines appended since the
+  last one: every few seconds while the run works, and at every stop. The ledger is the segments
+  in order.
+- **Files** (images, summary, results, report, log) are uploaded when new or changed, the store's
+  checksum checked against the bytes; images are then removed from the spool (the run's own files
+  stay for the next run's reads).
+- **A spool that vanished** (a new pod) is rebuilt from the bucket: the segments become the
+  ledger, the listing says which images are there. The events after the last segment went with
+  the old spool: :class:`Restored` says since when, for the request history to fill them in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from batchflux.files.durable import atomic_write_bytes
+from batchflux.files.layout import (
+    JOBS_FILENAME,
+    LEDGER_FILENAME,
+    LOCK_FILENAME,
+    LOG_FILENAME,
+    REPORT_FILENAME,
+    RESULTS_CSV_FILENAME,
+    RESULTS_JSONL_FILENAME,
+    SUMMARY_FILENAME,
+    THUMB_DIRNAME,
+)
+from batchflux.ledger.records import JobRecord
+from batchflux.ledger.resume import FileCheck, check_file
+from batchflux.rundir.base import Restored, RunDir
+from batchflux.rundir.lease import Lease
+from batchflux.rundir.objects import ObjectStore
+from batchflux.rundir.store import LocalStore
+
+log = logging.getLogger("batchflux.rundir")
+
+STATE_FILENAME = ".spool.json"
+SEGMENT_PREFIX = "ledger/"
+SHIP_INTERVAL_S = 3.0
+# The run's own files: uploaded, and kept in the spool for the next run to read.
+RUN_FILES = frozenset({
+    SUMMARY_FILENAME, REPORT_FILENAME, RESULTS_JSONL_FILENAME, RESULTS_CSV_FILENAME, JOBS_FILENAME,
+})  # fmt: skip
+# Fetched into a rebuilt spool: what a run or a reader reads besides the ledger.
+RESTORED_FILES = (SUMMARY_FILENAME, JOBS_FILENAME, RESULTS_JSONL_FILENAME)
+
+
+def segment_key(offset: int) -> str:
+    return f"{SEGMENT_PREFIX}{offset:016d}.jsonl"
+
+
+class BucketRunDir(RunDir):
+    ship_interval_s = SHIP_INTERVAL_S
+
+    def __init__(self, store: ObjectStore, spool: Path) -> None:
+        self.store: ObjectStore = store
+        self.local = spool.resolve()
+        self.lease: Lease | None = None
+        self._state: dict[str, Any] = {"ledger_offset": 0, "uploaded": {}, "remote": {}}
+
+    def __repr__(self) -> str:
+        return f"BucketRunDir({self.store.where!r}, spool={str(self.local)!r})"
+
+    # ---- state ----------------------------------------------------------------------------
+
+    def _load_state(self) -> dict[str, Any] | None:
+        try:
+            state = json.loads((self.local / STATE_FILENAME).read_bytes())
+        except (OSError, ValueError):
+            return None
+        return state if isinstance(state, dict) and state.get("url") == self.store.where else None
+
+    def _save_state(self) -> None:
+        self._state["url"] = self.store.where
+        atomic_write_bytes(self.local / STATE_FILENAME, json.dumps(self._state).encode("utf-8"))
+
+    # ---- the interface ----------------------------------------------------------------------
+
+    def lock(self) -> Lease:
+        self.local.mkdir(parents=True, exist_ok=True)
+        self.lease = Lease.acquire(self.store)
+        return self.lease
+
+    def restore(self) -> Restored:
+        """Bring the spool up to the bucket (StoreUnavailable when the bucket cannot be read)."""
+        self.local.mkdir(parents=True, exist_ok=True)
+        listing = self.store.list()
+        segments = [m for m in listing if m.key.startswith(SEGMENT_PREFIX)]
+        remote = {m.key: m.size for m in listing if not _internal(m.key)}
+        shipped = sum(m.size for m in segments)
+        state = self._load_state()
+        ledger = self.ledger_path
+        local_size = ledger.stat().st_size if ledger.exists() else 0
+        if state is not None and state.get("ledger_offset") == shipped and local_size >= shipped:
+            self._state = state
+            self._state["remote"] = remote
+            return Restored()  # the spool is this bucket's, and at least as far as it
+        self._state = {"ledger_offset": 0, "uploaded": {}, "remote": remote}
+        data = b"".join(self._segment(m.key) for m in segments)
+        atomic_write_bytes(ledger, data)
+        self._state["ledger_offset"] = len(data)
+        for name in RESTORED_FILES:
+            body = self.store.get(name) if name in remote else None
+            if body is not None:
+                atomic_write_bytes(self.local / name, body)
+                st = (self.local / name).stat()
+                self._state["uploaded"][name] = [st.st_size, st.st_mtime_ns]
+        self._save_state()
+        lost = self._lost_since(data)
+        if lost is None:
+            return Restored()
+        note = f"rebuilt the spool from {self.store.where} ({len(segments)} ledger segments)"
+        return Restored(lost_since=lost, note=note)
+
+    def _segment(self, key: str) -> bytes:
+        body = self.store.get(key)
+        if body is None:
+            raise FileNotFoundError(f"{self.store.url_of(key)} vanished while the spool was rebuilt")
+        return body
+
+    def _lost_since(self, ledger: bytes) -> float | None:
+        """After which time a runner that is gone may have made requests the ledger lacks."""
+        last = _last_event(ledger)
+        if last is not None:
+            if last.get("event") == "run_finished":
+                return None  # the last runner stopped cleanly and shipped everything
+            ts = last.get("ts")
+            return float(ts) if isinstance(ts, (int, float)) else None
+        taken = self.lease.taken_over if self.lease is not None else None
+        if taken and isinstance(taken.get("started_unix"), (int, float)):
+            return float(taken["started_unix"])  # it died before its first segment
+        return None
+
+    def ship(self, *, final: bool = False) -> None:
+        """Ship the ledger's new complete lines as one segment, then new or changed files
+        (StoreUnavailable on failure: nothing is lost, the next ship tries again)."""
+        self._ship_ledger()
+        for name, path in self._files():
+            st = path.stat()
+            sig = [st.st_size, st.st_mtime_ns]
+            if self._state["uploaded"].get(name) == sig:
+                continue
+            if name.startswith(LOG_FILENAME) and not final and name in self._state["uploaded"]:
+                continue  # the log changes with every line: shipped at the stop
+            self.store.set(name, path.read_bytes())
+            self._state["remote"][name] = st.st_size
+            if _kept(name):
+                self._state["uploaded"][name] = sig
+            else:  # an image: in the bucket, checksummed; the spool lets it go
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                self._state["uploaded"].pop(name, None)
+            self._save_state()
+
+    def _ship_ledger(self) -> None:
+        ledger = self.ledger_path
+        offset = int(self._state["ledger_offset"])
+        try:
+            with ledger.open("rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return
+        end = chunk.rfind(b"\n") + 1
+        if end == 0:
+            return
+        self.store.set(segment_key(offset), chunk[:end])
+        self._state["ledger_offset"] = offset + end
+        self._save_state()
+
+    def _files(self) -> Iterator[tuple[str, Path]]:
+        for dirpath, dirs, files in os.walk(self.local):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for fname in files:
+                if fname.startswith(".") or fname.endswith((".part", ".tmp")):
+                    continue
+                path = Path(dirpath) / fname
+                name = PurePosixPath(path.relative_to(self.local)).as_posix()
+                if name in (LEDGER_FILENAME, LOCK_FILENAME):
+                    continue
+                yield name, path
+
+    def trouble(self) -> str | None:
+        if self.lease is not None and self.lease.lost.is_set():
+            return f"lost the lock on {self.store.url_of(LOCK_FILENAME)}"
+        return None
+
+    def file_check(self) -> Callable[[JobRecord], FileCheck]:
+        local = check_file(self.local)
+        remote: dict[str, int] = self._state["remote"]
+
+        def check(rec: JobRecord) -> FileCheck:
+            found = local(rec)
+            if found is FileCheck.MISSING and rec.path and rec.path in remote:
+                if rec.size is None or remote[rec.path] == rec.size:
+                    return FileCheck.INTACT  # uploaded with its checksum verified
+                return FileCheck.DAMAGED
+            return found
+
+        return check
+
+    def move_ledger_aside(self) -> str | None:
+        """``--fresh``: the segments move to ``ledger-<UTC stamp>/`` (never deleted)."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = f"ledger-{stamp}/"
+        moved = False
+        for meta in self.store.list(SEGMENT_PREFIX):
+            body = self.store.get(meta.key)
+            if body is not None:
+                self.store.set(aside + meta.key[len(SEGMENT_PREFIX) :], body)
+                self.store.delete(meta.key)
+                moved = True
+        with contextlib.suppress(FileNotFoundError):
+            self.ledger_path.unlink()
+        self._state["ledger_offset"] = 0
+        self._save_state()
+        return self.store.url_of(aside) if moved else None
+
+    def read(self, name: str) -> bytes | None:
+        body = LocalStore(self.local).get(name)
+        return body if body is not None else self.store.get(name)
+
+
+def _internal(key: str) -> bool:
+    return key.startswith(SEGMENT_PREFIX) or key == LOCK_FILENAME
+
+
+def _kept(name: str) -> bool:
+    return name in RUN_FILES or name.startswith(LOG_FILENAME) or name.startswith(THUMB_DIRNAME + "/")
+
+
+def _last_event(ledger: bytes) -> dict[str, Any] | None:
+    for line in reversed(ledger.splitlines()):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            return event
+    return None
