@@ -38,6 +38,7 @@ from batchflux.ledger import (
     replay_file,
 )
 from batchflux.ledger.redo import carry_redos, plan_redo
+from batchflux.ledger.replay import Replay
 from batchflux.ledger.resume import (
     Action,
     Decision,
@@ -50,6 +51,7 @@ from batchflux.manifest.job import Job
 from batchflux.manifest.schema import price_for
 from batchflux.manifest.write import ManifestRow, write_csv_manifest
 from batchflux.run import outcome
+from batchflux.run.adopt import adopt_lost_tail
 from batchflux.run.exitcodes import ExitCode
 from batchflux.run.export import ExportError, write_run_results
 from batchflux.run.preflight import credit_preflight, dry_run_text, history_lookups
@@ -227,6 +229,11 @@ class Run:
         merge_reviews(replay, out_dir)
         if replay.torn_tail:
             self.say(f"note: {replay.torn_tail}")
+        lost = restored.lost_since
+        adopt = lost is not None and opt.engine.history and not opt.dry_run and not opt.fresh
+        if adopt and lost is not None and await self._adopt_lost_tail(jobs, replay, lost, ledger_path):
+            replay = replay_file(ledger_path)
+            merge_reviews(replay, out_dir)
         if not opt.dry_run:
             _remove_partial_downloads(out_dir)
         plan = plan_resume(
@@ -400,6 +407,24 @@ class Run:
             kept += 1
         if keep:
             self.say(f"--redo-rejected: {len(keep)} rejected jobs submitted again; {kept} images kept aside")
+
+    async def _adopt_lost_tail(self, jobs: Sequence[Job], replay: Replay, since: float, ledger: Path) -> int:
+        """The requests a lost runner made after its last shipped segment, from the request history."""
+        opt = self.opt
+        async with aiohttp.ClientSession() as session:
+            client = ApiClient(
+                session,
+                api_key=opt.api_key,
+                base_url=opt.base_url,
+                upload_url=opt.upload_url,
+                history_url=opt.history_url,
+                timeout_s=opt.timeout_s,
+            )
+            with LedgerWriter(ledger) as writer:
+                return await adopt_lost_tail(
+                    client, jobs, replay, since, writer,
+                    inline=opt.engine.inline_inputs, wait_s=opt.engine.history_wait_s, say=self.say,
+                )  # fmt: skip
 
     def _after(
         self, out_dir: Path, summary: RunSummary, jobs: Sequence[Job], model: str, price: float

@@ -149,8 +149,11 @@ async def test_a_second_runner_is_refused_with_4_and_a_lapsed_lease_is_taken_ove
         assert await holder.proc.wait() == -signal.SIGKILL
         assert "run.lock" in {m.key for m in open_object_store(url).list()}
         shutil.rmtree(tmp_path / "spool-a")
-        third = await clis.run("run", manifest, "--out", url, "--spool", tmp_path / "spool-c", emu=emu)
+        third = await clis.run(
+            "run", manifest, "--out", url, "--spool", tmp_path / "spool-c", "--history-wait", "1", emu=emu
+        )
         assert third.code == 0, third
         objects = all_objects(url)
         assert set(images_of(objects)) == {f"{j['id']}.png" for j in jobs}
+        assert emu.stats()["submits"] == 3  # the lost pod's second request was adopted, not paid again
         assert "run.lock" not in objects
