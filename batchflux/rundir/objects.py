@@ -50,9 +50,27 @@ def _redactor() -> Redactor:
     return Redactor(os.environ.get(name) for name in SECRET_ENV)
 
 
-def _client_options() -> dict[str, Any]:
+# A call gives up within ~15 s (a few quick retries): the run, not the client, decides when an
+# unreachable bucket is an outage (run/shipping.py), and a stop must not hang on it for minutes.
+RETRY = {
+    "max_retries": 3,
+    "retry_timeout": datetime.timedelta(seconds=15),
+    "backoff": {
+        "init_backoff": datetime.timedelta(milliseconds=200),
+        "max_backoff": datetime.timedelta(seconds=3),
+    },
+}
+
+
+def _client_options(url: str) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "connect_timeout": datetime.timedelta(seconds=5),
+        "timeout": datetime.timedelta(seconds=60),
+    }
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
-    return {"allow_http": True} if endpoint.startswith("http://") else {}
+    if url.startswith("s3://") and endpoint.startswith("http://"):
+        options["allow_http"] = True
+    return options
 
 
 def open_object_store(url: str) -> ObjectStore:
@@ -65,9 +83,10 @@ def open_object_store(url: str) -> ObjectStore:
         raise TargetError(
             f"--out {url}: a bucket run directory needs the object-store extra: {EXTRA_HINT}"
         ) from None
-    kwargs: dict[str, Any] = {"client_options": _client_options()} if url.startswith("s3://") else {}
     try:
-        native = from_url(url.rstrip("/"), **kwargs)
+        native = from_url(  # type: ignore[call-overload]  # the options are typed per store
+            url.rstrip("/"), client_options=_client_options(url), retry_config=RETRY
+        )
     except Exception as exc:  # obstore raises its own types for a bad URL or configuration
         raise TargetError(f"--out {url}: {_redactor()(str(exc).splitlines()[0][:200])}") from None
     return ObjectStore(url.rstrip("/"), native)
