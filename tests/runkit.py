@@ -52,7 +52,7 @@ def write_manifest(
     directory.mkdir(parents=True, exist_ok=True)
     for job in jobs:
         image = job.get("input_image")
-        if isinstance(image, str) and not image.startswith("http") and not (directory / image).exists():
+        if isinstance(image, str) and "://" not in image and not (directory / image).exists():
             (directory / image).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(IMAGES / Path(image).name, directory / image)
     path = directory / name

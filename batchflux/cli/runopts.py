@@ -196,6 +196,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         help="send local input images as data URIs instead of uploading them",
     )
     api.add_argument(
+        "--upload-inputs",
+        action="store_true",
+        help="send input images in a bucket (s3://, gs://, az://) through Segmind's upload host "
+        "instead of as signed GET URLs (valid 3 h)",
+    )
+    api.add_argument(
         "--retention",
         type=float,
         default=RETENTION_S,
@@ -297,6 +303,7 @@ def run_options(args: argparse.Namespace, *, api_key: str) -> RunOptions:
         api_key=api_key,
         out_dir=args.out,
         spool=args.spool,
+        upload_inputs=args.upload_inputs,
         overrides=dict(args.set),
         base_url=base_url,
         upload_url=args.upload_url,

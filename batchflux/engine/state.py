@@ -96,6 +96,9 @@ class EngineState:
         self.scouting: set[Track] = set()  # polled while the latency model is still learning
         self.held: list[Track] = []  # submitted, first poll waiting for the model
         self.inputs = InputResolver(client.upload, inline=config.inline_inputs)
+        # The URL to send for an input_image that is a URL (a bucket's object: signed, or uploaded);
+        # set by the runner. An OSError from it fails the job's submit as a transport error.
+        self.input_url: Callable[[str], Awaitable[str]] | None = None
         self.scheduler = PollScheduler(self.clock)
         self.result_polling = ResultPolling()  # once polls count: poll the result URL alone?
         self.upload_q: asyncio.Queue[Job] = asyncio.Queue(maxsize=64)

@@ -93,7 +93,14 @@ class SubmitStage:
                 if not go or e.stopping or not self.within_budget():  # the job stays pending
                     e.inflight.release()
                     return
-                params = await self.params_for(job)
+                try:
+                    params = await self.params_for(job)
+                except OSError as exc:  # the input's own store could not serve it
+                    e.inflight.release()
+                    self.fail_unsubmitted(
+                        job, "transport", f"input image {job.params.get('input_image')}: {exc}"
+                    )
+                    continue
                 e.critical.add(me)
                 try:
                     await self.submit(job, params, slot)
@@ -106,6 +113,8 @@ class SubmitStage:
         params = dict(job.params)
         if job.local_input is not None:
             params["input_image"] = await self.e.inputs.resolve(job.local_input)
+        elif self.e.input_url is not None and isinstance(value := params.get("input_image"), str):
+            params["input_image"] = await self.e.input_url(value)
         return params
 
     def within_budget(self) -> bool:

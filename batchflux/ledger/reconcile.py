@@ -90,11 +90,17 @@ def input_sent(params: Mapping[str, Any], sent: Mapping[str, Any]) -> str | None
     recorded parameter's value — an uploaded URL, or ``sha256:<hex>`` of an inline data URI (the
     ledger never holds image data). ``None`` when the value was sent as recorded."""
     value = sent.get("input_image")
-    if not isinstance(value, str) or value == params.get("input_image"):
+    recorded = params.get("input_image")
+    if not isinstance(value, str) or value == recorded:
         return None
-    if value.startswith("data:"):
+    if value.startswith("data:") or (isinstance(recorded, str) and _in_bucket(recorded)):
+        # Image data, or a signed URL (a credential for its object): kept as its hash only.
         return SHA256_PREFIX + hashlib.sha256(value.encode()).hexdigest()
     return value
+
+
+def _in_bucket(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in ("s3", "gs", "az") and "://" in url
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +195,11 @@ def _input_matches(intent: Intent, value: Any) -> bool:
     if not isinstance(value, str):
         return False
     if not intent.local:
-        return value == recorded if intent.input_sent is None else value == intent.input_sent
+        if intent.input_sent is None:
+            return bool(value == recorded)
+        if intent.input_sent.startswith(SHA256_PREFIX):
+            return SHA256_PREFIX + hashlib.sha256(value.encode()).hexdigest() == intent.input_sent
+        return value == intent.input_sent
     sent = intent.input_sent
     if sent is None:
         return False  # the upload's URL is unknown: see rule 5

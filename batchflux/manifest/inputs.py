@@ -25,6 +25,8 @@ MAX_INPUT_BYTES = 64 * 1024 * 1024
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")  # what FLUX.1 Kontext takes as input_image
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")  # two letters at least: "C:" is a drive
 _CHUNK = 1024 * 1024
+BUCKET_SCHEMES = ("s3", "gs", "az")  # an object in a bucket: checked and signed by the run
+_BUCKET_URL = re.compile(r"^(?:s3|gs|az)://[^/\s]+/[^\s]*[^/\s]\Z", re.IGNORECASE)
 _URL = re.compile(  # scheme, optional user info, host (or [IPv6]), optional port, then no spaces or controls
     r"https?://(?:[^/?#@\s\x00-\x1f\x7f]*@)?(?:\[[0-9A-Fa-f:.]+\]|[^:/?#\[\]@\s\x00-\x1f\x7f]+)"
     r"(?::(?P<port>\d{1,5}))?(?:[/?#][^\s\x00-\x1f\x7f]*)?\Z",
@@ -137,9 +139,15 @@ class InputResolver:
                 if not _good_url(text):
                     raise BadInput(f"{text!r} is not a valid URL")
                 return InputRef(text, None)
+            if name in BUCKET_SCHEMES:
+                if not _BUCKET_URL.match(text):
+                    raise BadInput(f"{text!r} is not an object's URL ({name}://BUCKET/KEY)")
+                return InputRef(text, None)  # sent as a signed URL (or uploaded) at submit time
             if name == "file":
                 raise BadInput(f"{text!r}: file:// URLs are not accepted; write the path itself")
-            raise BadInput(f"{text!r}: only http(s) URLs or local file paths are accepted, not {name}:")
+            raise BadInput(
+                f"{text!r}: only http(s), s3, gs or az URLs or local file paths are accepted, not {name}:"
+            )
         path = Path(os.path.expanduser(text))
         full = path if path.is_absolute() else self.base_dir / path
         try:

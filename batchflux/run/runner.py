@@ -52,6 +52,7 @@ from batchflux.manifest.schema import price_for
 from batchflux.manifest.write import ManifestRow, write_csv_manifest
 from batchflux.run import outcome
 from batchflux.run.adopt import adopt_lost_tail
+from batchflux.run.bucket_inputs import BucketInputs, in_bucket
 from batchflux.run.exitcodes import ExitCode
 from batchflux.run.export import ExportError, write_run_results
 from batchflux.run.preflight import credit_preflight, dry_run_text, history_lookups
@@ -83,6 +84,7 @@ class RunOptions:
     history_url: str | None = None  # default: Segmind's, or {base}/inference-request/request-history
     engine: EngineConfig = field(default_factory=EngineConfig)
     shard: Shard | None = None
+    upload_inputs: bool = False  # bucket input images go through Segmind's upload host, not signed URLs
     retry_failed: frozenset[str] | None = None  # None: failed jobs stay failed; empty: retry every cause
     fresh: bool = False
     redo_rejected: bool = False  # submit the jobs whose image a reviewer rejected, with a new seed
@@ -285,6 +287,12 @@ class Run:
                 history_url=opt.history_url,
                 timeout_s=opt.timeout_s,
             )
+            bucket_inputs = BucketInputs(client.upload if opt.upload_inputs else None)
+            wanted = [d.job.params.get("input_image") for d in plan.select(Action.SUBMIT)]
+            refusal_line = await _check_bucket_inputs(bucket_inputs, [str(u) for u in wanted if in_bucket(u)])
+            if refusal_line is not None:
+                code, message = refusal_line
+                return RunResult(code, out_dir, message=message, plan=plan)
             if to_submit and opt.credit_check:
                 refusal = await credit_preflight(client, to_submit, price)
                 if refusal:
@@ -325,6 +333,7 @@ class Run:
                     latencies=replay.latencies(manifest.model, engine_cfg.poll.memory),
                 )
                 engine.history.use_ledger(jobs, replay.jobs, replay.runs)
+                engine.input_url = bucket_inputs.url_for
                 self.engine = engine
                 if self.watcher is not None:
                     engine.on_event = self.watcher.event
@@ -463,6 +472,22 @@ def _reviews_now(ledger_path: Path, jobs: Sequence[Job]) -> dict[str, int] | Non
         return None
     merge_reviews(replay, ledger_path.parent)
     return count_verdicts(rec for job in jobs if (rec := replay.jobs.get(job.id)) is not None)
+
+
+async def _check_bucket_inputs(inputs: BucketInputs, urls: list[str]) -> tuple[ExitCode, str] | None:
+    """Every bucket object the run will send exists; else the exit code and line, before any spend."""
+    if not urls:
+        return None
+    try:
+        missing = await asyncio.to_thread(inputs.missing, urls)
+    except StoreUnavailable as exc:
+        return ExitCode.TEMPFAIL, f"error: cannot check the input images: {exc}; nothing was submitted"
+    except TargetError as exc:
+        return ExitCode.USAGE, f"error: {exc}; nothing was submitted"
+    if not missing:
+        return None
+    shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+    return ExitCode.USAGE, f"error: {len(missing)} input images not found: {shown}; nothing was submitted"
 
 
 def _write_jobs(manifest: Manifest, path: Path) -> None:

@@ -113,7 +113,7 @@ class ObjectStore(Store):
 
         try:
             return bytes(obstore.get(self._native, check_key(key)).bytes())
-        except NotFoundError:
+        except (NotFoundError, FileNotFoundError):
             return None
         except Exception as exc:
             raise self._fail("GET", key, exc) from None
@@ -165,7 +165,7 @@ class ObjectStore(Store):
 
         try:
             meta = obstore.head(self._native, check_key(key))
-        except NotFoundError:
+        except (NotFoundError, FileNotFoundError):
             return None
         except Exception as exc:
             raise self._fail("HEAD", key, exc) from None
@@ -186,7 +186,7 @@ class ObjectStore(Store):
 
         try:
             obstore.delete(self._native, check_key(key))
-        except NotFoundError:
+        except (NotFoundError, FileNotFoundError):
             pass
         except Exception as exc:
             raise self._fail("DELETE", key, exc) from None

@@ -158,8 +158,8 @@ CASES: list[tuple[str, str, list[str]]] = [
             "m.yaml:3: jobs[1].input_image: 'images': is a directory, not an image file",
             "m.yaml:4: jobs[2].input_image: 'file:///etc/hosts': file:// URLs are not accepted; "
             "write the path itself",
-            "m.yaml:5: jobs[3].input_image: 'ftp://h/x.jpg': only http(s) URLs or local file paths are "
-            "accepted, not ftp:",
+            "m.yaml:5: jobs[3].input_image: 'ftp://h/x.jpg': only http(s), s3, gs or az URLs or local "
+            "file paths are accepted, not ftp:",
             "m.yaml:6: jobs[4].input_image: 'https://' is not a valid URL",
             "m.yaml:7: jobs[5].input_image: 'notes.txt': is not an image Pillow can identify",
         ],

@@ -59,3 +59,19 @@ def test_the_default_spool_is_per_url(tmp_path: Path, monkeypatch: pytest.Monkey
     assert a != b
     assert a.parent == b.parent == tmp_path / "batchflux" / "spool"
     assert default_spool("s3://bucket/a/") == a
+
+
+def test_a_signed_url_is_recorded_by_its_hash_and_still_matches() -> None:
+    from batchflux.ledger.reconcile import Intent, body_matches, input_sent
+
+    params = {"prompt": "p", "input_image": "s3://b/in/cat.jpg"}
+    signed = "https://b.s3.amazonaws.com/in/cat.jpg?X-Amz-Signature=abc"
+    recorded = input_sent(params, {**params, "input_image": signed})
+    assert recorded is not None
+    assert recorded.startswith("sha256:")
+    assert "Signature" not in recorded
+    intent = Intent("j", "m", params, False, recorded, 0.0)
+    assert body_matches(intent, {"prompt": "p", "input_image": signed})
+    assert not body_matches(intent, {"prompt": "p", "input_image": signed + "x"})
+    # An http input sent as written records nothing, as before.
+    assert input_sent({"input_image": "https://x/y.png"}, {"input_image": "https://x/y.png"}) is None
