@@ -286,8 +286,9 @@ def k8s_docs(name: str) -> list[dict[str, Any]]:
     return docs
 
 
-def check_pod_spec(pod: dict[str, Any], pvcs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The checks every batchflux pod needs; returns its one container."""
+def check_pod_spec(pod: dict[str, Any]) -> dict[str, Any]:
+    """The checks every batchflux pod needs; returns its one container. The run directory is a
+    bucket prefix and the pod's only disk an emptyDir spool: no volume outlives the pod."""
     (container,) = pod["containers"]
     assert isinstance(container, dict)
     assert container["name"] == "batchflux"
@@ -302,10 +303,20 @@ def check_pod_spec(pod: dict[str, Any], pvcs: dict[str, dict[str, Any]]) -> dict
     assert ref["name"]
     assert ref["key"] == "SEGMIND_API_KEY"
     assert "value" not in env["SEGMIND_API_KEY"]  # never inline
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        if name in env:  # from a Secret, or left out for a service account's credentials
+            assert "value" not in env[name], f"{name} inline"
+            assert env[name]["valueFrom"]["secretKeyRef"]["key"] == name
     volumes = {v["name"]: v for v in pod["volumes"]}
-    for mount in container["volumeMounts"]:
-        claim = volumes[mount["name"]]["persistentVolumeClaim"]["claimName"]
-        assert claim in pvcs, f"claim {claim} is not defined in the file"
+    for volume in volumes.values():
+        assert "persistentVolumeClaim" not in volume, "a bucket run needs no PersistentVolumeClaim"
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    args = container["args"]
+    assert (flag_value(args, "--out") or "").startswith("s3://"), "the run directory is a bucket prefix"
+    spool = flag_value(args, "--spool") or ""
+    assert any(spool.startswith(path) and "emptyDir" in v for path, v in mounts.items()), spool
+    manifest = args[1]
+    assert any(manifest.startswith(path) and "configMap" in v for path, v in mounts.items()), manifest
     assert pod["restartPolicy"] == "Never"  # podFailurePolicy requires it
     grace = flag_value(container["args"], "--grace") or "30"
     assert pod["terminationGracePeriodSeconds"] > float(grace)
@@ -387,15 +398,14 @@ def test_systemd_units(real_parser: argparse.ArgumentParser) -> None:
 
 def test_k8s_cronjob(real_parser: argparse.ArgumentParser) -> None:
     docs = k8s_docs("cronjob.yaml")
-    assert sorted(d["kind"] for d in docs) == ["CronJob", "PersistentVolumeClaim"]
-    pvcs = {d["metadata"]["name"]: d for d in docs if d["kind"] == "PersistentVolumeClaim"}
-    (cron,) = (d for d in docs if d["kind"] == "CronJob")
+    assert sorted(d["kind"] for d in docs) == ["CronJob"]
+    (cron,) = docs
     assert cron["apiVersion"] == "batch/v1"
     spec = cron["spec"]
     assert spec["concurrencyPolicy"] == "Forbid"
     assert cron_fields_ok(spec["schedule"].split())
     job_spec = spec["jobTemplate"]["spec"]
-    container = check_pod_spec(job_spec["template"]["spec"], pvcs)
+    container = check_pod_spec(job_spec["template"]["spec"])
     check_failure_policy(job_spec, container)
     argv = [*container["command"], *container["args"]]
     assert argv[1] == "run"
@@ -404,9 +414,8 @@ def test_k8s_cronjob(real_parser: argparse.ArgumentParser) -> None:
 
 def test_k8s_indexed_job(real_parser: argparse.ArgumentParser) -> None:
     docs = k8s_docs("indexed-job.yaml")
-    assert sorted(d["kind"] for d in docs) == ["Job", "PersistentVolumeClaim"]
-    pvcs = {d["metadata"]["name"]: d for d in docs if d["kind"] == "PersistentVolumeClaim"}
-    (job,) = (d for d in docs if d["kind"] == "Job")
+    assert sorted(d["kind"] for d in docs) == ["Job"]
+    (job,) = docs
     assert job["apiVersion"] == "batch/v1"
     spec = job["spec"]
     assert spec["completionMode"] == "Indexed"
@@ -414,12 +423,10 @@ def test_k8s_indexed_job(real_parser: argparse.ArgumentParser) -> None:
     assert spec["parallelism"] == n
     assert n >= 2
     pod = spec["template"]["spec"]
-    container = check_pod_spec(pod, pvcs)
+    container = check_pod_spec(pod)
     check_failure_policy(spec, container)
     if any(r["action"] == "FailIndex" for r in spec["podFailurePolicy"]["rules"]):
         assert "backoffLimitPerIndex" in spec  # FailIndex needs it
-    for volume in pod["volumes"]:  # pods on several nodes share the output volume
-        assert "ReadWriteMany" in pvcs[volume["persistentVolumeClaim"]["claimName"]]["spec"]["accessModes"]
     env_names = {e["name"] for e in container["env"]}
     argv = [*container["command"], *container["args"]]
     for word in argv:
@@ -435,3 +442,10 @@ def test_k8s_indexed_job(real_parser: argparse.ArgumentParser) -> None:
         outs.add(flag_value(expanded, "--out"))
         assert check_command(expanded, real_parser) == []
     assert len(outs) == n
+
+
+def test_the_image_installs_the_bucket_extra() -> None:
+    dockerfile = (JOBS / "k8s" / "Dockerfile").read_text()
+    installs = [line for line in dockerfile.splitlines() if line.startswith("RUN pip install")]
+    assert len(installs) == 1
+    assert "[s3]" in installs[0], "the k8s files run with a bucket: the image needs the [s3] extra"

@@ -392,7 +392,7 @@ class Run:
         closing = outcome.closing_line(code, stats, engine, rundir.where)
         try:
             await asyncio.to_thread(rundir.ship, final=True)
-        except StoreUnavailable as exc:  # the spool keeps it all: the next run ships it
+        except (StoreUnavailable, OSError) as exc:  # the spool keeps it all: the next run ships it
             code = ExitCode.TEMPFAIL if code in (ExitCode.OK, ExitCode.JOBS_FAILED) else code
             closing = f"{closing}; but could not ship the run to {rundir.where}: {exc} (the rerun does)"
         return RunResult(code, out_dir, summary, closing, plan, stats)

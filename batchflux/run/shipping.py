@@ -35,7 +35,7 @@ async def ship_while_running(
             await ledger.commit()  # fsynced in the spool before it is shipped
         try:
             await asyncio.to_thread(rundir.ship)
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, OSError) as exc:  # OSError: the spool itself
             now = time.monotonic()
             if failing_since is None:
                 failing_since = now

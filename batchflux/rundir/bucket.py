@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
@@ -69,6 +70,7 @@ class BucketRunDir(RunDir):
         self.store: ObjectStore = store
         self.local = spool.resolve()
         self.lease: Lease | None = None
+        self._shipping = threading.Lock()
         self._state: dict[str, Any] = {"ledger_offset": 0, "uploaded": {}, "remote": {}}
 
     def __repr__(self) -> str:
@@ -146,16 +148,28 @@ class BucketRunDir(RunDir):
 
     def ship(self, *, final: bool = False) -> None:
         """Ship the ledger's new complete lines as one segment, then new or changed files
-        (StoreUnavailable on failure: nothing is lost, the next ship tries again)."""
+        (StoreUnavailable on failure: nothing is lost, the next ship tries again). One ship at a
+        time: a ship left running in its thread by a cancelled caller finishes before the next."""
+        with self._shipping:
+            self._ship(final)
+
+    def _ship(self, final: bool) -> None:
         self._ship_ledger()
         for name, path in self._files():
-            st = path.stat()
+            try:
+                st = path.stat()
+            except FileNotFoundError:  # replaced or removed while we walked
+                continue
             sig = [st.st_size, st.st_mtime_ns]
             if self._state["uploaded"].get(name) == sig:
                 continue
             if name.startswith(LOG_FILENAME) and not final and name in self._state["uploaded"]:
                 continue  # the log changes with every line: shipped at the stop
-            self.store.set(name, path.read_bytes())
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            self.store.set(name, data)
             self._state["remote"][name] = st.st_size
             if _kept(name):
                 self._state["uploaded"][name] = sig
