@@ -34,6 +34,7 @@ from batchflux.manifest import load_jobs, load_manifest
 from batchflux.run.live import LiveRows
 from batchflux.run.runner import DEFAULT_BASE_URL, Run, RunOptions, RunResult
 from batchflux.run.shard import Shard, parse_shard
+from batchflux.rundir import is_url
 
 Jobs = str | os.PathLike[str] | Iterable[Mapping[str, Any]]
 
@@ -175,7 +176,9 @@ def run_options(
     if pace is not None and shard is not None and (rpm is not None or rate is not None):
         pace = Rate(*shard.share_window(pace.limit, pace.period))
     engine = dataclasses.replace(engine, rate=pace, **engine_kw)
-    out = Path(out_dir) if out_dir is not None else None
+    out: Path | str | None = None
+    if out_dir is not None:
+        out = out_dir if isinstance(out_dir, str) and is_url(out_dir) else Path(out_dir)
     common: dict[str, Any] = {
         "api_key": key,
         "base_url": base_url or os.environ.get("BATCHFLUX_BASE_URL") or DEFAULT_BASE_URL,
@@ -190,6 +193,8 @@ def run_options(
         raise TypeError(f"{caller}() takes a manifest path or an iterable of jobs (mappings)")
     if out is None:
         raise ValueError(f"{caller}(): out_dir= is required with jobs given as mappings")
+    if not isinstance(out, Path):
+        raise ValueError(f"{caller}(): jobs given as mappings need a local out_dir=, not a bucket URL")
     jobs_file = out / JOBS_FILENAME
     loaded = dataclasses.replace(load_jobs(source, overrides=common["overrides"]), path=jobs_file.resolve())
     return RunOptions(manifest=jobs_file, out_dir=out, jobs=loaded, write_jobs=True, **common)

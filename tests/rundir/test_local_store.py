@@ -75,3 +75,12 @@ def test_a_signed_url_is_recorded_by_its_hash_and_still_matches() -> None:
     assert not body_matches(intent, {"prompt": "p", "input_image": signed + "x"})
     # An http input sent as written records nothing, as before.
     assert input_sent({"input_image": "https://x/y.png"}, {"input_image": "https://x/y.png"}) is None
+
+
+def test_python_jobs_as_mappings_need_a_local_out_dir() -> None:
+    import asyncio
+
+    import batchflux
+
+    with pytest.raises(ValueError, match="local out_dir"):
+        asyncio.run(batchflux.run_batch([{"prompt": "p"}], out_dir="s3://b/x", api_key="k"))
