@@ -6,7 +6,7 @@ The spool (``--spool``) holds what the run writes, as a local run directory woul
 - **The ledger** is appended and fsynced in the spool (as in a local run), and shipped as
   immutable segments ``ledger/<start offset>.jsonl``, each the complete lines appended since the
   last one: every few seconds while the run works, and at every stop. The ledger is the segments
-  in order.
+  in order (:func:`chain`). At the end of a run they are compacted into one, the segment at offset 0.
 - **Files** (images, summary, results, report, log) are uploaded when new or changed, the store's
   checksum checked against the bytes; images are then removed from the spool (the run's own files
   stay for the next run's reads).
@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -44,13 +45,14 @@ from batchflux.ledger.resume import FileCheck, check_file
 from batchflux.rundir.base import Restored, RunDir
 from batchflux.rundir.lease import Lease
 from batchflux.rundir.objects import ObjectStore
-from batchflux.rundir.store import LocalStore
+from batchflux.rundir.store import LocalStore, Meta, StoreUnavailable
 
 log = logging.getLogger("batchflux.rundir")
 
 STATE_FILENAME = ".spool.json"
 SEGMENT_PREFIX = "ledger/"
 SHIP_INTERVAL_S = 3.0
+FETCH_WORKERS = 8  # segments read at once when a spool is rebuilt
 # The run's own files: uploaded, and kept in the spool for the next run to read.
 RUN_FILES = frozenset({
     SUMMARY_FILENAME, REPORT_FILENAME, RESULTS_JSONL_FILENAME, RESULTS_CSV_FILENAME, JOBS_FILENAME,
@@ -100,9 +102,8 @@ class BucketRunDir(RunDir):
         """Bring the spool up to the bucket (StoreUnavailable when the bucket cannot be read)."""
         self.local.mkdir(parents=True, exist_ok=True)
         listing = self.store.list()
-        segments = [m for m in listing if m.key.startswith(SEGMENT_PREFIX)]
+        segments, shipped = chain([m for m in listing if m.key.startswith(SEGMENT_PREFIX)])
         remote = {m.key: m.size for m in listing if not _internal(m.key)}
-        shipped = sum(m.size for m in segments)
         state = self._load_state()
         ledger = self.ledger_path
         local_size = ledger.stat().st_size if ledger.exists() else 0
@@ -111,7 +112,8 @@ class BucketRunDir(RunDir):
             self._state["remote"] = remote
             return Restored()  # the spool is this bucket's, and at least as far as it
         self._state = {"ledger_offset": 0, "uploaded": {}, "remote": remote}
-        data = b"".join(self._segment(m.key) for m in segments)
+        with ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="batchflux-get") as pool:
+            data = b"".join(pool.map(self._segment, segments))
         atomic_write_bytes(ledger, data)
         self._state["ledger_offset"] = len(data)
         for name in RESTORED_FILES:
@@ -127,11 +129,11 @@ class BucketRunDir(RunDir):
         note = f"rebuilt the spool from {self.store.where} ({len(segments)} ledger segments)"
         return Restored(lost_since=lost, note=note)
 
-    def _segment(self, key: str) -> bytes:
-        body = self.store.get(key)
-        if body is None:
-            raise FileNotFoundError(f"{self.store.url_of(key)} vanished while the spool was rebuilt")
-        return body
+    def _segment(self, meta: Meta) -> bytes:
+        body = self.store.get(meta.key)
+        if body is None or len(body) < meta.size:
+            raise StoreUnavailable(f"{self.store.url_of(meta.key)} changed while it was read; try again")
+        return body[: meta.size]  # a segment compacted meanwhile starts with the same bytes
 
     def _lost_since(self, ledger: bytes) -> float | None:
         """After which time a runner that is gone may have made requests the ledger lacks."""
@@ -146,12 +148,29 @@ class BucketRunDir(RunDir):
             return float(taken["started_unix"])  # it died before its first segment
         return None
 
+    def compact(self) -> None:
+        """Many small segments become one: the shipped ledger written as the segment at offset 0
+        (a longer one, starting with the same bytes), then the segments it covers deleted. A reader
+        meanwhile reads either; what it gets is a prefix of the ledger either way."""
+        segments, shipped = chain(self.store.list(SEGMENT_PREFIX))
+        if len(segments) < 2 or shipped != self._state["ledger_offset"]:
+            return
+        with self.ledger_path.open("rb") as fh:
+            data = fh.read(shipped)
+        if len(data) != shipped:
+            return
+        self.store.set(segment_key(0), data)
+        for meta in segments[1:]:
+            self.store.delete(meta.key)
+
     def ship(self, *, final: bool = False) -> None:
         """Ship the ledger's new complete lines as one segment, then new or changed files
         (StoreUnavailable on failure: nothing is lost, the next ship tries again). One ship at a
         time: a ship left running in its thread by a cancelled caller finishes before the next."""
         with self._shipping:
             self._ship(final)
+            if final:
+                self.compact()
 
     def _ship(self, final: bool) -> None:
         self._ship_ledger()
@@ -246,6 +265,24 @@ class BucketRunDir(RunDir):
     def read(self, name: str) -> bytes | None:
         body = LocalStore(self.local).get(name)
         return body if body is not None else self.store.get(name)
+
+
+def chain(segments: list[Meta]) -> tuple[list[Meta], int]:
+    """The segments that make the ledger, in order, and its length: from offset 0, each segment
+    starts where the one before ends; a segment that a compacted one covers is left out."""
+    by_start: dict[int, Meta] = {}
+    for meta in segments:
+        stem = meta.key[len(SEGMENT_PREFIX) :].removesuffix(".jsonl")
+        if stem.isdigit():
+            start = int(stem)
+            if start not in by_start or meta.size > by_start[start].size:
+                by_start[start] = meta
+    out: list[Meta] = []
+    pos = 0
+    while pos in by_start and by_start[pos].size > 0:
+        out.append(by_start[pos])
+        pos += by_start[pos].size
+    return out, pos
 
 
 def _internal(key: str) -> bool:

@@ -44,6 +44,8 @@ async def test_a_run_into_a_bucket_lands_everything_under_the_prefix(
         for key in ("summary.json", "results.csv", "results.jsonl", "report.html", "batchflux.log"):
             assert key in objects, sorted(objects)
         events = ledger_of(objects)
+        # Compacted at the stop into one segment:
+        assert [k for k in objects if k.startswith("ledger/")] == ["ledger/0000000000000000.jsonl"]
         assert count(events, "downloaded") == 6
         assert events[-1]["event"] == "run_finished"
         assert "run.lock" not in objects  # released

@@ -84,3 +84,15 @@ def test_python_jobs_as_mappings_need_a_local_out_dir() -> None:
 
     with pytest.raises(ValueError, match="local out_dir"):
         asyncio.run(batchflux.run_batch([{"prompt": "p"}], out_dir="s3://b/x", api_key="k"))
+
+
+def test_the_ledger_is_the_chain_of_segments_from_offset_0() -> None:
+    from batchflux.rundir.bucket import chain, segment_key
+    from batchflux.rundir.store import Meta
+
+    segs = [Meta(segment_key(0), 10), Meta(segment_key(10), 5), Meta(segment_key(15), 7)]
+    assert chain(segs) == (segs, 22)
+    compacted = Meta(segment_key(0), 15)  # 0 and 10 compacted; 15 shipped after
+    assert chain([compacted, segs[1], segs[2]]) == ([compacted, segs[2]], 22)
+    assert chain([segs[1], segs[2]]) == ([], 0)  # no start: nothing to build on
+    assert chain([segs[0], segs[2]]) == ([segs[0]], 10)  # a gap ends the ledger
