@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -93,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         return run_spend(args)
     try:
         status = load_status(args.out, now=time.time(), retention_s=args.retention)
+        if getattr(args, "out_names", None):  # read from buckets: name them as the user did
+            status = dataclasses.replace(status, out_dirs=tuple(args.out_names))
     except (NoLedger, LedgerCorrupt) as exc:
         print(f"batchflux status: {exc}", file=sys.stderr)
         return ExitCode.USAGE

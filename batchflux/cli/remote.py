@@ -50,7 +50,8 @@ def reading_run_dirs(command: str, *, write_back: bool = False) -> Callable[[Han
                 except StoreUnavailable as exc:
                     print(f"batchflux {command}: {exc}", file=sys.stderr)
                     return ExitCode.TEMPFAIL
-                code = handler(argparse.Namespace(**{**vars(args), "out": local}))
+                names = [str(t) for t in args.out]
+                code = handler(argparse.Namespace(**{**vars(args), "out": local, "out_names": names}))
                 if write_back and code == ExitCode.OK:
                     try:
                         for rundir in remotes:

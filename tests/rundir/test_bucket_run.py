@@ -80,6 +80,9 @@ async def test_status_report_and_export_read_the_url(tmp_path: Path, clis: Clis,
     status = await clis.run("status", url, "--json")
     assert status.code == 0, status
     assert json.loads(status.stdout)["by_state"]["downloaded"] == 3
+    assert json.loads(status.stdout)["out_dirs"] == [url]
+    text = await clis.run("status", url)
+    assert text.stdout.startswith(url), text
     export = await clis.run("export", url, "--manifest", manifest)
     assert export.code == 0, export
     rows = [json.loads(line) for line in export.stdout.splitlines()]
