@@ -53,6 +53,7 @@ STATE_FILENAME = ".spool.json"
 SEGMENT_PREFIX = "ledger/"
 SHIP_INTERVAL_S = 3.0
 FETCH_WORKERS = 8  # segments read at once when a spool is rebuilt
+PUT_WORKERS = 8  # files uploaded at once by a ship
 # The run's own files: uploaded, and kept in the spool for the next run to read.
 RUN_FILES = frozenset({
     SUMMARY_FILENAME, REPORT_FILENAME, RESULTS_JSONL_FILENAME, RESULTS_CSV_FILENAME, JOBS_FILENAME,
@@ -174,6 +175,7 @@ class BucketRunDir(RunDir):
 
     def _ship(self, final: bool) -> None:
         self._ship_ledger()
+        due: list[tuple[str, Path, list[int]]] = []
         for name, path in self._files():
             try:
                 st = path.stat()
@@ -184,19 +186,40 @@ class BucketRunDir(RunDir):
                 continue
             if name.startswith(LOG_FILENAME) and not final and name in self._state["uploaded"]:
                 continue  # the log changes with every line: shipped at the stop
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:
-                continue
+            due.append((name, path, sig))
+        if not due:
+            return
+        failed: StoreUnavailable | None = None
+        with ThreadPoolExecutor(max_workers=PUT_WORKERS, thread_name_prefix="batchflux-put") as pool:
+            for (name, path, sig), outcome in zip(due, pool.map(self._upload, due), strict=True):
+                if isinstance(outcome, StoreUnavailable):
+                    failed = failed or outcome
+                    continue
+                if outcome is False:
+                    continue
+                self._state["remote"][name] = sig[0]
+                if _kept(name):
+                    self._state["uploaded"][name] = sig
+                else:  # an image: in the bucket, checksummed; the spool lets it go
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                    self._state["uploaded"].pop(name, None)
+        self._save_state()
+        if failed is not None:
+            raise failed
+
+    def _upload(self, item: tuple[str, Path, list[int]]) -> bool | StoreUnavailable:
+        """One file to the store: True once there, False if it vanished, or the store's failure."""
+        name, path, _sig = item
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return False
+        try:
             self.store.set(name, data)
-            self._state["remote"][name] = st.st_size
-            if _kept(name):
-                self._state["uploaded"][name] = sig
-            else:  # an image: in the bucket, checksummed; the spool lets it go
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                self._state["uploaded"].pop(name, None)
-            self._save_state()
+        except StoreUnavailable as exc:
+            return exc
+        return True
 
     def _ship_ledger(self) -> None:
         ledger = self.ledger_path

@@ -4,6 +4,8 @@
   start together, the store lets exactly one create it.
 - **Renewed** by its holder every ``period / 3`` seconds (a thread, so a busy event loop cannot
   starve it), each renewal a write conditional on the version it last wrote (``If-Match``).
+  The store's clock dates each renewal (``Last-Modified``); a waiter also watches the lock unchanged
+  for one renewal interval before it believes it lapsed, so a skewed clock cannot take a live lock.
 - **Lapses** ``period`` (30 s) after the last renewal, as the store's clock dates the object. A
   runner that finds the lock watches it: renewed meanwhile → another runner lives: :class:`LockHeld`
   (exit 4), within one renewal interval; not renewed for ``period`` → the holder is gone (a killed
@@ -65,6 +67,10 @@ class Lease:
             return cls._start(store, holder, period, None)
         seen: str | None = None
         previous: dict[str, Any] = {}
+        watched_from = time.monotonic()
+        # Watched for one renewal interval unchanged as well: a clock ahead of the store's must not
+        # make a live holder's lease look lapsed.
+        must_watch = period / 3 + 1.0
         while True:
             meta = store.head(LOCK_FILENAME)
             if meta is None:  # released meanwhile
@@ -76,12 +82,12 @@ class Lease:
             if seen is None:
                 seen, previous = meta.etag, _holder(store)
             age = time.time() - (meta.modified if meta.modified is not None else time.time())
-            if age >= period:
+            if age >= period and time.monotonic() - watched_from >= must_watch:
                 if meta.etag is not None and store.set_if_match(LOCK_FILENAME, data, meta.etag) is not None:
                     log.info("took over the lapsed lock of %s", store.url_of(LOCK_FILENAME))
                     return cls._start(store, holder, period, previous)
                 raise LockHeld(_holder(store), store.url_of(LOCK_FILENAME))
-            time.sleep(min(1.0, max(0.05, period - age)))
+            time.sleep(min(1.0, max(0.05, period - age, must_watch - (time.monotonic() - watched_from))))
 
     @classmethod
     def _start(
