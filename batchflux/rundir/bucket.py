@@ -37,6 +37,7 @@ from batchflux.files.layout import (
     REPORT_FILENAME,
     RESULTS_CSV_FILENAME,
     RESULTS_JSONL_FILENAME,
+    REVIEWS_FILENAME,
     SUMMARY_FILENAME,
     THUMB_DIRNAME,
 )
@@ -57,9 +58,10 @@ PUT_WORKERS = 8  # files uploaded at once by a ship
 # The run's own files: uploaded, and kept in the spool for the next run to read.
 RUN_FILES = frozenset({
     SUMMARY_FILENAME, REPORT_FILENAME, RESULTS_JSONL_FILENAME, RESULTS_CSV_FILENAME, JOBS_FILENAME,
+    REVIEWS_FILENAME,
 })  # fmt: skip
 # Fetched into a rebuilt spool: what a run or a reader reads besides the ledger.
-RESTORED_FILES = (SUMMARY_FILENAME, JOBS_FILENAME, RESULTS_JSONL_FILENAME)
+RESTORED_FILES = (SUMMARY_FILENAME, JOBS_FILENAME, RESULTS_JSONL_FILENAME, REVIEWS_FILENAME)
 
 
 def segment_key(offset: int) -> str:

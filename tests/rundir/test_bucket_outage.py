@@ -9,9 +9,8 @@ import contextlib
 from pathlib import Path
 
 import pytest
-from conftest import S3Server, all_objects, free_port
 from runkit import Clis, count, plain_jobs, wait_until, write_manifest
-from test_bucket_run import images_of, ledger_of
+from s3kit import S3Server, all_objects, free_port, images_of, ledger_of
 
 from batchflux.emulator import Emulator, EmulatorConfig
 

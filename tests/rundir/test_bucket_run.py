@@ -9,23 +9,13 @@ import shutil
 import signal
 from pathlib import Path
 
-from conftest import SECRET, all_objects
 from runkit import Cli, Clis, count, plain_jobs, wait_until, write_manifest
+from s3kit import SECRET, all_objects, images_of, ledger_of
 
 from batchflux.emulator import DEFAULT_API_KEY, Emulator, EmulatorConfig
 from batchflux.rundir.objects import open_object_store
 
 FAST = EmulatorConfig(latency_mean=0.05, latency_sd=0.01)
-
-
-def ledger_of(objects: dict[str, bytes]) -> list[dict[str, object]]:
-    segments = sorted(k for k in objects if k.startswith("ledger/"))
-    data = b"".join(objects[k] for k in segments)
-    return [json.loads(line) for line in data.splitlines()]
-
-
-def images_of(objects: dict[str, bytes]) -> dict[str, bytes]:
-    return {k: v for k, v in objects.items() if k.endswith(".png") and "/" not in k}
 
 
 async def test_a_run_into_a_bucket_lands_everything_under_the_prefix(

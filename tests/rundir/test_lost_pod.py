@@ -9,9 +9,8 @@ import shutil
 import signal
 from pathlib import Path
 
-from conftest import all_objects
 from runkit import Clis, plain_jobs, wait_until, write_manifest
-from test_bucket_run import images_of, ledger_of
+from s3kit import all_objects, images_of, ledger_of
 
 from batchflux.emulator import Emulator, EmulatorConfig
 
