@@ -37,6 +37,8 @@ def check_regular_file(path: Path, kind: str = "a manifest file") -> os.stat_res
         raise Unreadable("file not found") from None
     except OSError as exc:
         raise Unreadable(f"cannot read: {exc.strerror or exc}") from None
+    except ValueError:  # os.stat refuses a name with a NUL byte before asking the system
+        raise Unreadable("is not a file name (it holds a NUL character)") from None
     if stat.S_ISDIR(info.st_mode):
         raise Unreadable(f"is a directory, not {kind}")
     if not stat.S_ISREG(info.st_mode):

@@ -157,12 +157,16 @@ def test_jobs_csv_problems_name_the_csv(
     Path("m.yaml").write_text("jobs:\n  - {prompt: b, seed: y}\njobs_csv: rows.csv\n")
     Path("n.yaml").write_text("jobs_csv: missing.csv\n")
     Path("o.yaml").write_text("jobs_csv: m.yaml\n")
+    Path("p.yaml").write_text('jobs_csv: "a\\0.csv"\n')  # found by the random-manifest property test
     assert problems(Path("m.yaml")) == [
         "m.yaml:2: jobs[0].seed: 'y' is not an integer",
         "rows.csv:2: seed: 'x' is not an integer",
     ]
     assert problems(Path("n.yaml")) == ["n.yaml:1: jobs_csv: 'missing.csv': file not found"]
     assert problems(Path("o.yaml")) == ["o.yaml:1: jobs_csv: 'm.yaml': is not a .csv or .tsv file"]
+    assert problems(Path("p.yaml")) == [
+        "p.yaml:1: jobs_csv: 'a\\x00.csv': is not a file name (it holds a NUL character)"
+    ]
 
 
 def test_a_model_without_schema_keeps_csv_text(mdir: Path) -> None:
