@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from batchflux.cli.remote import out_target, reading_run_dirs
+from batchflux.cli.remote import add_out_targets, reading_run_dirs
 from batchflux.cli.runopts import add_set_option
 from batchflux.manifest import ManifestError
 from batchflux.manifest.write import NotWritable, write_csv_manifest
@@ -35,13 +35,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "going."
         ),
     )
-    parser.add_argument(
-        "out",
-        nargs="+",
-        type=out_target,
-        metavar="OUT",
-        help="run directory (holds ledger.jsonl), or its bucket URL",
-    )
+    add_out_targets(parser)
     parser.add_argument(
         "--format",
         choices=FORMATS,

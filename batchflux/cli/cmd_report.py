@@ -8,7 +8,7 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
-from batchflux.cli.remote import out_target, reading_run_dirs
+from batchflux.cli.remote import add_out_targets, reading_run_dirs
 from batchflux.report import REPORT_FILENAME, ReportError, write_report
 from batchflux.run.exitcodes import ExitCode
 
@@ -23,13 +23,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "status and failure reason. Several directories (shards of one batch) are merged into one page."
         ),
     )
-    parser.add_argument(
-        "out",
-        nargs="+",
-        type=out_target,
-        metavar="OUT",
-        help="run directory (holds ledger.jsonl), or its bucket URL",
-    )
+    add_out_targets(parser)
     parser.add_argument(
         "-o",
         "--output",

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from batchflux.cli.remote import out_target, reading_run_dirs
+from batchflux.cli.remote import add_out_targets, reading_run_dirs
 from batchflux.cli.runopts import add_base_url, add_history_url
 from batchflux.cli.spend_view import EXIT_CODES_HELP, run_spend
 from batchflux.ledger import LedgerCorrupt
@@ -54,13 +54,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "out",
-        nargs="+",
-        type=out_target,
-        metavar="OUT",
-        help="run directory (holds ledger.jsonl), or its bucket URL",
-    )
+    add_out_targets(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument(
         "--limit",

@@ -24,6 +24,17 @@ def out_target(text: str) -> Path | str:
     return text if is_url(text) else Path(text)
 
 
+def add_out_targets(parser: argparse.ArgumentParser) -> None:
+    """The ``OUT...`` positional of the commands that read run directories, local or in a bucket."""
+    parser.add_argument(
+        "out",
+        nargs="+",
+        type=out_target,
+        metavar="OUT",
+        help="run directory (holds ledger.jsonl), or its bucket URL",
+    )
+
+
 def reading_run_dirs(command: str, *, write_back: bool = False) -> Callable[[Handler], Handler]:
     """``args.out`` (paths and URLs) becomes local directories for the wrapped handler."""
 
