@@ -279,14 +279,7 @@ class Run:
         run_id = uuid.uuid4().hex[:12]
         connector = aiohttp.TCPConnector(limit=256, limit_per_host=0)
         async with aiohttp.ClientSession(connector=connector) as session:
-            client = ApiClient(
-                session,
-                api_key=opt.api_key,
-                base_url=opt.base_url,
-                upload_url=opt.upload_url,
-                history_url=opt.history_url,
-                timeout_s=opt.timeout_s,
-            )
+            client = self._api_client(session)
             bucket_inputs = BucketInputs(client.upload if opt.upload_inputs else None)
             wanted = [d.job.params.get("input_image") for d in plan.select(Action.SUBMIT)]
             refusal_line = await _check_bucket_inputs(bucket_inputs, [str(u) for u in wanted if in_bucket(u)])
@@ -417,18 +410,22 @@ class Run:
         if keep:
             self.say(f"--redo-rejected: {len(keep)} rejected jobs submitted again; {kept} images kept aside")
 
+    def _api_client(self, session: aiohttp.ClientSession) -> ApiClient:
+        opt = self.opt
+        return ApiClient(
+            session,
+            api_key=opt.api_key,
+            base_url=opt.base_url,
+            upload_url=opt.upload_url,
+            history_url=opt.history_url,
+            timeout_s=opt.timeout_s,
+        )
+
     async def _adopt_lost_tail(self, jobs: Sequence[Job], replay: Replay, since: float, ledger: Path) -> int:
         """The requests a lost runner made after its last shipped segment, from the request history."""
         opt = self.opt
         async with aiohttp.ClientSession() as session:
-            client = ApiClient(
-                session,
-                api_key=opt.api_key,
-                base_url=opt.base_url,
-                upload_url=opt.upload_url,
-                history_url=opt.history_url,
-                timeout_s=opt.timeout_s,
-            )
+            client = self._api_client(session)
             with LedgerWriter(ledger) as writer:
                 return await adopt_lost_tail(
                     client, jobs, replay, since, writer,
