@@ -1,5 +1,7 @@
 """``batchflux review OUT [OUT...]``: approve or reject each edit in the browser; or, from a script,
-``--approve-all-unreviewed`` and ``--reject ID...``."""
+``--approve-all-unreviewed`` and ``--reject ID...``. An OUT in a bucket is reviewed from a restored
+spool; its review log is merged into the bucket's after the scripted verdicts, and every
+:data:`~batchflux.review.server.SHIP_EVERY_S` and at the stop while the page is served."""
 
 from __future__ import annotations
 
@@ -9,13 +11,15 @@ import contextlib
 import signal
 import sys
 import webbrowser
-from pathlib import Path
 from typing import Any
 
+from batchflux.cli.remote import add_out_targets, reading_run_dirs
 from batchflux.files.durable import WriteFailed
 from batchflux.ledger import LedgerCorrupt
 from batchflux.report import ReportError
 from batchflux.run.exitcodes import ExitCode
+from batchflux.rundir import RunDir
+from batchflux.rundir.store import StoreUnavailable
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -29,10 +33,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "saved at once as 'reviewed' events in OUT/reviews.jsonl, beside the ledger (a run may work on "
             "the directory meanwhile). The page's URL carries a random token; without it every path "
             "answers 403. Ctrl-C stops the server. 'batchflux run MANIFEST --redo-rejected' submits the "
-            "rejected jobs again."
+            "rejected jobs again. An OUT in a bucket (s3://...) is read into a temporary spool; its "
+            "verdicts are merged into the bucket's review log every few seconds and at the stop, never "
+            "put over another reviewer's."
         ),
     )
-    parser.add_argument("out", nargs="+", type=Path, metavar="OUT", help="run directory (holds ledger.jsonl)")
+    add_out_targets(parser)
     parser.add_argument(
         "--port", type=int, default=0, metavar="N", help="the port to listen on (default: a free one)"
     )
@@ -55,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.set_defaults(handler=run)
 
 
+@reading_run_dirs("review")
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         return _fail(f"--port {args.port}: not a port number")
@@ -68,6 +75,14 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     except WriteFailed as exc:
         return _fail(str(exc))
+    except StoreUnavailable as exc:
+        print(f"batchflux review: {exc}", file=sys.stderr)
+        return ExitCode.TEMPFAIL
+
+
+def _ship(remotes: list[RunDir]) -> None:
+    for rundir in remotes:
+        rundir.ship_reviews()
 
 
 def _scripted(args: argparse.Namespace) -> int:
@@ -80,7 +95,11 @@ def _scripted(args: argparse.Namespace) -> int:
         return _fail(f"no such job: {', '.join(done.unknown)}; nothing was recorded")
     if done.no_image:
         return _fail(f"no image to review: {', '.join(done.no_image)}; nothing was recorded")
+    remotes: list[RunDir] = vars(args).get("remotes", [])
+    _ship(remotes)
     print(f"review: {done.rejected} rejected, {done.approved} approved")
+    for rundir in remotes:
+        print(f"review: shipped to {rundir.where}")
     return ExitCode.OK
 
 
@@ -98,7 +117,12 @@ def _serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(args.out, port=args.port, ready=ready, stop=stop)
+        await serve(args.out, port=args.port, ready=ready, stop=stop, ship=ship if remotes else None)
+
+    remotes: list[RunDir] = vars(args).get("remotes", [])
+
+    def ship() -> None:
+        _ship(remotes)
 
     try:
         asyncio.run(main())

@@ -1,7 +1,8 @@
 """Run directories in a bucket for the commands that read them (``status``, ``report``,
-``export``): each URL is read into a temporary spool (its ledger segments and run files) and the
-command reads that; ``report`` ships the report it wrote back to the bucket. Local paths pass
-through untouched."""
+``export``, ``review``): each URL is read into a temporary spool (its ledger segments and run
+files) and the command reads that; ``report`` ships the report it wrote back to the bucket, and
+``review`` its verdicts (the handler gets the bucket directories as ``args.remotes``). Local paths
+pass through untouched."""
 
 from __future__ import annotations
 
@@ -62,7 +63,9 @@ def reading_run_dirs(command: str, *, write_back: bool = False) -> Callable[[Han
                     print(f"batchflux {command}: {exc}", file=sys.stderr)
                     return ExitCode.TEMPFAIL
                 names = [str(t) for t in args.out]
-                code = handler(argparse.Namespace(**{**vars(args), "out": local, "out_names": names}))
+                code = handler(
+                    argparse.Namespace(**{**vars(args), "out": local, "out_names": names, "remotes": remotes})
+                )
                 if write_back and code == ExitCode.OK:
                     try:
                         for rundir in remotes:

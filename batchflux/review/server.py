@@ -23,6 +23,7 @@ Safety, in one place:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import mimetypes
 import secrets
@@ -37,10 +38,12 @@ from batchflux.files.layout import THUMB_DIRNAME
 from batchflux.report.thumbs import ensure_thumb
 from batchflux.review.page import csp, render_review
 from batchflux.review.session import Refused, ReviewSession
+from batchflux.rundir.store import StoreUnavailable
 
 log = logging.getLogger("batchflux.review")
 
 TOKEN_HEADER = "X-Batchflux-Token"
+SHIP_EVERY_S = 2.0  # how often verdicts reach a bucket run directory while the page is served
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -201,8 +204,13 @@ async def serve(
     ready: Callable[[str], None],
     stop: asyncio.Event,
     token: str | None = None,
+    ship: Callable[[], None] | None = None,
+    ship_every_s: float = SHIP_EVERY_S,
 ) -> None:
-    """Serve until ``stop`` is set; ``ready`` gets the page's URL once the port is bound."""
+    """Serve until ``stop`` is set; ``ready`` gets the page's URL once the port is bound. ``ship``
+    (a bucket's review log merged with the spool's) is called every ``ship_every_s`` and at the
+    stop, holding the session's lock so no verdict is appended meanwhile; a failure on the way is
+    logged and tried again, the one at the stop is raised."""
     session = await asyncio.to_thread(ReviewSession, out_dirs)
     token = token or secrets.token_urlsafe(24)
     app = make_app(session, token)
@@ -214,6 +222,19 @@ async def serve(
         bound = runner.addresses[0][1]
         app[PORT].append(bound)
         ready(f"http://127.0.0.1:{bound}/?token={token}")
-        await stop.wait()
+        if ship is None:
+            await stop.wait()
+            return
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), ship_every_s)
+            if stop.is_set():
+                break
+            try:
+                await in_session(session, ship)
+            except StoreUnavailable as exc:
+                log.warning("%s (the verdicts are kept here; tried again shortly)", exc)
     finally:
         await runner.cleanup()
+    if ship is not None:
+        await in_session(session, ship)

@@ -9,6 +9,7 @@ into the bucket. What a run asks of its directory beyond that goes through this 
 - ``lock()``: one runner per directory (:class:`~batchflux.rundir.lock.LockHeld` when taken);
 - ``restore()``: bring the working directory up to what the store holds, before the ledger is read;
 - ``ship(final=...)``: make what was written durable where the directory lives;
+- ``ship_reviews()``: the review log, merged with the store's (never put over it);
 - ``file_check()``: resume's ``file_ok``, for images that may live only in the store;
 - ``move_ledger_aside()``: ``--fresh``.
 """
@@ -81,6 +82,11 @@ class RunDir(ABC):
     @abstractmethod
     def file_check(self) -> Callable[[JobRecord], FileCheck]: ...
 
+    @abstractmethod
+    def ship_reviews(self) -> None:
+        """Make the review log's new verdicts durable where the directory lives (and bring in
+        those others gave there)."""
+
     def trouble(self) -> str | None:
         """Why the run must stop writing here (its lock was lost), or None."""
         return None
@@ -110,6 +116,9 @@ class LocalRunDir(RunDir):
 
     def ship(self, *, final: bool = False) -> None:
         """Everything is on disk already (the ledger and images are fsynced where they are written)."""
+
+    def ship_reviews(self) -> None:
+        """The review log is appended and fsynced in place already."""
 
     def file_check(self) -> Callable[[JobRecord], FileCheck]:
         return check_file(self.local)

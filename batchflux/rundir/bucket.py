@@ -10,6 +10,10 @@ The spool (``--spool``) holds what the run writes, as a local run directory woul
 - **Files** (images, summary, results, report, log) are uploaded when new or changed, the store's
   checksum checked against the bytes; images are then removed from the spool (the run's own files
   stay for the next run's reads).
+- **The review log** (``reviews.jsonl``) is never put whole by :meth:`~BucketRunDir.ship`: a
+  reviewer's :meth:`~BucketRunDir.ship_reviews` merges its lines with the bucket's and replaces the
+  object only if it is still the version read (``If-Match``), so no shipper overwrites another's
+  verdicts; the run never writes it.
 - **A spool that vanished** (a new pod) is rebuilt from the bucket: the segments become the
   ledger, the listing says which images are there. The events after the last segment went with
   the old spool: :class:`Restored` says since when, for the request history to fill them in.
@@ -53,6 +57,7 @@ log = logging.getLogger("batchflux.rundir")
 STATE_FILENAME = ".spool.json"
 SEGMENT_PREFIX = "ledger/"
 SHIP_INTERVAL_S = 3.0
+REVIEW_SHIP_TRIES = 8  # merges of the review log tried when other reviewers keep writing it
 FETCH_WORKERS = 8  # segments read at once when a spool is rebuilt
 PUT_WORKERS = 8  # files uploaded at once by a ship
 # The run's own files: uploaded, and kept in the spool for the next run to read.
@@ -247,9 +252,38 @@ class BucketRunDir(RunDir):
                     continue
                 path = Path(dirpath) / fname
                 name = PurePosixPath(path.relative_to(self.local)).as_posix()
-                if name in (LEDGER_FILENAME, LOCK_FILENAME):
+                if name in (LEDGER_FILENAME, LOCK_FILENAME, REVIEWS_FILENAME):
                     continue
                 yield name, path
+
+    def ship_reviews(self) -> None:
+        """The spool's review log into the bucket's, and the bucket's into the spool's: the lines of
+        both, by time, put only if the bucket's log is still the one read (another reviewer's
+        merge in between: read and merge again). StoreUnavailable when the store fails or stays
+        busy. The caller keeps the spool's log from being appended to meanwhile."""
+        path = self.local / REVIEWS_FILENAME
+        for _ in range(REVIEW_SHIP_TRIES):
+            meta = self.store.head(REVIEWS_FILENAME)
+            remote = (self.store.get(REVIEWS_FILENAME) or b"") if meta is not None else b""
+            try:
+                local = path.read_bytes()
+            except FileNotFoundError:
+                local = b""
+            merged = merge_logs(remote, local)
+            if merged != remote:
+                if meta is None:
+                    if not self.store.set_if_absent(REVIEWS_FILENAME, merged):
+                        continue
+                elif (
+                    meta.etag is None or self.store.set_if_match(REVIEWS_FILENAME, merged, meta.etag) is None
+                ):
+                    continue
+            if merged != local:
+                atomic_write_bytes(path, merged)
+            return
+        raise StoreUnavailable(
+            f"{self.store.url_of(REVIEWS_FILENAME)} kept changing while it was merged; try again"
+        )
 
     def trouble(self) -> str | None:
         if self.lease is not None and self.lease.lost.is_set():
@@ -308,6 +342,25 @@ def chain(segments: list[Meta]) -> tuple[list[Meta], int]:
         out.append(by_start[pos])
         pos += by_start[pos].size
     return out, pos
+
+
+def merge_logs(*logs: bytes) -> bytes:
+    """Review logs as one: every complete line once, in the order of the events' times (a log
+    before another where they tie), so the latest verdict stays the latest."""
+    seen: set[bytes] = set()
+    lines: list[tuple[float, bytes]] = []
+    for data in logs:
+        for line in data[: data.rfind(b"\n") + 1].splitlines(keepends=True):
+            if line in seen or not line.strip():
+                continue
+            seen.add(line)
+            try:
+                ts = json.loads(line).get("ts")
+            except (ValueError, AttributeError):
+                ts = None
+            lines.append((float(ts) if isinstance(ts, (int, float)) else 0.0, line))
+    lines.sort(key=lambda item: item[0])
+    return b"".join(line for _, line in lines)
 
 
 def _internal(key: str) -> bool:
