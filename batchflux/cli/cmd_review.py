@@ -104,6 +104,7 @@ def _scripted(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from batchflux.review.images import StoredImages
     from batchflux.review.server import serve
 
     def ready(url: str) -> None:
@@ -117,7 +118,10 @@ def _serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(args.out, port=args.port, ready=ready, stop=stop, ship=ship if remotes else None)
+        images = await asyncio.to_thread(StoredImages, remotes) if remotes else None
+        await serve(
+            args.out, port=args.port, ready=ready, stop=stop, ship=ship if remotes else None, images=images
+        )
 
     remotes: list[RunDir] = vars(args).get("remotes", [])
 

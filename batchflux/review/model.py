@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -84,11 +84,12 @@ def _order(ref: str, size: int, mtime_ns: int, overrides: tuple[tuple[str, str],
     return {job.id: i for i, job in enumerate(manifest.jobs)}
 
 
-def card(row: JobRow, token: str) -> dict[str, object]:
+def card(row: JobRow, token: str, exists: Callable[[Path], bool] = Path.is_file) -> dict[str, object]:
     """A row as the page's card: the report's card, its images served by the review server
-    (``./img?k=KEY&w=it|ih|ot|oh``: the input's or output's thumbnail or full size)."""
+    (``./img?k=KEY&w=it|ih|ot|oh``: the input's or output's thumbnail or full size); ``exists``
+    says whether an image is there to serve."""
     have_in = row.input_path is not None and row.input_path.is_file()
-    have_out = row.output_path is not None and row.output_path.is_file()
+    have_out = row.output_path is not None and exists(row.output_path)
     base = f"./img?k={quote(row.key, safe='')}&w="
     tail = f"&token={quote(token, safe='')}"
     links = Links(

@@ -36,6 +36,7 @@ from aiohttp import web
 from batchflux.files.durable import WriteFailed
 from batchflux.files.layout import THUMB_DIRNAME
 from batchflux.report.thumbs import ensure_thumb
+from batchflux.review.images import StoredImages
 from batchflux.review.page import csp, render_review
 from batchflux.review.session import Refused, ReviewSession
 from batchflux.rundir.store import StoreUnavailable
@@ -149,6 +150,11 @@ async def image(request: web.Request) -> web.StreamResponse:
     if row is None or which not in ("it", "ih", "ot", "oh"):
         raise web.HTTPNotFound(text="no such image")
     src = row.input_path if which[0] == "i" else row.output_path
+    if src is not None and which[0] == "o" and session.images is not None:
+        try:
+            src = await asyncio.to_thread(session.images.fetch, src)
+        except StoreUnavailable as exc:
+            raise web.HTTPServiceUnavailable(text=str(exc)) from None
     if src is None or not src.is_file():
         raise web.HTTPNotFound(text="no such image")
     path: Path | None = src
@@ -206,12 +212,14 @@ async def serve(
     token: str | None = None,
     ship: Callable[[], None] | None = None,
     ship_every_s: float = SHIP_EVERY_S,
+    images: StoredImages | None = None,
 ) -> None:
     """Serve until ``stop`` is set; ``ready`` gets the page's URL once the port is bound. ``ship``
     (a bucket's review log merged with the spool's) is called every ``ship_every_s`` and at the
     stop, holding the session's lock so no verdict is appended meanwhile; a failure on the way is
-    logged and tried again, the one at the stop is raised."""
-    session = await asyncio.to_thread(ReviewSession, out_dirs)
+    logged and tried again, the one at the stop is raised. ``images``: the output images a bucket
+    holds, fetched into the spool when the page shows them."""
+    session = await asyncio.to_thread(ReviewSession, out_dirs, images)
     token = token or secrets.token_urlsafe(24)
     app = make_app(session, token)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

@@ -18,6 +18,7 @@ from pathlib import Path
 from batchflux.files.layout import LEDGER_FILENAME, REVIEWS_FILENAME
 from batchflux.ledger.records import REVIEW_VERDICTS
 from batchflux.ledger.reviews import append_reviews, merge_reviews, review_event
+from batchflux.review.images import StoredImages
 from batchflux.review.model import FAILED, REVIEWABLE, ReviewModel, card, load_model
 
 MAX_NOTE = 2000  # characters of a note kept
@@ -42,8 +43,9 @@ class Verdict:
 class ReviewSession:
     """Called from the server's worker threads: hold :attr:`lock` around every call."""
 
-    def __init__(self, out_dirs: Sequence[Path]) -> None:
+    def __init__(self, out_dirs: Sequence[Path], images: StoredImages | None = None) -> None:
         self.lock = threading.RLock()
+        self.images = images  # run directories in a bucket: their images are fetched when shown
         self.out_dirs = tuple(Path(d) for d in out_dirs)
         self.model: ReviewModel = load_model(self.out_dirs)
         self._ledgers = self._signature(LEDGER_FILENAME)
@@ -84,7 +86,7 @@ class ReviewSession:
         """The page's cards, each with the verdict and note its image has now."""
         out = []
         for row in self.model.rows:
-            data = card(row, token)
+            data = card(row, token, self.images.exists) if self.images else card(row, token)
             data.pop("rv", None)
             data.pop("rn", None)
             review = self.model.record(row).current_review

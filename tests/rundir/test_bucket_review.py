@@ -4,11 +4,16 @@ another shipped meanwhile rather than putting over it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import signal
+import sys
 from pathlib import Path
 
+import aiohttp
 from runkit import Clis, plain_jobs, write_manifest
-from s3kit import all_objects
+from s3kit import all_objects, ledger_of
 
 from batchflux.emulator import Emulator, EmulatorConfig
 from batchflux.ledger.reviews import append_reviews, review_event
@@ -73,3 +78,44 @@ def test_a_ship_merges_with_what_another_shipped_meanwhile(tmp_path: Path, bucke
     (theirs.local / "reviews.jsonl").write_bytes(b"")
     theirs.ship(final=True)
     assert verdicts(all_objects(url)["reviews.jsonl"]) == both
+
+
+async def test_the_page_shows_the_bucket_s_images_and_ships_its_verdicts(
+    tmp_path: Path, clis: Clis, bucket: str
+) -> None:
+    manifest = write_manifest(tmp_path / "m", plain_jobs(2))
+    url = f"s3://{bucket}/r"
+    async with Emulator(FAST) as emu:
+        result = await clis.run(
+            "run", manifest, "--out", url, "--spool", tmp_path / "sp", "--no-report", emu=emu
+        )
+        assert result.code == 0, result
+    events = ledger_of(all_objects(url))
+    rid = next(e["request_id"] for e in events if e["event"] == "downloaded" and e["job"] == "job0000")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "batchflux", "review", url, "--no-open",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        page = re.search(r"http://127\.0\.0\.1:\d+/\?token=([\w-]+)", line)
+        assert page is not None, line
+        base, token = page.group(0).split("/?", 1)[0], page.group(1)
+        headers = {"X-Batchflux-Token": token, "Origin": base}
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/img?k=job0000&w=oh", headers=headers) as r:
+                assert r.status == 200, await r.text()
+                assert (await r.read()).startswith(b"\x89PNG"), "the output, fetched from the bucket"
+            body = {"k": "job0000", "rid": rid, "verdict": "rejected", "note": ""}
+            async with http.post(f"{base}/api/verdict", json=body, headers=headers) as r:
+                assert r.status == 200, await r.text()
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err
+    lines = all_objects(url)["reviews.jsonl"].decode().splitlines()
+    assert [(e["job"], e["verdict"]) for e in map(json.loads, lines)] == [("job0000", "rejected")]
