@@ -118,6 +118,7 @@ class BucketRunDir(RunDir):
         if state is not None and state.get("ledger_offset") == shipped and local_size >= shipped:
             self._state = state
             self._state["remote"] = remote
+            self._fetch_reviews(remote)  # reviewers write it in the bucket, never the run
             return Restored()  # the spool is this bucket's, and at least as far as it
         self._state = {"ledger_offset": 0, "uploaded": {}, "remote": remote}
         with ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="batchflux-get") as pool:
@@ -136,6 +137,11 @@ class BucketRunDir(RunDir):
             return Restored()
         note = f"rebuilt the spool from {self.store.where} ({len(segments)} ledger segments)"
         return Restored(lost_since=lost, note=note)
+
+    def _fetch_reviews(self, remote: dict[str, int]) -> None:
+        body = self.store.get(REVIEWS_FILENAME) if REVIEWS_FILENAME in remote else None
+        if body is not None:
+            atomic_write_bytes(self.local / REVIEWS_FILENAME, body)
 
     def _segment(self, meta: Meta) -> bytes:
         body = self.store.get(meta.key)

@@ -60,6 +60,8 @@ def test_a_ship_merges_with_what_another_shipped_meanwhile(tmp_path: Path, bucke
     ours = open_run_dir(url, spool=tmp_path / "ours")
     theirs = open_run_dir(url, spool=tmp_path / "theirs")
     assert isinstance(ours, BucketRunDir)
+    runner = open_run_dir(url, spool=tmp_path / "runner")
+    runner.restore()
     ours.restore()
     theirs.restore()
     append_reviews(theirs.local, [review_event("a", "req-a", "approved")])
@@ -74,7 +76,10 @@ def test_a_ship_merges_with_what_another_shipped_meanwhile(tmp_path: Path, bucke
     assert verdicts(all_objects(url)["reviews.jsonl"]) == both
     assert verdicts((ours.local / "reviews.jsonl").read_bytes()) == both  # theirs came back too
 
-    # A runner's spool whose review log is out of date never ships it over the bucket's.
+    # A runner's kept spool reads the verdicts given since (its --redo-rejected needs them) ...
+    runner.restore()
+    assert verdicts((runner.local / "reviews.jsonl").read_bytes()) == both
+    # ... and a spool whose review log is out of date never ships it over the bucket's.
     (theirs.local / "reviews.jsonl").write_bytes(b"")
     theirs.ship(final=True)
     assert verdicts(all_objects(url)["reviews.jsonl"]) == both
