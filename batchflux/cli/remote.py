@@ -69,7 +69,9 @@ def reading_run_dirs(command: str, *, write_back: bool = False) -> Callable[[Han
                 if write_back and code == ExitCode.OK:
                     try:
                         for rundir in remotes:
-                            rundir.ship(final=True)
+                            # Not final: only the lease holder compacts the ledger's segments; a
+                            # reader's compaction could race a runner's and put back a shorter one.
+                            rundir.ship()
                             print(f"{command}: shipped to {rundir.where}")
                     except StoreUnavailable as exc:
                         print(f"batchflux {command}: {exc}", file=sys.stderr)

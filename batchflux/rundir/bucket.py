@@ -165,7 +165,8 @@ class BucketRunDir(RunDir):
     def compact(self) -> None:
         """Many small segments become one: the shipped ledger written as the segment at offset 0
         (a longer one, starting with the same bytes), then the segments it covers deleted. A reader
-        meanwhile reads either; what it gets is a prefix of the ledger either way."""
+        meanwhile reads either; what it gets is a prefix of the ledger either way. Only the runner
+        that holds the lease compacts (at its stop): two compactions at once could leave the shorter."""
         segments, shipped = chain(self.store.list(SEGMENT_PREFIX))
         if len(segments) < 2 or shipped != self._state["ledger_offset"]:
             return
