@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from batchflux.cli.remote import add_out_targets, reading_run_dirs
+from batchflux.files.layout import THUMB_DIRNAME
 from batchflux.report import REPORT_FILENAME, ReportError, write_report
 from batchflux.run.exitcodes import ExitCode
 
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.set_defaults(handler=run)
 
 
-@reading_run_dirs("report", write_back=True)
+@reading_run_dirs("report", write_back=True, fetch=(THUMB_DIRNAME + "/",))
 def run(args: argparse.Namespace) -> int:
     try:
         path = write_report(args.out, dest=args.output)

@@ -36,8 +36,11 @@ def add_out_targets(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def reading_run_dirs(command: str, *, write_back: bool = False) -> Callable[[Handler], Handler]:
-    """``args.out`` (paths and URLs) becomes local directories for the wrapped handler."""
+def reading_run_dirs(
+    command: str, *, write_back: bool = False, fetch: tuple[str, ...] = ()
+) -> Callable[[Handler], Handler]:
+    """``args.out`` (paths and URLs) becomes local directories for the wrapped handler, with the
+    files under each ``fetch`` prefix brought in too (beyond what a restore brings)."""
 
     def wrap(handler: Handler) -> Handler:
         @functools.wraps(handler)
@@ -54,6 +57,8 @@ def reading_run_dirs(command: str, *, write_back: bool = False) -> Callable[[Han
                             continue
                         rundir = open_run_dir(target, spool=Path(tmp) / str(i))
                         rundir.restore()
+                        for prefix in fetch:
+                            rundir.fetch(prefix)
                         remotes.append(rundir)
                         local.append(rundir.local)
                 except TargetError as exc:

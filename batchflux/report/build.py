@@ -24,7 +24,7 @@ from batchflux.ledger.reviews import merge_reviews
 from batchflux.report.model import build_model
 from batchflux.report.render import Links, card_data, render_page
 from batchflux.report.rows import JobRow, RunDir
-from batchflux.report.thumbs import ensure_thumbs
+from batchflux.report.thumbs import ensure_thumbs, stored_thumb_name
 from batchflux.report.timeline import timeline_svg
 
 API_KEY_ENV = "SEGMIND_API_KEY"
@@ -42,7 +42,9 @@ def write_report(
     """Write the HTML report of one output directory, or of several merged (shards of one batch).
 
     ``dest`` defaults to ``out_dirs[0] / "report.html"``; image links are relative to its folder.
-    Thumbnails go to each directory's ``thumbs/``. Returns the path written. Raises
+    Thumbnails go to each directory's ``thumbs/``; an output that is not on this disk (a bucket run
+    directory's spool let it go) gets the thumbnail made before it left, found by its content, and
+    its card links where it lies beside the report. Returns the path written. Raises
     :class:`ReportError` when a directory has no readable ledger.
     """
     if not out_dirs:
@@ -57,7 +59,8 @@ def write_report(
         thumb_dir = row.out_dir / THUMB_DIRNAME
         wanted += [(p, thumb_dir) for p in (row.input_path, row.output_path) if p is not None and p.is_file()]
     thumbs = ensure_thumbs(wanted)
-    cards = [card_data(row, _links(row, thumbs, dest_dir)) for row in model.rows]
+    stored = {row.key: t for row in model.rows if (t := _stored_thumb(row)) is not None}
+    cards = [card_data(row, _links(row, thumbs, stored.get(row.key), dest_dir)) for row in model.rows]
 
     page = render_page(
         model,
@@ -69,7 +72,7 @@ def write_report(
     page = redact(page, [*secrets_to_hide, os.environ.get(API_KEY_ENV, "")])
     dest.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(dest, page)
-    made = sum(1 for t in thumbs.values() if t is not None)
+    made = sum(1 for t in thumbs.values() if t is not None) + len(stored)
     log.info("report: %d jobs, %d thumbnails, written to %s", len(model.rows), made, dest)
     return dest
 
@@ -108,7 +111,18 @@ def redact(text: str, secrets_: Sequence[str]) -> str:
     return Redactor(s for s in secrets_ if len(s) >= 8)(text)
 
 
-def _links(row: JobRow, thumbs: Mapping[tuple[Path, Path], Path | None], dest_dir: Path) -> Links:
+def _stored_thumb(row: JobRow) -> Path | None:
+    """The content-named thumbnail of an output that is not on this disk, if it was made."""
+    p = row.output_path
+    if p is None or row.output_sha256 is None or row.output_size is None or p.is_file():
+        return None
+    thumb = row.out_dir / THUMB_DIRNAME / stored_thumb_name(row.output_sha256, row.output_size)
+    return thumb if thumb.is_file() else None
+
+
+def _links(
+    row: JobRow, thumbs: Mapping[tuple[Path, Path], Path | None], stored: Path | None, dest_dir: Path
+) -> Links:
     thumb_dir = row.out_dir / THUMB_DIRNAME
 
     def thumb(p: Path | None) -> str | None:
@@ -117,10 +131,15 @@ def _links(row: JobRow, thumbs: Mapping[tuple[Path, Path], Path | None], dest_di
 
     input_ok = row.input_path is not None and (row.input_path, thumb_dir) in thumbs
     output_ok = row.output_path is not None and (row.output_path, thumb_dir) in thumbs
+    if stored is not None:  # the image lies in the store, beside the report as on disk
+        output_thumb = relative_href(stored, dest_dir)
+    else:
+        output_thumb = thumb(row.output_path) if output_ok else None
+    output_ok = output_ok or stored is not None
     return Links(
         input_thumb=thumb(row.input_path) if input_ok else None,
         input_full=relative_href(row.input_path, dest_dir) if input_ok and row.input_path else None,
-        output_thumb=thumb(row.output_path) if output_ok else None,
+        output_thumb=output_thumb,
         output_full=relative_href(row.output_path, dest_dir) if output_ok and row.output_path else None,
         output_missing=row.status == "done" and not output_ok,
     )

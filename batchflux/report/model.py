@@ -100,6 +100,8 @@ def _row(rec: JobRecord, rd: RunDir, merged: bool, origin: float, manifest_dir: 
         model=rec.model,
         review=verdict.verdict if (verdict := rec.verdict) is not None else None,
         review_note=current.note if (current := rec.current_review) is not None else "",
+        output_sha256=rec.sha256 if rec.path else None,
+        output_size=rec.size if rec.path else None,
     )
 
 

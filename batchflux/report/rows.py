@@ -45,3 +45,5 @@ class JobRow:
     model: str
     review: str | None = None  # "approved" / "rejected": the verdict on the image it has now
     review_note: str = ""
+    output_sha256: str | None = None  # the output image's content as downloaded, when the ledger says
+    output_size: int | None = None

@@ -3,6 +3,11 @@
 A thumbnail's name is a hash of its source's resolved path, size and modification time (and
 the thumbnail size), so an unchanged image is never decoded twice across reports, and a
 replaced one gets a fresh thumbnail. Unreadable images get none; the card still links the file.
+
+An image that leaves the local disk (a bucket run directory uploads it from its spool, then
+removes it) gets its thumbnail just before (:func:`ensure_stored_thumb`), named by its content
+(:func:`stored_thumb_name`: the ledger's sha256 and size), so that a report made later, anywhere,
+finds it from the ledger alone.
 """
 
 from __future__ import annotations
@@ -42,6 +47,25 @@ def ensure_thumb(src: Path, thumb_dir: Path, size: int = THUMB_SIZE) -> Path | N
     if name is None:
         return None
     target = thumb_dir / name
+    if target.exists():
+        return target
+    try:
+        _make(src, target, size)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError, SyntaxError):
+        return None
+    return target
+
+
+def stored_thumb_name(sha256: str, size_bytes: int, size: int = THUMB_SIZE) -> str:
+    """The thumbnail file name for an image known by its content, as the ledger records it."""
+    key = f"sha256:{sha256}\0{size_bytes}\0{size}".encode()
+    return hashlib.sha256(key).hexdigest()[:32] + ".jpg"
+
+
+def ensure_stored_thumb(src: Path, data: bytes, thumb_dir: Path, size: int = THUMB_SIZE) -> Path | None:
+    """The content-named thumbnail of ``src`` (whose bytes are ``data``) in ``thumb_dir``, made now
+    only if it does not exist yet; None when the file is not an image Pillow can read."""
+    target = thumb_dir / stored_thumb_name(hashlib.sha256(data).hexdigest(), len(data), size)
     if target.exists():
         return target
     try:

@@ -9,6 +9,7 @@ Everything here is sequencing; the decisions live in the modules it calls.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -29,7 +30,12 @@ from batchflux.engine.core import Engine
 from batchflux.engine.progress import NullProgress, Progress
 from batchflux.engine.stats import EngineStats
 from batchflux.files.durable import DISK_FULL_ERRNOS, WriteFailed
-from batchflux.files.layout import RESULTS_JSONL_FILENAME, REVIEWS_FILENAME, SUMMARY_FILENAME
+from batchflux.files.layout import (
+    RESULTS_JSONL_FILENAME,
+    REVIEWS_FILENAME,
+    SUMMARY_FILENAME,
+    THUMB_DIRNAME,
+)
 from batchflux.ledger import (
     Event,
     EventType,
@@ -214,6 +220,8 @@ class Run:
         opt = self.opt
         out_dir = rundir.local
         ledger_path = rundir.ledger_path
+        # An image that leaves the working directory (a bucket's spool) keeps its report thumbnail.
+        rundir.before_release = functools.partial(_keep_thumb, out_dir / THUMB_DIRNAME)
         try:
             restored = await asyncio.to_thread(rundir.restore)
             if opt.fresh and not opt.dry_run:
@@ -381,7 +389,7 @@ class Run:
         except OSError as exc:  # the exit code still tells the scheduler what happened
             self.say(f"error: could not write {SUMMARY_FILENAME}: {exc.strerror or exc}")
         # Thumbnails for a big batch take a while: keep the loop (and its signal handlers) free.
-        await asyncio.to_thread(self._after, out_dir, summary, jobs, manifest.model, price)
+        await asyncio.to_thread(self._after, rundir, summary, jobs, manifest.model, price)
         closing = outcome.closing_line(code, stats, engine, rundir.where)
         try:
             await asyncio.to_thread(rundir.ship, final=True)
@@ -433,9 +441,10 @@ class Run:
                 )  # fmt: skip
 
     def _after(
-        self, out_dir: Path, summary: RunSummary, jobs: Sequence[Job], model: str, price: float
+        self, rundir: RunDir, summary: RunSummary, jobs: Sequence[Job], model: str, price: float
     ) -> None:
         """Results, metrics file and report: a failure here is logged, never fatal."""
+        out_dir = rundir.local
         try:
             write_run_results(out_dir, jobs, model, price)
         except (OSError, ExportError) as exc:
@@ -451,9 +460,18 @@ class Run:
             try:
                 from batchflux.report import write_report
 
+                rundir.fetch(THUMB_DIRNAME + "/")  # the thumbnails of images an earlier spool let go
                 write_report([out_dir])
-            except (OSError, ValueError, LedgerCorrupt) as exc:
+            except (OSError, ValueError, LedgerCorrupt, StoreUnavailable) as exc:
                 log.error("could not write the report: %s", exc)
+
+
+def _keep_thumb(thumb_dir: Path, image: Path, data: bytes) -> None:
+    """The report's thumbnail of an image about to leave the working directory (Pillow is loaded
+    only when a run directory lets images go)."""
+    from batchflux.report.thumbs import ensure_stored_thumb
+
+    ensure_stored_thumb(image, data, thumb_dir)
 
 
 def _reviews_now(ledger_path: Path, jobs: Sequence[Job]) -> dict[str, int] | None:

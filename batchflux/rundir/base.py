@@ -10,6 +10,10 @@ into the bucket. What a run asks of its directory beyond that goes through this 
 - ``restore()``: bring the working directory up to what the store holds, before the ledger is read;
 - ``ship(final=...)``: make what was written durable where the directory lives;
 - ``ship_reviews()``: the review log, merged with the store's (never put over it);
+- ``fetch(prefix)``: bring the store's files under ``prefix`` into the working directory (the
+  report's thumbnails that an earlier spool made);
+- ``before_release``: called with an image's path and bytes once it is in the store, just before
+  the working directory lets it go (the runner makes its thumbnail there);
 - ``file_check()``: resume's ``file_ok``, for images that may live only in the store;
 - ``move_ledger_aside()``: ``--fresh``.
 """
@@ -47,6 +51,7 @@ class RunDir(ABC):
     store: Store
     local: Path  # where the run works: the directory itself, or the spool
     ship_interval_s: float | None = None  # how often a run ships while it works; None: never needed
+    before_release: Callable[[Path, bytes], object] | None = None
 
     @property
     def where(self) -> str:
@@ -78,6 +83,10 @@ class RunDir(ABC):
 
     @abstractmethod
     def ship(self, *, final: bool = False) -> None: ...
+
+    def fetch(self, prefix: str) -> int:
+        """The store's files under ``prefix`` that the working directory lacks, brought in; how many."""
+        return 0
 
     @abstractmethod
     def file_check(self) -> Callable[[JobRecord], FileCheck]: ...

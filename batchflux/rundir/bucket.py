@@ -9,7 +9,8 @@ The spool (``--spool``) holds what the run writes, as a local run directory woul
   in order (:func:`chain`). At the end of a run they are compacted into one, the segment at offset 0.
 - **Files** (images, summary, results, report, log) are uploaded when new or changed, the store's
   checksum checked against the bytes; images are then removed from the spool (the run's own files
-  stay for the next run's reads).
+  stay for the next run's reads), after :attr:`before_release` (the report's thumbnail, made into
+  ``thumbs/`` and shipped by the same ship).
 - **The review log** (``reviews.jsonl``) is never put whole by :meth:`~BucketRunDir.ship`: a
   reviewer's :meth:`~BucketRunDir.ship_reviews` merges its lines with the bucket's and replaces the
   object only if it is still the version read (``If-Match``), so no shipper overwrites another's
@@ -183,11 +184,13 @@ class BucketRunDir(RunDir):
         (StoreUnavailable on failure: nothing is lost, the next ship tries again). One ship at a
         time: a ship left running in its thread by a cancelled caller finishes before the next."""
         with self._shipping:
-            self._ship(final)
+            if self._ship(final) and self.before_release is not None:
+                self._ship(final)  # what the hook made for the images let go (their thumbnails)
             if final:
                 self.compact()
 
-    def _ship(self, final: bool) -> None:
+    def _ship(self, final: bool) -> int:
+        """One pass; how many images it let go from the spool."""
         self._ship_ledger()
         due: list[tuple[str, Path, list[int]]] = []
         for name, path in self._files():
@@ -202,7 +205,8 @@ class BucketRunDir(RunDir):
                 continue  # the log changes with every line: shipped at the stop
             due.append((name, path, sig))
         if not due:
-            return
+            return 0
+        released = 0
         failed: StoreUnavailable | None = None
         with ThreadPoolExecutor(max_workers=PUT_WORKERS, thread_name_prefix="batchflux-put") as pool:
             for (name, path, sig), outcome in zip(due, pool.map(self._upload, due), strict=True):
@@ -218,9 +222,11 @@ class BucketRunDir(RunDir):
                     with contextlib.suppress(OSError):
                         path.unlink()
                     self._state["uploaded"].pop(name, None)
+                    released += 1
         self._save_state()
         if failed is not None:
             raise failed
+        return released
 
     def _upload(self, item: tuple[str, Path, list[int]]) -> bool | StoreUnavailable:
         """One file to the store: True once there, False if it vanished, or the store's failure."""
@@ -233,7 +239,38 @@ class BucketRunDir(RunDir):
             self.store.set(name, data)
         except StoreUnavailable as exc:
             return exc
+        hook = self.before_release
+        if hook is not None and not _kept(name):
+            try:
+                hook(path, data)
+            except Exception:  # a thumbnail is a nicety: the image is shipped all the same
+                log.warning("before letting %s go from the spool", name, exc_info=True)
         return True
+
+    def fetch(self, prefix: str) -> int:
+        """The bucket's files under ``prefix`` that the spool lacks, downloaded into it (and
+        recorded as shipped, so that the next ship does not send them back)."""
+        wanted = [m for m in self.store.list(prefix) if _plain(m.key[len(prefix) :])]
+        wanted = [m for m in wanted if not (self.local / m.key).exists()]
+        if not wanted:
+            return 0
+        (self.local / prefix).mkdir(parents=True, exist_ok=True)
+
+        def get(meta: Meta) -> bytes | None:
+            return self.store.get(meta.key)
+
+        got = 0
+        with ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="batchflux-get") as pool:
+            for meta, body in zip(wanted, pool.map(get, wanted), strict=True):
+                if body is None:
+                    continue
+                path = self.local / meta.key
+                atomic_write_bytes(path, body)
+                st = path.stat()
+                self._state["uploaded"][meta.key] = [st.st_size, st.st_mtime_ns]
+                got += 1
+        self._save_state()
+        return got
 
     def _ship_ledger(self) -> None:
         ledger = self.ledger_path
@@ -372,6 +409,11 @@ def merge_logs(*logs: bytes) -> bytes:
 
 def _internal(key: str) -> bool:
     return key.startswith(SEGMENT_PREFIX) or key == LOCK_FILENAME
+
+
+def _plain(name: str) -> bool:
+    """A file name that stays where it is put: no folders, nothing hidden, no ``..``."""
+    return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".")
 
 
 def _kept(name: str) -> bool:
