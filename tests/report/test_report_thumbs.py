@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 from PIL import Image
 
 from batchflux.report import write_report
-from batchflux.report.thumbs import THUMB_SIZE, ensure_thumb, ensure_thumbs
+from batchflux.report.thumbs import THUMB_SIZE, ensure_stored_thumb, ensure_thumb, ensure_thumbs
 
 
 def snapshot(folder: Path) -> dict[str, int]:
@@ -101,3 +103,26 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert thumb is not None
     with Image.open(thumb) as t:
         assert t.size == (THUMB_SIZE // 2, THUMB_SIZE)
+
+
+def test_an_image_that_left_the_disk_shows_the_thumbnail_made_before_it_went(
+    tmp_path: Path, fabricate: Callable[..., Path], spec: Any
+) -> None:
+    """As in a bucket's spool: the thumbnail is made from the image's bytes, the image removed; the
+    report finds the thumbnail from the ledger (sha256, size) and links the image where it was."""
+    out = fabricate(tmp_path / "out", [spec("kept"), spec("gone"), spec("lost")])
+    gone = out / "gone.png"
+    made = ensure_stored_thumb(gone, gone.read_bytes(), out / "thumbs")
+    gone.unlink()
+    (out / "lost.png").unlink()  # left the disk with no thumbnail made
+    page = write_report([out]).read_text(encoding="utf-8")
+    found = re.search(r'id="jobs-data"[^>]*>(.*?)</script>', page, re.S)
+    assert found is not None
+    cards = {c["id"]: c for c in json.loads(found.group(1))}
+    assert made is not None
+    assert cards["gone"]["ot"] == f"./thumbs/{made.name}"
+    assert cards["gone"]["oh"] == "./gone.png"
+    assert not cards["gone"].get("om")
+    assert cards["kept"]["ot"].startswith("./thumbs/")
+    assert cards["lost"]["om"] is True
+    assert cards["lost"].get("ot") is None
