@@ -220,8 +220,8 @@ class Run:
         opt = self.opt
         out_dir = rundir.local
         ledger_path = rundir.ledger_path
-        # An image that leaves the working directory (a bucket's spool) keeps its report thumbnail.
-        rundir.before_release = functools.partial(_keep_thumb, out_dir / THUMB_DIRNAME)
+        if opt.report:  # an image that leaves the working directory (a bucket's spool) keeps its thumbnail
+            rundir.before_release = functools.partial(_keep_thumb, out_dir / THUMB_DIRNAME)
         try:
             restored = await asyncio.to_thread(rundir.restore)
             if opt.fresh and not opt.dry_run:

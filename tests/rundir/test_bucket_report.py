@@ -46,9 +46,8 @@ async def test_the_report_has_a_thumbnail_for_every_image_in_the_bucket(
     async with Emulator(FAST) as emu:
         # Two images shipped and let go by a first spool; the second run, on a new spool, adds two.
         result = await clis.run(
-            "run", write_manifest(tmp_path / "m1", first), "--out", url, "--spool", tmp_path / "sp1",
-            "--no-report", emu=emu,
-        )  # fmt: skip
+            "run", write_manifest(tmp_path / "m1", first), "--out", url, "--spool", tmp_path / "sp1", emu=emu
+        )
         assert result.code == 0, result
         result = await clis.run(
             "run",
