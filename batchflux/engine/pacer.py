@@ -104,11 +104,12 @@ class Pacer:
         if slot is not None and self.limiter is not None:
             self.limiter.settle(slot)
 
-    def accepted(self, kind: str) -> None:
-        """A call of a kind the quota counts was accepted (the learner counts the window's calls)."""
+    def accepted(self, kind: str, sent: float | None = None) -> None:
+        """A call of a kind the quota counts, sent at ``sent`` (loop clock; None: not told), was
+        accepted (the learner counts the window's calls, each counted by the server in between)."""
         kind = gate_kind(kind)
         if self.quota is not None and (kind == "submit" or kind in self.counted):
-            self._learned(self.quota.accepted())
+            self._learned(self.quota.accepted(sent))
 
     def rate_limited(self, exc: RateLimited, attempt: int, kind: str, slot: Slot | None = None) -> None:
         """A 429 on a call of ``kind``: its slot goes back (the server counted nothing), and that

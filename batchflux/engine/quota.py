@@ -9,7 +9,11 @@ reads both off the 429s and turns them into the same :class:`~batchflux.engine.p
   measure the window (the second reset minus the first), and the submits accepted between the first
   reset and the second 429 its size (the client submits at full speed from the reopening);
 - **sliding** windows free one slot a period after each accepted call: a 429's reset is one period
-  after the call that took the oldest slot, as the first 429's is after the run's first call.
+  after the call that took the oldest slot, as the first 429's is after the run's first call. The
+  server counted that call after it was sent and before it answered: on a busy machine the answer is
+  read tens or hundreds of milliseconds late, so a call is found, and the window measured, by the
+  span from its send to its answer (a whole number of seconds in it is the window), not by the
+  answer alone.
 
 Between the first 429 and the second, the window's size is not known yet. :meth:`admits` lets the
 first window's calls whose slots are free under either kind go at once, and the rest one at a time:
@@ -42,6 +46,7 @@ Times are the loop's monotonic clock; a 429's reset is given as a delay from "no
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 
@@ -52,7 +57,7 @@ PROBE_AFTER = 20  # windows without a 429 before one more submit a window is tri
 MEMORY = 20_000  # accepted calls remembered
 FIXED, SLIDING = "fixed", "sliding"
 FIT_S = 0.03  # a reset this close to where a window quota puts it fits that quota
-ANSWER_LAG_S = 0.05  # an accepted call's answer comes back at most this long after the server counted it
+ANSWER_LAG_S = 0.05  # a call's send to its answer, when not told (the server counted it in between)
 CUSHION_S = 0.2  # how long after a reset the client comes back, at most (the 429 pause's cushion and jitter)
 PERIOD_ESTIMATES = 5  # a sliding window's length: the longest of the last few measurements
 
@@ -69,6 +74,7 @@ class QuotaLearner:
         "_periods",
         "_raised",
         "_reset",
+        "_sent",
         "boundary",
         "busy",
         "fitted",
@@ -90,6 +96,7 @@ class QuotaLearner:
         # When accepted calls were answered: enough to count a whole window of any quota, bounded
         # for a run that never meets a 429 (and so never trims by a learned period).
         self._accepted: deque[float] = deque(maxlen=MEMORY)
+        self._sent: deque[float] = deque(maxlen=MEMORY)  # and when each was sent: counted in between
         self._reset: float | None = None  # when the last announced window reopens (while measuring)
         self._last_fit = 0.0  # the last 429 that fit the quota, or the last probe
         self._doubt_until = 0.0  # a 429 that fit no quota came: probe upwards every window until then
@@ -130,10 +137,12 @@ class QuotaLearner:
         since = self._clock() - period
         return [t for t in self._accepted if t > since]
 
-    def accepted(self) -> Rate | None:
-        """A submit was accepted now. Returns a raised rate when it is time to try one more a window."""
+    def accepted(self, sent: float | None = None) -> Rate | None:
+        """A submit sent at ``sent`` (None: not told) was accepted now: the server counted it in
+        between. Returns a raised rate when it is time to try one more a window."""
         now = self._clock()
         self._accepted.append(now)
+        self._sent.append(now - ANSWER_LAG_S if sent is None else min(sent, now))
         rate = self.rate
         end, count = self._measured
         if rate is not None and now < end:  # an answer that was on the wire as the window's 429 came
@@ -144,6 +153,7 @@ class QuotaLearner:
         horizon = now - 4 * (self.rate.period if self.rate else 3600.0)
         while self._accepted and self._accepted[0] < horizon:
             self._accepted.popleft()
+            self._sent.popleft()
         if rate is None:
             return None
         if now < self._doubt_until:  # additive increase: one more each window until a 429 fits
@@ -187,8 +197,8 @@ class QuotaLearner:
         if abs(reset - previous) < FIT_S or reset < previous:
             self._reset = max(reset, previous)  # the same window, or an earlier-announced one
             return None
-        first = self._accepted[0] if self._accepted else None
-        period = self._first_reset - first if first is not None else 0.0
+        first = (self._sent[0], self._accepted[0]) if self._accepted else None
+        period = self._span(self._first_reset, first) if first is not None else 0.0
         # Resets exactly a period apart fit fixed windows that the run began at the opening of:
         # then both kinds explain the 429s, and the fixed windows' boundaries are known.
         if period >= MIN_PERIOD_S and abs(reset - self._first_reset - period) > FIT_S:
@@ -197,14 +207,14 @@ class QuotaLearner:
                 anchor is not None
                 and self._count(reset - period - FIT_S, now) >= max(1, self._first_count) - 1
             ):
-                sliding = max(period, reset - anchor)
+                sliding = max(period, self._span(reset, anchor))
                 # A run that began just after a fixed window opened looks sliding too, a cushion
                 # short; a sliding window read as fixed is a cushion long. Quotas have windows of
                 # whole seconds: the reading nearer to them is the window.
                 fixed = reset - previous
                 if fixed < MIN_PERIOD_S or _off_whole(sliding) <= _off_whole(fixed):
                     self.kind = SLIDING
-                    self._periods.extend((period, reset - anchor))
+                    self._periods.extend((period, self._span(reset, anchor)))
                     return self._fit(
                         now, reset, self._sliding_period(), reset - self._sliding_period() - FIT_S / 3
                     )
@@ -234,7 +244,7 @@ class QuotaLearner:
             if full and len(self._accepted) >= limit:
                 # A full window that reopens one whole number of seconds after the call that filled
                 # it first slides: read as fixed, its length was a cushion long.
-                sliding = reset - self._accepted[-limit]
+                sliding = self._span(reset, (self._sent[-limit], self._accepted[-limit]))
                 near = abs(sliding - period) <= CUSHION_S  # the reading it would be, a cushion off
                 whole = near and sliding >= MIN_PERIOD_S and _off_whole(sliding) <= 0.01
                 if whole and (not on_grid or _off_whole(sliding) < _off_whole(period)):
@@ -247,7 +257,7 @@ class QuotaLearner:
         elif self.kind == SLIDING:
             anchor = self._anchor(reset - period)
             if anchor is not None and full:
-                self._periods.append(reset - anchor)
+                self._periods.append(self._span(reset, anchor))
                 return self._fit(
                     now, reset, self._sliding_period(), reset - self._sliding_period() - FIT_S / 3
                 )
@@ -276,15 +286,31 @@ class QuotaLearner:
     def _count(self, start: float, end: float) -> int:
         return sum(1 for t in self._accepted if start <= t <= end)
 
-    def _anchor(self, at: float) -> float | None:
-        """The accepted call a sliding window's slot was taken by, if one was answered at ``at``
-        (its answer comes back a little after the server counted it)."""
-        near = [t for t in self._accepted if at - FIT_S <= t <= at + ANSWER_LAG_S]
-        return min(near, key=lambda t: abs(t - at)) if near else None
+    def _anchor(self, at: float) -> tuple[float, float] | None:
+        """The accepted call (sent, answered) a sliding window's slot was taken by, if one can have
+        been counted at ``at``: the server counts a call after it is sent and before it answers,
+        however late a busy machine reads the answer. The one answered nearest after ``at``."""
+        near = [
+            (sent, t)
+            for sent, t in zip(self._sent, self._accepted, strict=True)
+            if sent - FIT_S <= at <= t + FIT_S
+        ]
+        return min(near, key=lambda call: abs(call[1] - at)) if near else None
+
+    @staticmethod
+    def _span(reset: float, call: tuple[float, float]) -> float:
+        """A sliding window's length from a 429's ``reset`` and the (sent, answered) call whose slot
+        it frees: the server counted the call in between, so the window is at least the reset minus
+        the answer, at most the reset minus the send. Quotas have windows of whole seconds: one in
+        that span (a reset's precision either side) is the window; else the reset minus the answer."""
+        sent, answered = call
+        shortest, longest = reset - answered, reset - sent
+        whole = max(1, math.ceil(shortest - FIT_S))  # the first whole second the span reaches
+        return float(whole) if whole <= longest + FIT_S else shortest
 
     def _sliding_period(self) -> float:
-        # Each measurement is the reset minus an answer, which comes back after the server counted
-        # its call: short by that much, never long.
+        # Each measurement is a whole number of seconds, or the reset minus an answer, which comes
+        # back after the server counted its call: short by that much, never long.
         return max(self._periods)
 
 

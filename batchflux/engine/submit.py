@@ -227,7 +227,7 @@ class SubmitStage:
                 return None
             break
         e.api.succeeded()
-        e.pacer.accepted("submit")
+        e.pacer.accepted("submit", sent)
         now, wall = e.clock(), e.wall()
         born = wall if recovered is None else min(wall, recovered.created_at or wall)
         e.event(

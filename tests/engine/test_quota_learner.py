@@ -270,3 +270,45 @@ def test_a_sliding_window_read_as_fixed_is_read_again_at_its_first_full_429() ->
     # Full, and refused until the slot of the window's first call frees: 6 s after it, off the grid.
     assert learner.rate_limited(18.2 - 12.3, used=10) == Rate(10, 6.0)
     assert (learner.kind, learner.fitted, learner.busy) == ("sliding", True, 0)
+
+
+def late_answers(learner: QuotaLearner, clock: Clock, start: float, n: int, lag: float) -> None:
+    """``n`` calls sent 10 ms apart from ``start``, each counted by the server 5 ms after it was sent
+    and its answer read ``lag`` seconds after that (a busy machine reads answers late)."""
+    for i in range(n):
+        sent = start + 0.01 * i
+        clock.now = sent + 0.005 + lag
+        learner.accepted(sent)
+
+
+@pytest.mark.parametrize("lag", [0.0, 0.15, 0.4])
+def test_a_sliding_window_is_learned_whole_however_late_its_answers_are_read(lag: float) -> None:
+    clock = Clock()
+    learner = QuotaLearner(clock)
+    late_answers(learner, clock, 0.0, 10, lag)
+    clock.now += 0.05
+    assert learner.rate_limited(6.005 - clock.now) is None  # the first call's slot frees at 6.005
+    late_answers(learner, clock, 6.1, 10, lag)  # back after the reset, the ten slots free
+    clock.now += 0.05
+    # The eleventh is refused until the slot taken first in this window frees.
+    assert learner.rate_limited(12.105 - clock.now) == Rate(10, 6.0)
+    assert learner.kind == "sliding"
+    late_answers(learner, clock, 12.2, 10, lag)
+    clock.now += 0.05
+    # The next window full, refused until its first call's slot frees: the quota, not load.
+    assert learner.rate_limited(18.205 - clock.now, used=10) is None
+    assert (learner.fitted, learner.busy, learner.rate) == (True, 0, Rate(10, 6.0))
+
+
+def test_late_answers_without_their_send_times_read_a_sliding_window_as_fixed() -> None:
+    """The send times are what tell it: the answers alone, read 150 ms late, put the window's start
+    a cushion later than the server's, and the resets read as fixed windows of 6.1 s."""
+    clock = Clock()
+    learner = QuotaLearner(clock)
+    drive(learner, clock, [(0.155 + 0.01 * i, "ok", None) for i in range(10)])
+    clock.now = 0.3
+    learner.rate_limited(6.005 - 0.3)
+    drive(learner, clock, [(6.255 + 0.01 * i, "ok", None) for i in range(10)])
+    clock.now = 6.4
+    assert learner.rate_limited(12.105 - 6.4) == Rate(10, 6.1)
+    assert learner.kind == "fixed"
