@@ -210,9 +210,10 @@ class QuotaLearner:
                 sliding = max(period, self._span(reset, anchor))
                 # A run that began just after a fixed window opened looks sliding too, a cushion
                 # short; a sliding window read as fixed is a cushion long. Quotas have windows of
-                # whole seconds: the reading nearer to them is the window.
+                # whole seconds: the reading nearer to them is the window, and fixed on a tie (two
+                # fixed windows' resets some windows apart are whole seconds either way).
                 fixed = reset - previous
-                if fixed < MIN_PERIOD_S or _off_whole(sliding) <= _off_whole(fixed):
+                if fixed < MIN_PERIOD_S or _off_whole(sliding) < _off_whole(fixed):
                     self.kind = SLIDING
                     self._periods.extend((period, self._span(reset, anchor)))
                     return self._fit(
@@ -254,6 +255,9 @@ class QuotaLearner:
                     return self._fit(now, reset, sliding, reset - sliding - FIT_S / 3)
             if on_grid and full:
                 return self._fit(now, reset, period, reset - period)
+            shorter = None if on_grid else self._shorter(reset, period, limit)
+            if shorter is not None:
+                return self._fit(now, reset, shorter, reset - shorter)
         elif self.kind == SLIDING:
             anchor = self._anchor(reset - period)
             if anchor is not None and full:
@@ -282,6 +286,22 @@ class QuotaLearner:
             return None
         self.rate = measured
         return measured
+
+    def _shorter(self, reset: float, period: float, limit: int) -> float | None:
+        """Fixed windows a whole fraction of the learned one, of whole seconds, if this 429's reset
+        is on their grid and the window before it holds at least that fraction of the limit: two
+        resets some windows apart measured several windows as one (the client, or its polls, had
+        left the window between them unfilled)."""
+        assert self.boundary is not None
+        for parts in range(2, int(period / MIN_PERIOD_S) + 1):
+            length = period / parts
+            if length < 1.0 - FIT_S or _off_whole(length) > 0.01:
+                continue
+            windows = (reset - self.boundary) / length
+            on_grid = abs(windows - round(windows)) * length <= FIT_S
+            if on_grid and self._count(reset - length - FIT_S, reset) >= limit / parts - 1:
+                return length
+        return None
 
     def _count(self, start: float, end: float) -> int:
         return sum(1 for t in self._accepted if start <= t <= end)

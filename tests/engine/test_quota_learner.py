@@ -312,3 +312,20 @@ def test_late_answers_without_their_send_times_read_a_sliding_window_as_fixed() 
     clock.now = 6.4
     assert learner.rate_limited(12.105 - 6.4) == Rate(10, 6.1)
     assert learner.kind == "fixed"
+
+
+@pytest.mark.parametrize("start", [0.0, 0.5])
+def test_fixed_windows_read_as_one_twice_their_length_are_read_again_at_a_429_between(start: float) -> None:
+    """Resets two windows apart (the client left the window between unfilled) read as one fixed
+    window of 2 s holding both windows' calls — even for a run that began as a window opened, whose
+    first 429 reads as a sliding window of 1 s as well; a 429 with the window full, at a reset
+    between those boundaries on the 1 s grid, is the quota's windows of 1 s, not load."""
+    clock = Clock()
+    learner = QuotaLearner(clock)
+    steps = [*window(start, 8, spacing=0.001), (start + 0.01, "429", 0.99 - start)]  # 8 a 1 s window
+    steps += [*window(1.0, 4, spacing=0.01), *window(2.0, 8, spacing=0.001), (2.01, "429", 0.99)]
+    assert drive(learner, clock, steps) == [Rate(12, 2.0)]
+    drive(learner, clock, window(3.0, 8, spacing=0.001))
+    clock.now = 3.01
+    assert learner.rate_limited(0.99, used=8) == Rate(8, 1.0)
+    assert (learner.kind, learner.fitted, learner.busy) == ("fixed", True, 0)
