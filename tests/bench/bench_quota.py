@@ -1,6 +1,7 @@
 """Benchmark: how much of a windowed quota each client turns into finished images.
 
     python -m tests.bench.bench_quota [--jobs 600] [--limit 60] [--window 6] [--latency 2.4,0.5]
+        [--only rate,fixed,sliding,polls,sdk]
 
 The emulator (its own process) grants ``--limit`` submits per ``--window`` seconds per key, fixed windows,
 and answers 429 beyond; inference takes N(2.4 s, 0.5 s), Segmind's ~24 s scaled by 1/10 like the window.
@@ -188,25 +189,28 @@ def _sdk(setup: QuotaSetup, tmp: Path, manifest: Path, threads: int) -> QuotaRun
     )
 
 
-def measure(setup: QuotaSetup, repeat: int = 3) -> list[QuotaRun]:
+ROWS = ("rate", "fixed", "sliding", "polls", "sdk")  # the rows, by name (--only)
+
+
+def measure(setup: QuotaSetup, repeat: int = 3, only: tuple[str, ...] = ROWS) -> list[QuotaRun]:
     runs: list[QuotaRun] = []
     with tempfile.TemporaryDirectory(prefix="bench-quota-") as tmp_name:
         tmp = Path(tmp_name)
         manifest = h.write_manifest(tmp / "m.csv", setup.jobs)
-        variants = (
-            (True, setup),
-            (False, setup),
-            (False, replace(setup, limiter="sliding")),
-            (False, replace(setup, count_polls=True)),
-        )
-        for with_rate, variant in variants:
+        variants = {
+            "rate": (True, setup),
+            "fixed": (False, setup),
+            "sliding": (False, replace(setup, limiter="sliding")),
+            "polls": (False, replace(setup, count_polls=True)),
+        }
+        for with_rate, variant in (variants[name] for name in ROWS if name in only and name in variants):
             how = "with" if with_rate else "without"
             h.say(f"quota: batchflux {how} --rate, {repeat} runs side by side, {variant.label()}")
             with ThreadPoolExecutor(repeat) as pool:
                 runs += pool.map(
                     functools.partial(_batchflux, variant, tmp, manifest, with_rate), range(repeat)
                 )
-        for threads in setup.sdk_pools:
+        for threads in setup.sdk_pools if "sdk" in only else ():
             h.say(f"quota: official SDK, {threads} threads, {setup.label()}")
             runs.append(_sdk(setup, tmp, manifest, threads))
     return runs
@@ -301,6 +305,9 @@ def main() -> None:
     ap.add_argument("--sdk-threads", type=int, help="default: ⌈R/W × (latency + 0.1 s)⌉")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each batchflux client, side by side")
     ap.add_argument("--sdk-only", action="store_true", help="only the SDK run")
+    ap.add_argument(
+        "--only", default=",".join(ROWS), help=f"the rows to run, comma-separated, of {','.join(ROWS)}"
+    )
     args = ap.parse_args()
     mean, sd = (float(x) for x in args.latency.split(","))
     setup = QuotaSetup(args.jobs, args.limit, args.window, mean, sd, threads=args.sdk_threads)
@@ -311,7 +318,10 @@ def main() -> None:
             sdk = [_sdk(setup, tmp, manifest, threads) for threads in setup.sdk_pools]
         print(h.render_table(rows(setup, sdk)))
         return
-    print(h.render_table(rows(setup, measure(setup, args.repeat))))
+    only = tuple(name.strip() for name in args.only.split(","))
+    if unknown := [name for name in only if name not in ROWS]:
+        ap.error(f"--only: unknown row {', '.join(unknown)} (rows: {', '.join(ROWS)})")
+    print(h.render_table(rows(setup, measure(setup, args.repeat, only))))
 
 
 if __name__ == "__main__":
