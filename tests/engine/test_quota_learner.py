@@ -329,3 +329,22 @@ def test_fixed_windows_read_as_one_twice_their_length_are_read_again_at_a_429_be
     clock.now = 3.01
     assert learner.rate_limited(0.99, used=8) == Rate(8, 1.0)
     assert (learner.kind, learner.fitted, learner.busy) == ("fixed", True, 0)
+
+
+def test_a_429_whose_reset_frees_a_recent_calls_slot_is_load_when_the_window_is_all_but_empty() -> None:
+    """A busy server's reset can fall one period after a call just made: the window from that call
+    to now holds two calls, not the limit, so it is load, and the learned rate stays."""
+    clock = Clock()
+    learner = QuotaLearner(clock)
+    late_answers(learner, clock, 0.0, 10, 0.0)
+    clock.now = 0.2
+    learner.rate_limited(6.005 - 0.2)
+    late_answers(learner, clock, 6.1, 10, 0.0)
+    clock.now = 6.3
+    assert learner.rate_limited(12.105 - 6.3) == Rate(10, 6.0)
+    late_answers(learner, clock, 12.2, 8, 0.0)
+    late_answers(learner, clock, 15.0, 2, 0.3)  # two more, their answers read late
+    clock.now += 0.01
+    # Refused until 6 s after the first of those two was sent: its span holds the slot's start.
+    assert learner.rate_limited(21.005 - clock.now, used=10) is None
+    assert (learner.fitted, learner.busy, learner.rate) == (False, 1, Rate(10, 6.0))
