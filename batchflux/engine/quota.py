@@ -260,10 +260,12 @@ class QuotaLearner:
                 return self._fit(now, reset, shorter, reset - shorter)
         elif self.kind == SLIDING:
             anchor = self._anchor(reset - period)
-            # The window from the call whose slot frees to now holds the limit, or it is not full:
-            # a busy server's reset can land on a recent call's span, with the window all but empty.
-            held = self._count(reset - period - FIT_S, now) >= limit - 1
-            if anchor is not None and full and held:
+            # The window from the call whose slot frees to now holds half the limit at least (not
+            # the client's ``used``: a quota the rate has risen past holds its own limit, under the
+            # learned one); a busy server's reset can land on a recent call's span, with the window
+            # all but empty.
+            held = self._count(reset - period - FIT_S, now) >= limit / 2
+            if anchor is not None and held:
                 self._periods.append(self._span(reset, anchor))
                 return self._fit(
                     now, reset, self._sliding_period(), reset - self._sliding_period() - FIT_S / 3

@@ -348,3 +348,22 @@ def test_a_429_whose_reset_frees_a_recent_calls_slot_is_load_when_the_window_is_
     # Refused until 6 s after the first of those two was sent: its span holds the slot's start.
     assert learner.rate_limited(21.005 - clock.now, used=10) is None
     assert (learner.fitted, learner.busy, learner.rate) == (False, 1, Rate(10, 6.0))
+
+
+def test_a_rate_risen_past_a_sliding_quota_comes_back_to_it_at_the_next_full_429() -> None:
+    clock = Clock()
+    learner = QuotaLearner(clock, probe_after=1)  # a probe every window: the rate rises past the quota
+    late_answers(learner, clock, 0.0, 10, 0.0)
+    clock.now = 0.2
+    learner.rate_limited(6.005 - 0.2)
+    late_answers(learner, clock, 6.1, 10, 0.0)
+    clock.now = 6.3
+    assert learner.rate_limited(12.105 - 6.3) == Rate(10, 6.0)
+    for start in (12.2, 18.3, 24.4):
+        late_answers(learner, clock, start, 10, 0.0)
+    assert learner.rate is not None
+    assert learner.rate.limit >= 12
+    clock.now = 24.6
+    # The server's window, from the call whose slot frees next, holds its ten: the quota, not load.
+    assert learner.rate_limited(30.405 - 24.6, used=10) == Rate(10, 6.0)
+    assert (learner.fitted, learner.busy) == (True, 0)
