@@ -46,7 +46,11 @@ def ensure_thumb(src: Path, thumb_dir: Path, size: int = THUMB_SIZE) -> Path | N
     name = thumb_name(src, size)
     if name is None:
         return None
-    target = thumb_dir / name
+    return _made(src, thumb_dir / name, size)
+
+
+def _made(src: Path, target: Path, size: int) -> Path | None:
+    """``target``, made from ``src`` unless it exists; None when ``src`` is not an image Pillow reads."""
     if target.exists():
         return target
     try:
@@ -65,14 +69,7 @@ def stored_thumb_name(sha256: str, size_bytes: int, size: int = THUMB_SIZE) -> s
 def ensure_stored_thumb(src: Path, data: bytes, thumb_dir: Path, size: int = THUMB_SIZE) -> Path | None:
     """The content-named thumbnail of ``src`` (whose bytes are ``data``) in ``thumb_dir``, made now
     only if it does not exist yet; None when the file is not an image Pillow can read."""
-    target = thumb_dir / stored_thumb_name(hashlib.sha256(data).hexdigest(), len(data), size)
-    if target.exists():
-        return target
-    try:
-        _make(src, target, size)
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError, SyntaxError):
-        return None
-    return target
+    return _made(src, thumb_dir / stored_thumb_name(hashlib.sha256(data).hexdigest(), len(data), size), size)
 
 
 def ensure_thumbs(
