@@ -7,6 +7,7 @@ import math
 import os
 from pathlib import Path
 
+from batchflux.cli.remote import out_target
 from batchflux.engine.breaker import OUTAGE_AFTER_S
 from batchflux.engine.config import EngineConfig
 from batchflux.engine.pacing import Rate, parse_rate
@@ -14,7 +15,6 @@ from batchflux.ledger.events import FAILURE_CAUSES
 from batchflux.ledger.resume import RETENTION_S
 from batchflux.run.runner import DEFAULT_BASE_URL, RunOptions
 from batchflux.run.shard import parse_shard
-from batchflux.rundir import is_url
 
 EXIT_CODES_HELP = """\
 exit codes:
@@ -87,16 +87,11 @@ def api_urls(args: argparse.Namespace) -> tuple[str, str | None]:
     return base, args.history_url or os.environ.get("BATCHFLUX_HISTORY_URL") or None
 
 
-def _out_target(text: str) -> Path | str:
-    """A bucket URL stays a string (a Path would fold ``s3://b`` into ``s3:/b``)."""
-    return text if is_url(text) else Path(text)
-
-
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         metavar="DIR|URL",
-        type=_out_target,
+        type=out_target,
         help="run directory: a path (default: out/<manifest stem>/), or a bucket prefix "
         "s3://BUCKET/PREFIX, gs://…, az://… (needs the [s3] extra)",
     )
