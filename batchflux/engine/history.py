@@ -473,7 +473,7 @@ class HistoryStage:
                 raise self._unavailable(kind, exc) from exc
             e.pacer.answered(slot)
             host.succeeded()
-            e.pacer.accepted(kind)
+            e.pacer.accepted(kind, slot=slot)
             return answer
 
     def _unavailable(self, kind: str, exc: ApiError) -> NoAnswer:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from batchflux.api import RateLimited, policy
-from batchflux.engine.pacing import Clock, PauseGate, Rate, SlidingWindowLimiter
+from batchflux.engine.pacing import Clock, PauseGate, Rate, SlidingWindowLimiter, Slot
 from batchflux.engine.quota import SLIDING, FollowUps, QuotaLearner, suggest_flag
 
 log = logging.getLogger("batchflux.engine")
@@ -33,8 +33,8 @@ API_KINDS = ("submit", "poll")  # the kinds the API's own host serves: one quota
 # A call this close to a learned window's boundary counts on both sides of it: the reset header's
 # precision and the clocks' skew (at most a 60th of the window, so ≤ 1.7 % of it is spent twice).
 ALIGN_GUARD_S = 0.25
-
-Slot = list[float]
+# The reset header's precision (milliseconds): a pause the limiter paces ends this long after it.
+RESET_PRECISION_S = 0.002
 
 
 def gate_kind(kind: str) -> str:
@@ -89,26 +89,49 @@ class Pacer:
         gate = self.gates[kind]
         paced = kind == "submit" or kind in self.counted
         while True:
-            await gate.wait()
+            # Sliding, a submit is let through a pause's end early by the limiter's head start: it
+            # prepares meanwhile and goes at the reset (its slot's not_before), not a preparation
+            # later (a window's 60 submits spread over 0.22 s instead of 0.08, measured).
+            early = self.limiter.head_start if self.limiter is not None and paced else 0.0
+            await gate.wait(early=early)
             if self.limiter is None or not paced:
                 return None
             slot = await self.limiter.acquire(urgent=urgent)
-            if not gate.paused:
+            if gate.resume_at - self.limiter.head_start <= self._clock():
+                slot.not_before = max(slot.not_before, gate.resume_at)
+                if kind != "submit":  # sent at once: nothing to prepare while its place frees
+                    await self.ready(slot, kind, prepared=False)
                 return slot
             self.limiter.give_back(slot)
 
     # ---- after it ------------------------------------------------------------------------
+
+    async def ready(self, slot: Slot | None, kind: str = "submit", *, prepared: bool = True) -> None:
+        """The call of ``slot`` is prepared: wait until its place in the window is free, and out
+        any pause a 429 announced meanwhile."""
+        if slot is not None and self.limiter is not None:
+            await self.limiter.ready(slot, prepared=prepared)
+        await self.gate(kind).wait()
 
     def answered(self, slot: Slot | None) -> None:
         """The server saw the call no later than now: its window is counted from here."""
         if slot is not None and self.limiter is not None:
             self.limiter.settle(slot)
 
-    def accepted(self, kind: str, sent: float | None = None) -> None:
-        """A call of a kind the quota counts, sent at ``sent`` (loop clock; None: not told), was
-        accepted (the learner counts the window's calls, each counted by the server in between)."""
+    def accepted(self, kind: str, sent: float | None = None, slot: Slot | None = None) -> None:
+        """A call of a kind the quota counts, sent at ``sent`` (loop clock; None: not told) with
+        ``slot`` (None: it took none), was accepted (the learner counts the window's calls, each
+        counted by the server in between)."""
         kind = gate_kind(kind)
-        if self.quota is not None and (kind == "submit" or kind in self.counted):
+        if kind != "submit" and kind not in self.counted:
+            return
+        if slot is None and self.limiter is not None:
+            # Sent before there was a limiter (or before its kind was known to count), answered
+            # after: the server counted it all the same. Left out, the window it falls in takes one
+            # call too many, and the 429 pauses every caller (measured: one a run, a window's
+            # opening 0.14 s late from then on).
+            self.limiter.seed([self._clock()], normal=kind == "submit")
+        if self.quota is not None:
             self._learned(self.quota.accepted(sent))
 
     def rate_limited(self, exc: RateLimited, attempt: int, kind: str, slot: Slot | None = None) -> None:
@@ -116,7 +139,6 @@ class Pacer:
         kind pauses until the server's reset."""
         if slot is not None and self.limiter is not None:
             self.limiter.give_back(slot)
-        delay = policy.rate_limit_delay(exc, attempt, self._rng)
         kind = gate_kind(kind)
         if kind not in self.counted:
             self.counted.add(kind)
@@ -127,6 +149,12 @@ class Pacer:
             used = self.limiter.used() if self.limiter is not None else None
             self._learned(self.quota.rate_limited(exc.delay_s, used=used))
             self._align(exc.delay_s)
+        delay = policy.rate_limit_delay(exc, attempt, self._rng)
+        if self.limiter is not None and exc.delay_s is not None and kind in API_KINDS:
+            # The limiter lets through no more than the quota from the reset on: the pause needs
+            # no cushion or jitter to spread the callers, and each would hold back a whole window's
+            # opening (~0.1 s at every 429, measured).
+            delay = min(delay, max(0.0, exc.delay_s) + RESET_PRECISION_S)
         for paused in self.paused_with(kind):
             if self.gates[paused].pause_for(delay) and exc.delay_s is not None:
                 self._on_pause(paused, self._wall() + delay)

@@ -17,6 +17,7 @@ With no ``--rate``, the limiter's rate is learned from the 429s (:mod:`batchflux
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import re
 from collections import deque
@@ -24,6 +25,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 Clock = Callable[[], float]
+PREP_MEMORY = 32  # calls whose preparation (grant to ready to send) the head start covers, the longest
+HEAD_START = 0.1  # seconds, before any call was measured
+MAX_HEAD_START = 0.25  # seconds, and at most a 20th of the window
+
+
+@dataclass(slots=True, eq=False)
+class Slot:
+    """One call's place in the window."""
+
+    at: float  # granted then; settled to the call's answer (the server had counted it by then)
+    not_before: float  # the call goes no sooner: the server frees the place it takes only then
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +72,13 @@ class SlidingWindowLimiter:
     that, so the next window is counted from there and client/server skew cannot push a request
     into a window the server has already filled.
 
+    A call is not sent the moment its slot is granted: a submit first records its intent and waits
+    for the disk (~20 ms here). Counted from its answer, each slot would then come back that much
+    later every window, and the windows' submits drift apart (0.09 s to 0.35 s over ten windows,
+    measured). So, sliding, a slot is granted a *head start* early — the time most recent calls
+    took from grant to ready (:meth:`ready`) — and carries ``not_before``, the moment the place it
+    takes frees: the call does its preparation meanwhile and goes no sooner (:meth:`ready` waits).
+
     Waiters are served in arrival order, ``urgent`` ones first (polls, when the server counts them
     toward the same quota as submits: a finished job should not wait behind new work). A timer at
     the instant the oldest slot leaves the window wakes the next waiter; nothing polls.
@@ -86,22 +105,27 @@ class SlidingWindowLimiter:
     def __init__(self, rate: Rate, clock: Clock) -> None:
         self.rate = rate
         self._clock = clock
-        self._log: deque[list[float]] = deque()
-        self._normal_log: deque[list[float]] = deque()  # the normal acquisitions among them
+        self._log: deque[Slot] = deque()
+        self._normal_log: deque[Slot] = deque()  # the normal acquisitions among them
         self.followups: float | None = None  # calls each normal acquisition brings (keep_room)
         self._boundary: float | None = None  # a start of the server's fixed windows (loop clock)
+        self._preps: deque[float] = deque(maxlen=PREP_MEMORY)  # recent calls' grant to ready
+        self.head_start = min(HEAD_START, rate.period / 20)
+        # When the places of slots let go ahead of time truly free (sliding, with a head start):
+        # each is the ``not_before`` of a grant to come.
+        self._freeing: list[float] = []  # sorted
         self.guard = 0.0
         # Aligned: the current window's index, the urgent acquisitions before its first normal one,
         # and whether that has come.
         self._opening = (-1, 0, False)
-        self._urgent: deque[asyncio.Future[list[float]]] = deque()
-        self._normal: deque[asyncio.Future[list[float]]] = deque()
+        self._urgent: deque[asyncio.Future[Slot]] = deque()
+        self._normal: deque[asyncio.Future[Slot]] = deque()
         self._timer: asyncio.TimerHandle | None = None
 
-    async def acquire(self, *, urgent: bool = False) -> list[float]:
+    async def acquire(self, *, urgent: bool = False) -> Slot:
         if not self._urgent and not self._normal and self._room(normal=not urgent):
             return self._take(normal=not urgent)
-        waiter: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
         (self._urgent if urgent else self._normal).append(waiter)
         self._serve()
         try:
@@ -126,13 +150,25 @@ class SlidingWindowLimiter:
         self.guard = guard
         self._wake()
 
-    def seed(self, taken: list[float]) -> None:
-        """Calls already made (at these times) before the limiter existed: they hold their slots."""
+    def seed(self, taken: list[float], *, normal: bool = True) -> None:
+        """Calls made (at these times, none before a slot already held) without a slot: they hold
+        one now. ``normal``: they are submits, not urgent calls."""
         for at in sorted(taken):
-            slot = [at]
+            slot = Slot(at, at)
             self._log.append(slot)
-            self._normal_log.append(slot)
+            if normal:
+                self._normal_log.append(slot)
         self._wake()
+
+    async def ready(self, slot: Slot, *, prepared: bool = True) -> None:
+        """The call of ``slot`` is ready to go: wait until it may (its ``not_before``).
+        ``prepared``: it was prepared since its grant, and the time that took sizes the head start."""
+        now = self._clock()
+        if prepared:
+            self._preps.append(max(0.0, now - slot.at))
+            self.head_start = min(max(self._preps), MAX_HEAD_START, self.rate.period / 20)
+        if slot.not_before > now:
+            await asyncio.sleep(slot.not_before - now)
 
     def keep_room(self, followups: float | None) -> None:
         """Leave each window room for ``followups`` urgent calls per normal one (None: no room kept)."""
@@ -166,22 +202,32 @@ class SlidingWindowLimiter:
         # calls in every window.
         return max(0, math.floor(room / (1.0 + self.followups) + 0.5))
 
+    def _early(self) -> float:
+        """How long before its place frees a slot may be granted (sliding only: a fixed window's
+        opening is one instant for every call)."""
+        return self.head_start if self._boundary is None else 0.0
+
     def _room(self, *, normal: bool) -> bool:
         now = self._clock()
-        while self._log and self._expiry(self._log[0][0]) <= now:
+        early = self._early()
+        while self._freeing and self._freeing[0] <= now:
+            del self._freeing[0]
+        while self._log and (frees := self._expiry(self._log[0].at)) - early <= now:
             self._log.popleft()
+            if frees > now:
+                bisect.insort(self._freeing, frees)
         if len(self._log) >= self.rate.limit:
             return False
         share = self._share() if normal else None
         if share is None:
             return True
-        while self._normal_log and self._expiry(self._normal_log[0][0]) <= now:
+        while self._normal_log and self._expiry(self._normal_log[0].at) - early <= now:
             self._normal_log.popleft()
         return len(self._normal_log) < share
 
-    def _take(self, *, normal: bool, waited: bool = False) -> list[float]:
+    def _take(self, *, normal: bool, waited: bool = False) -> Slot:
         now = self._clock()
-        slot = [now]
+        slot = Slot(now, self._freeing.pop(0) if self._freeing else now)
         self._log.append(slot)
         if normal:
             self._normal_log.append(slot)
@@ -196,7 +242,10 @@ class SlidingWindowLimiter:
             self._opening = (index, early, started)
         return slot
 
-    def _forget(self, slot: list[float]) -> None:
+    def _forget(self, slot: Slot) -> None:
+        """A slot unused after all: its place is free again, from its ``not_before`` on."""
+        if slot.not_before > self._clock():
+            bisect.insort(self._freeing, slot.not_before)
         for log in (self._log, self._normal_log):
             for i, held in enumerate(log):
                 if held is slot:
@@ -220,9 +269,9 @@ class SlidingWindowLimiter:
         if not (self._urgent or self._normal):
             return
         if self._urgent or len(self._log) >= self.rate.limit:
-            at = self._expiry(self._log[0][0])  # the window is full: its oldest slot frees one
+            at = self._expiry(self._log[0].at) - self._early()  # full: its oldest slot frees one
         else:  # the submits' part is spent: their oldest slot frees one, or the next window opens
-            at = self._expiry(self._normal_log[0][0]) if self._normal_log else math.inf
+            at = self._expiry(self._normal_log[0].at) - self._early() if self._normal_log else math.inf
             if self._boundary is not None:
                 opens = self._boundary + (self._index(self._clock()) + 1) * self.rate.period
                 at = min(at, opens + self.guard)
@@ -230,10 +279,10 @@ class SlidingWindowLimiter:
                 return
         self._timer = asyncio.get_running_loop().call_at(at, self._serve)
 
-    def settle(self, slot: list[float]) -> None:
-        slot[0] = max(slot[0], self._clock())
+    def settle(self, slot: Slot) -> None:
+        slot.at = max(slot.at, self._clock())
 
-    def give_back(self, slot: list[float]) -> None:
+    def give_back(self, slot: Slot) -> None:
         """The server refused the call (a 429) and so counted nothing: its slot is free again."""
         self._forget(slot)
         self._wake()
@@ -241,7 +290,8 @@ class SlidingWindowLimiter:
     def used(self) -> int:
         """Acquisitions in the current window (for the progress bar's quota figure)."""
         now = self._clock()
-        return sum(1 for s in self._log if self._expiry(s[0]) > now)
+        freeing = sum(1 for at in self._freeing if at > now)  # let go early, still counted
+        return freeing + sum(1 for s in self._log if self._expiry(s.at) > now)
 
 
 class PauseGate:
@@ -269,7 +319,8 @@ class PauseGate:
     def paused(self) -> bool:
         return self._clock() < self.resume_at
 
-    async def wait(self) -> None:
+    async def wait(self, *, early: float = 0.0) -> None:
+        """Until the pause ends (``early`` seconds before: the caller waits out the rest itself)."""
         # Sleeps exactly until the reset; loops only when another 429 pushed the reset later.
-        while (delay := self.resume_at - self._clock()) > 0:  # noqa: ASYNC110
+        while (delay := self.resume_at - early - self._clock()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(delay)

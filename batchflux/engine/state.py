@@ -23,7 +23,8 @@ from batchflux.engine.hosts import Host
 from batchflux.engine.inflight import InFlight
 from batchflux.engine.inputs import InputResolver
 from batchflux.engine.latency import LatencyModel
-from batchflux.engine.pacer import Pacer, Slot
+from batchflux.engine.pacer import Pacer
+from batchflux.engine.pacing import Slot
 from batchflux.engine.progress import Progress
 from batchflux.engine.resultpoll import ResultPolling
 from batchflux.engine.stats import EngineStats, FailedJob
@@ -327,7 +328,7 @@ class EngineState:
             else:
                 self.pacer.answered(slot)
                 host.succeeded()
-                self.pacer.accepted(kind)
+                self.pacer.accepted(kind, slot=slot)
                 return answer
 
     def host_failed(self, host: Host, exc: ApiError, since: float) -> bool:

@@ -34,6 +34,7 @@ from batchflux.api import (
     Transient,
 )
 from batchflux.engine.history import cost_field
+from batchflux.engine.pacing import Slot
 from batchflux.engine.state import EngineState
 from batchflux.engine.tracks import Track
 from batchflux.files.durable import WriteFailed, free_bytes
@@ -141,7 +142,7 @@ class SubmitStage:
         e.disk_failed(WriteFailed(e.out_root, error))
         return False
 
-    async def pace(self) -> list[float] | None:
+    async def pace(self) -> Slot | None:
         return await self.e.pacer.admit("submit", urgent=False)
 
     async def api_turn(self, *, retry: bool = False) -> bool:
@@ -149,7 +150,7 @@ class SubmitStage:
         run stops: a submit not yet sent then creates nothing."""
         return await self.e.api.turn(keep_trying=False, retry=retry) and not self.e.stopping
 
-    async def submit(self, job: Job, params: dict[str, Any], slot: list[float] | None) -> None:
+    async def submit(self, job: Job, params: dict[str, Any], slot: Slot | None) -> None:
         """One job's submit, with its retries. Runs to the end even while stopping: a POST on the
         wire must have its outcome recorded."""
         e = self.e
@@ -163,6 +164,7 @@ class SubmitStage:
         # of a request that may be billed. Concurrent submits share one fsync.
         await e.ledger.commit()
         while True:
+            await e.pacer.ready(slot)  # recorded and on disk: the POST goes once its place is free
             sent = e.clock()
             try:
                 try:
@@ -227,7 +229,7 @@ class SubmitStage:
                 return None
             break
         e.api.succeeded()
-        e.pacer.accepted("submit", sent)
+        e.pacer.accepted("submit", sent, slot)
         now, wall = e.clock(), e.wall()
         born = wall if recovered is None else min(wall, recovered.created_at or wall)
         e.event(

@@ -28,6 +28,7 @@ async def test_a_pause_that_comes_while_a_submit_waits_for_its_slot_holds_the_sl
     start = loop.time()
     p.rate_limited(RateLimited(delay_s=0.3), 1, "submit", first)  # its POST came back 429
     slot = await asyncio.wait_for(waiting, 2.0)
+    await p.ready(slot)  # the submit, prepared, goes
     # Not at 0.1 s, when the slot freed, but after the pause: a slot taken inside the pause would
     # count in a window the POST does not land in.
     assert loop.time() - start >= 0.3
@@ -48,7 +49,7 @@ async def test_a_429_pauses_every_kind_the_quota_counts_and_polls_are_paced_once
     assert p.gate("poll").paused
     assert p.gate("submit").paused
     start = loop.time()
-    await p.admit("submit", urgent=False)  # submits wait the pause out too
+    await p.ready(await p.admit("submit", urgent=False))  # submits wait the pause out too
     assert loop.time() - start >= 0.15
     slot = await p.admit("status", urgent=True)  # polls wait it out, then take a slot
     assert slot is not None

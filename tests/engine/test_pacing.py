@@ -36,7 +36,7 @@ async def test_sliding_window_never_exceeds_limit_in_any_window() -> None:
     stamps: list[float] = []
 
     async def take() -> None:
-        await limiter.acquire()
+        await limiter.ready(await limiter.acquire())  # a slot may come early: the call goes when ready
         stamps.append(loop.time())
 
     async with asyncio.TaskGroup() as tg:
@@ -57,9 +57,41 @@ async def test_settle_moves_the_window_to_the_answer() -> None:
     slot = await limiter.acquire()
     await asyncio.sleep(0.05)
     limiter.settle(slot)  # the server answered 50 ms later
-    settled = slot[0]
-    await limiter.acquire()
+    settled = slot.at
+    await limiter.ready(await limiter.acquire())
     assert loop.time() >= settled + 0.1 - 1e-3
+
+
+async def test_a_slot_comes_a_head_start_early_and_its_call_goes_when_its_place_frees() -> None:
+    """A submit prepares (its intent, on disk) between its slot's grant and its sending: the slot
+    is granted that long before the place it takes frees, and the call still goes no sooner."""
+    loop = asyncio.get_running_loop()
+    limiter = SlidingWindowLimiter(Rate(1, 1.0), loop.time)
+    for _ in range(3):  # three calls, each prepared in 40 ms: the head start is 40 ms
+        slot = await limiter.acquire()
+        await asyncio.sleep(0.04)
+        await limiter.ready(slot)
+        limiter.settle(slot)
+        answered = slot.at
+    assert limiter.head_start == pytest.approx(0.04, abs=0.02)
+    slot = await limiter.acquire()
+    granted = loop.time()
+    assert answered + 1.0 - limiter.head_start - 0.01 <= granted < answered + 1.0
+    assert slot.not_before == pytest.approx(answered + 1.0)
+    await limiter.ready(slot)
+    assert loop.time() >= answered + 1.0 - 1e-3  # never before the place frees
+
+
+async def test_a_slot_given_back_before_its_place_frees_keeps_that_moment() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = SlidingWindowLimiter(Rate(1, 0.5), loop.time)
+    first = await limiter.acquire()
+    limiter.settle(first)
+    early = await limiter.acquire()  # a head start (25 ms, a 20th of the window) early
+    assert early.not_before > loop.time()
+    limiter.give_back(early)  # e.g. a pause began: it was never sent
+    again = await limiter.acquire()
+    assert again.not_before == pytest.approx(first.at + 0.5)
 
 
 async def test_pause_gate_holds_every_caller_until_the_latest_reset() -> None:
