@@ -86,7 +86,8 @@ class FetchStage:
             track.last_status = status
             e.event(EventType.STATE, track.job, request_id=track.request_id, status=status)
         track.last_unfinished_age = age
-        e.scheduler.add(track, e.clock() + e.latency.next_delay(age, counted=e.polls_counted))
+        delay = e.latency.next_delay(age, counted=e.polls_counted, closing=e.closing)
+        e.scheduler.add(track, e.clock() + delay)
 
     async def poll_result(self, track: Track, *, probe: bool) -> None:
         """A poll through the result URL (see :mod:`.resultpoll`): the output when the request is

@@ -25,6 +25,11 @@ with polls counted drifted to a detection lag of 20–34 s for 2.4 s jobs. So wh
 its own figures (``metrics``: ``queue_time`` + ``inference_time``), :func:`latency_sample` takes
 those, which no polling moves; see its docstring.
 
+The run ends when its slowest job is seen done, and a step of a fifth of that job's age is up to a
+fifth of its latency late (0.3–0.6 s at the end of a scaled 600-job run). So once a run is down to
+its last ``closing_jobs`` and polls are free, each is polled every ``closing_fraction`` of its age
+at most: a few more calls for four jobs, not for the batch.
+
 Until ``min_samples`` completions are known it knows nothing, and polling every job to find out
 would cost each of them several calls. So only ``scouts`` jobs are polled meanwhile, on a fine
 ladder (every ``probe_fraction`` of their age, at least ``probe_start``); the others wait
@@ -56,6 +61,10 @@ class PollTuning:
     probe_fraction: float = 0.2  # a scout's (or an unusually slow job's) step, as a share of its age
     min_samples: int = 3
     scouts: int = 5  # jobs polled before the model knows anything; the rest wait for them
+    # The run's last few jobs (nothing else left to do) decide when it ends: each is polled every
+    # this share of its age at most, unless polls count toward the quota.
+    closing_jobs: int = 4
+    closing_fraction: float = 0.05
     memory: int = 256  # recent completions remembered
 
 
@@ -106,8 +115,15 @@ class LatencyModel:
             return self.t.probe_start
         return max(self.t.min_step, self.quantile(self.t.counted_mass if counted else self.t.first_quantile))
 
-    def next_delay(self, age: float, *, counted: bool = False) -> float:
-        """Seconds from now for the next status call of a job that was unfinished at ``age``."""
+    def closing_delay(self, age: float) -> float:
+        """The longest wait for the next poll of one of the run's last jobs, unfinished at ``age``."""
+        return max(self.t.min_step, self.t.closing_fraction * age)
+
+    def next_delay(self, age: float, *, counted: bool = False, closing: bool = False) -> float:
+        """Seconds from now for the next status call of a job that was unfinished at ``age``
+        (``closing``: one of the run's last few jobs)."""
+        if closing and not counted:
+            return min(self.next_delay(age), self.closing_delay(age))
         t = self.t
         done = self.cdf(age) if self.ready else 1.0
         if done >= 1.0:  # nothing known about jobs this old: step out with the job's age

@@ -108,6 +108,7 @@ class EngineState:
         self.submit_q: asyncio.Queue[tuple[Job, bool]] = asyncio.Queue()  # (job, came from the feeder)
         self.feed_room = asyncio.Semaphore(64)
         self._fed = False
+        self._closed_in = False  # the run's last jobs' polls were brought forward (see touch)
         self.poll_q: asyncio.Queue[Track] = asyncio.Queue(maxsize=config.poll_workers * 2)
         self.result_q: DeadlineQueue[Track] = DeadlineQueue()
         self.download_q: DeadlineQueue[Track] = DeadlineQueue()
@@ -188,6 +189,15 @@ class EngineState:
         """The counts changed: wake the run's end only when it has come (not once per job)."""
         if self._finished():
             self._changed.set()
+        elif self.closing and not self._closed_in:
+            self._closed_in = True  # the last few jobs: their polls, already scheduled, come sooner
+            now = self.clock()
+            self.scheduler.tighten(lambda t: now + self.latency.closing_delay(now - t.submitted_mono))
+
+    @property
+    def closing(self) -> bool:
+        """Down to the run's last few jobs, nothing else to submit (see :class:`~.latency.PollTuning`)."""
+        return self._fed and 0 < self.pending <= self.latency.t.closing_jobs and not self.polls_counted
 
     # ---- shared by the stages ------------------------------------------------------------
 

@@ -28,6 +28,7 @@ class Track:
     output_url: str = ""
     holds_slot: bool = False  # counts toward --max-in-flight
     via_history: bool = False  # output_url came from the request history's record (the v2 one expired)
+    due: float = 0.0  # its next poll (loop clock); an earlier due time in the schedule is stale
 
 
 @dataclass(order=True, slots=True)
@@ -39,7 +40,9 @@ class _Due:
 
 class PollScheduler:
     """A heap of due times. :meth:`run` hands each track to ``sink`` when it falls due, sleeping
-    exactly until the earliest due time (or until an earlier one is added)."""
+    exactly until the earliest due time (or until an earlier one is added). A track's latest due
+    time is the one that counts: :meth:`tighten` brings one forward, and the entry it replaces is
+    skipped when it comes up."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
@@ -51,6 +54,7 @@ class PollScheduler:
         return len(self._heap)
 
     def add(self, track: Track, at: float) -> None:
+        track.due = at
         earliest = self._heap[0].at if self._heap else None
         heapq.heappush(self._heap, _Due(at, next(self._seq), track))
         if earliest is None or at < earliest:
@@ -75,4 +79,11 @@ class PollScheduler:
                     timer.cancel()
                 continue
             due = heapq.heappop(self._heap)
-            await sink(due.track)
+            if due.at == due.track.due:  # else brought forward, and polled then
+                await sink(due.track)
+
+    def tighten(self, due_by: Callable[[Track], float]) -> None:
+        """Bring each scheduled track's poll forward to ``due_by(track)`` if that is sooner."""
+        for due in list(self._heap):
+            if due.at == due.track.due and (at := due_by(due.track)) < due.at:
+                self.add(due.track, at)

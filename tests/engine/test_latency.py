@@ -48,6 +48,19 @@ def test_next_poll_targets_the_remaining_mass() -> None:
     assert model.next_delay(200.0) == pytest.approx(40.0)
 
 
+def test_the_runs_last_jobs_are_polled_every_twentieth_of_their_age_unless_polls_count() -> None:
+    model = LatencyModel(PollTuning(min_step=0.05))
+    for x in (2.0, 2.4, 2.8, 3.0):
+        model.observe(x)
+    # A straggler, older than every job seen: a fifth of its age, or a twentieth once it is one of
+    # the run's last few; when polls count, each costs a slot and the step stays.
+    assert model.next_delay(3.6) == pytest.approx(0.72)
+    assert model.next_delay(3.6, closing=True) == pytest.approx(0.18)
+    assert model.next_delay(3.6, counted=True, closing=True) == model.next_delay(3.6, counted=True)
+    assert model.next_delay(0.4, closing=True) == pytest.approx(0.05)  # never under the least step
+    assert model.next_delay(2.5, closing=True) <= model.next_delay(2.5)
+
+
 def test_forgets_old_latencies() -> None:
     model = LatencyModel(PollTuning(memory=10, first_quantile=0.5))
     for _ in range(10):
