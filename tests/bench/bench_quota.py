@@ -192,10 +192,14 @@ def _sdk(setup: QuotaSetup, tmp: Path, manifest: Path, threads: int) -> QuotaRun
 ROWS = ("rate", "fixed", "sliding", "polls", "sdk")  # the rows, by name (--only)
 
 
-def measure(setup: QuotaSetup, repeat: int = 3, only: tuple[str, ...] = ROWS) -> list[QuotaRun]:
+def measure(
+    setup: QuotaSetup, repeat: int = 3, only: tuple[str, ...] = ROWS, keep: Path | None = None
+) -> list[QuotaRun]:
+    """``keep``: leave each run's directory (its ledger and log) there, for a look at a bad run."""
     runs: list[QuotaRun] = []
     with tempfile.TemporaryDirectory(prefix="bench-quota-") as tmp_name:
-        tmp = Path(tmp_name)
+        tmp = Path(tmp_name) if keep is None else keep
+        tmp.mkdir(parents=True, exist_ok=True)
         manifest = h.write_manifest(tmp / "m.csv", setup.jobs)
         variants = {
             "rate": (True, setup),
@@ -305,6 +309,7 @@ def main() -> None:
     ap.add_argument("--sdk-threads", type=int, help="default: ⌈R/W × (latency + 0.1 s)⌉")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each batchflux client, side by side")
     ap.add_argument("--sdk-only", action="store_true", help="only the SDK run")
+    ap.add_argument("--keep", type=Path, metavar="DIR", help="keep the runs' directories in DIR")
     ap.add_argument(
         "--only", default=",".join(ROWS), help=f"the rows to run, comma-separated, of {','.join(ROWS)}"
     )
@@ -321,7 +326,7 @@ def main() -> None:
     only = tuple(name.strip() for name in args.only.split(","))
     if unknown := [name for name in only if name not in ROWS]:
         ap.error(f"--only: unknown row {', '.join(unknown)} (rows: {', '.join(ROWS)})")
-    print(h.render_table(rows(setup, measure(setup, args.repeat, only))))
+    print(h.render_table(rows(setup, measure(setup, args.repeat, only, args.keep))))
 
 
 if __name__ == "__main__":
