@@ -73,6 +73,8 @@ class FetchStage:
         e = self.e
         if track.calls or not e.polls_counted or not e.latency.ready or track in e.scouting:
             return False
+        if e.result_polling.probes_young(track):  # polled at once on purpose
+            return False
         due = track.submitted_mono + e.latency.first_delay(counted=True)
         if due <= e.clock() + e.latency.t.min_step:
             return False
@@ -126,7 +128,7 @@ class FetchStage:
             return None
         finally:
             if probe:
-                e.result_polling.learned(learned)
+                e.result_polling.learned(learned, track)
 
     def observe_latency(self, track: Track, estimate: float) -> None:
         e = self.e

@@ -204,7 +204,9 @@ class EngineState:
     def schedule_first_poll(self, track: Track) -> None:
         """A new request's first status call: from the latency model once it knows enough; until
         then only a few scout requests are polled and the rest are held for the model."""
-        if self.latency.ready:
+        if self.result_polling.plan_probe(self.polls_counted, track):
+            self.scheduler.add(track, self.clock())  # surely not finished: the result URL's probe
+        elif self.latency.ready:
             first = self.latency.first_delay(counted=self.polls_counted)
             self.scheduler.add(track, max(self.clock(), track.submitted_mono + first))
         elif self.latency.admits_scout(len(self.scouting)):

@@ -33,3 +33,19 @@ def test_a_probe_that_says_nothing_is_followed_by_another() -> None:
     polling.learned(True)
     assert polling.via(True) is Via.RESULT
     assert polling.via(False) is Via.STATUS  # (polls not counted: the status URL, as ever)
+
+
+def test_one_request_just_submitted_is_probed_at_a_time_until_the_answer_is_known() -> None:
+    polling = ResultPolling()
+    first, second, third = object(), object(), object()
+    assert not polling.plan_probe(False, first)  # polls not counted: nothing to learn
+    assert polling.plan_probe(True, first)
+    assert polling.probes_young(first)
+    assert not polling.plan_probe(True, second)  # one at a time
+    assert polling.via(True) is Via.PROBE
+    polling.learned(None, first)  # no answer: another young request is probed
+    assert polling.plan_probe(True, second)
+    assert polling.via(True) is Via.PROBE
+    polling.learned(True, second)
+    assert not polling.plan_probe(True, third)  # known: no more probes
+    assert polling.via(True) is Via.RESULT
