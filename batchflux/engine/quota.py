@@ -216,9 +216,14 @@ class QuotaLearner:
                 if fixed < MIN_PERIOD_S or _off_whole(sliding) < _off_whole(fixed):
                     self.kind = SLIDING
                     self._periods.extend((period, self._span(reset, anchor)))
-                    return self._fit(
-                        now, reset, self._sliding_period(), reset - self._sliding_period() - FIT_S / 3
-                    )
+                    length = self._sliding_period()
+                    # The size is the first window's, which the first 429 showed full: its calls
+                    # began with the run's (or a period before its reset) and ended at the pause,
+                    # so no call's span straddles either edge. Counted from this 429's window
+                    # instead, the calls answered after its edge but counted before it added to
+                    # the size (64 for 60, measured, when the first window's answers spread 0.34 s).
+                    size = self._count(self._first_reset - length - FIT_S / 3, self._first_reset)
+                    return self._fit(now, reset, length, reset - length - FIT_S / 3, count=size)
         if reset - previous < MIN_PERIOD_S:
             return None
         self.kind = FIXED
@@ -274,19 +279,23 @@ class QuotaLearner:
         self._doubt_until = now + self.probe_after * period
         return None
 
-    def _fit(self, now: float, reset: float, period: float, start: float) -> Rate | None:
+    def _fit(
+        self, now: float, reset: float, period: float, start: float, count: int | None = None
+    ) -> Rate | None:
         """A 429 that fits the quota: the window from ``start`` to it holds the limit (and the
-        answers still on the wire add to it until ``reset``)."""
+        answers still on the wire add to it until ``reset``), or ``count`` is the limit, final."""
         self.fitted = True
         self._last_fit = now
         self._doubt_until = 0.0
         if self.kind == FIXED:
             self.boundary = reset
-        count = self._count(start, now)
+        final = count is not None
+        if count is None:
+            count = self._count(start, now)
         if count < 1:
             return None
         measured = Rate(count, _round_period(period))
-        self._measured = (reset, count)
+        self._measured = (now if final else reset, count)
         if measured == self.rate:
             return None
         self.rate = measured

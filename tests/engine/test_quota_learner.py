@@ -300,6 +300,29 @@ def test_a_sliding_window_is_learned_whole_however_late_its_answers_are_read(lag
     assert (learner.fitted, learner.busy, learner.rate) == (True, 0, Rate(10, 6.0))
 
 
+def test_a_sliding_window_is_sized_by_the_first_window_not_by_answers_read_late_at_the_second() -> None:
+    """The second 429 comes while the first window's last calls are still in the server's window:
+    their answers, read late, fall after its edge though the server counted them before it."""
+    clock = Clock()
+    learner = QuotaLearner(clock)
+    for i in range(10):  # sent 33 ms apart, counted 5 ms after, answered 80 ms after that
+        sent = 0.033 * i
+        clock.now = sent + 0.085
+        learner.accepted(sent)
+    clock.now = 0.4
+    assert learner.rate_limited(6.005 - clock.now) is None  # the first call's slot frees at 6.005
+    for i in range(4):  # back at the reset, one call as each place frees
+        sent = 6.01 + 0.033 * i
+        clock.now = sent + 0.01
+        learner.accepted(sent)
+    clock.now = 6.15
+    # Refused until the fifth call of the first window leaves (counted at 0.137): the window from
+    # there holds its last six calls and these four. Counted by answers from that edge, the calls
+    # at 0.071 and 0.104, answered at 0.151 and 0.184, would count too: 12.
+    assert learner.rate_limited(6.137 - clock.now) == Rate(10, 6.0)
+    assert learner.kind == "sliding"
+
+
 def test_late_answers_without_their_send_times_read_a_sliding_window_as_fixed() -> None:
     """The send times are what tell it: the answers alone, read 150 ms late, put the window's start
     a cushion later than the server's, and the resets read as fixed windows of 6.1 s."""
