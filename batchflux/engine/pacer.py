@@ -156,7 +156,13 @@ class Pacer:
             # opening (~0.1 s at every 429, measured).
             delay = min(delay, max(0.0, exc.delay_s) + RESET_PRECISION_S)
         for paused in self.paused_with(kind):
-            if self.gates[paused].pause_for(delay) and exc.delay_s is not None:
+            gate = self.gates[paused]
+            if exc.delay_s is not None and gate.resume_at >= self._clock() + exc.delay_s:
+                # The pause already covers this reset: the calls refused together announce one
+                # reset, and each 429's own jitter would only push the pause to the latest of them
+                # (reset + ~0.15 s after a burst of 16, measured, where one draw averages 0.1 s).
+                continue
+            if gate.pause_for(delay) and exc.delay_s is not None:
                 self._on_pause(paused, self._wall() + delay)
 
     def paused_with(self, kind: str) -> list[str]:
