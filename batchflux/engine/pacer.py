@@ -92,12 +92,12 @@ class Pacer:
             # Sliding, a submit is let through a pause's end early by the limiter's head start: it
             # prepares meanwhile and goes at the reset (its slot's not_before), not a preparation
             # later (a window's 60 submits spread over 0.22 s instead of 0.08, measured).
-            early = self.limiter.head_start if self.limiter is not None and paced else 0.0
+            early = self.limiter.early if self.limiter is not None and paced else 0.0
             await gate.wait(early=early)
             if self.limiter is None or not paced:
                 return None
             slot = await self.limiter.acquire(urgent=urgent)
-            if gate.resume_at - self.limiter.head_start <= self._clock():
+            if gate.resume_at - self.limiter.early <= self._clock():
                 slot.not_before = max(slot.not_before, gate.resume_at)
                 if kind != "submit":  # sent at once: nothing to prepare while its place frees
                     await self.ready(slot, kind, prepared=False)
@@ -127,9 +127,8 @@ class Pacer:
             return
         if slot is None and self.limiter is not None:
             # Sent before there was a limiter (or before its kind was known to count), answered
-            # after: the server counted it all the same. Left out, the window it falls in takes one
-            # call too many, and the 429 pauses every caller (measured: one a run, a window's
-            # opening 0.14 s late from then on).
+            # after: the server counted it all the same. Left out, the window it falls in would
+            # admit one call more than the quota, and that call's 429 pause every caller.
             self.limiter.seed([self._clock()], normal=kind == "submit")
         if self.quota is not None:
             self._learned(self.quota.accepted(sent))

@@ -75,9 +75,10 @@ class SlidingWindowLimiter:
     A call is not sent the moment its slot is granted: a submit first records its intent and waits
     for the disk (~20 ms here). Counted from its answer, each slot would then come back that much
     later every window, and the windows' submits drift apart (0.09 s to 0.35 s over ten windows,
-    measured). So, sliding, a slot is granted a *head start* early — the time most recent calls
-    took from grant to ready (:meth:`ready`) — and carries ``not_before``, the moment the place it
-    takes frees: the call does its preparation meanwhile and goes no sooner (:meth:`ready` waits).
+    measured). So, sliding, a slot is granted a *head start* early — the longest time the last 32
+    calls took from grant to ready (:meth:`ready`) — and carries ``not_before``, the moment the
+    place it takes frees: the call does its preparation meanwhile and goes no sooner (:meth:`ready`
+    waits).
 
     Waiters are served in arrival order, ``urgent`` ones first (polls, when the server counts them
     toward the same quota as submits: a finished job should not wait behind new work). A timer at
@@ -202,14 +203,16 @@ class SlidingWindowLimiter:
         # calls in every window.
         return max(0, math.floor(room / (1.0 + self.followups) + 0.5))
 
-    def _early(self) -> float:
-        """How long before its place frees a slot may be granted (sliding only: a fixed window's
-        opening is one instant for every call)."""
+    @property
+    def early(self) -> float:
+        """How long before its place frees a slot may be granted (sliding only: a slot of the
+        server's fixed windows counts in the window it is taken in, and must not be taken in the
+        one before)."""
         return self.head_start if self._boundary is None else 0.0
 
     def _room(self, *, normal: bool) -> bool:
         now = self._clock()
-        early = self._early()
+        early = self.early
         while self._freeing and self._freeing[0] <= now:
             del self._freeing[0]
         while self._log and (frees := self._expiry(self._log[0].at)) - early <= now:
@@ -269,9 +272,9 @@ class SlidingWindowLimiter:
         if not (self._urgent or self._normal):
             return
         if self._urgent or len(self._log) >= self.rate.limit:
-            at = self._expiry(self._log[0].at) - self._early()  # full: its oldest slot frees one
+            at = self._expiry(self._log[0].at) - self.early  # full: its oldest slot frees one
         else:  # the submits' part is spent: their oldest slot frees one, or the next window opens
-            at = self._expiry(self._normal_log[0].at) - self._early() if self._normal_log else math.inf
+            at = self._expiry(self._normal_log[0].at) - self.early if self._normal_log else math.inf
             if self._boundary is not None:
                 opens = self._boundary + (self._index(self._clock()) + 1) * self.rate.period
                 at = min(at, opens + self.guard)

@@ -218,3 +218,18 @@ async def test_aligned_a_wake_up_inside_the_guard_still_opens_the_next_window_on
     limiter.keep_room(1.0)
     await asyncio.wait_for(third, 1.0)
     assert loop.time() - start < 0.3  # served as the window opened, not a window later
+
+
+async def test_aligned_to_fixed_windows_no_slot_is_granted_ahead_of_its_window() -> None:
+    """A slot of the server's fixed windows counts in the window it is taken in: taken a head start
+    before a boundary, it would count in the window before while its call lands in the next."""
+    loop = asyncio.get_running_loop()
+    limiter = SlidingWindowLimiter(Rate(2, 1.0), loop.time)
+    assert limiter.early > 0  # sliding: granted a head start early
+    boundary = loop.time() + 0.2
+    limiter.align(boundary, guard=0.0)  # the server's windows open at +0.2 s, +1.2 s, ...
+    assert limiter.early == 0.0
+    for _ in range(2):
+        await limiter.acquire()  # this window, opened 0.8 s ago, is full
+    await limiter.acquire()
+    assert loop.time() >= boundary - 1e-3
