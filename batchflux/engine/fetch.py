@@ -26,7 +26,6 @@ from batchflux.files.durable import WriteFailed
 from batchflux.ledger import EventType
 
 log = logging.getLogger("batchflux.engine")
-PROBE_WAIT_S = 0.25  # a poll due while the result URL is being probed looks again this much later
 
 
 class FetchStage:
@@ -43,9 +42,6 @@ class FetchStage:
             if self.too_early(track):
                 continue
             via = e.result_polling.via(e.polls_counted)
-            if via is Via.WAIT:
-                e.scheduler.add(track, e.clock() + PROBE_WAIT_S)
-                continue
             if via is not Via.STATUS:
                 await self.poll_result(track, probe=via is Via.PROBE)
                 continue

@@ -1,12 +1,12 @@
-"""Where a poll goes (pure): the status URL until polls are known to count; then one probe of the
-result URL while the other polls wait for its answer; then the result URL alone, or the status URL
-as before."""
+"""Where a poll goes (pure): the status URL until polls are known to count; then the result URL as
+probes, one of them a request just submitted, until one answers for a request not finished; then the
+result URL alone, or the status URL as before."""
 
 from __future__ import annotations
 
 import pytest
 
-from batchflux.engine.resultpoll import MAX_PROBES, ResultPolling, Via
+from batchflux.engine.resultpoll import ResultPolling, Via
 
 
 def test_polls_not_counted_go_to_the_status_url_and_nothing_is_probed() -> None:
@@ -18,8 +18,7 @@ def test_polls_not_counted_go_to_the_status_url_and_nothing_is_probed() -> None:
 @pytest.mark.parametrize(("answer", "then"), [(True, Via.RESULT), (False, Via.STATUS)])
 def test_the_first_conclusive_probe_decides_for_the_run(answer: bool, then: Via) -> None:
     polling = ResultPolling()
-    assert [polling.via(True) for _ in range(MAX_PROBES)] == [Via.PROBE] * MAX_PROBES
-    assert polling.via(True) is Via.WAIT  # the others wait for their answers
+    assert [polling.via(True) for _ in range(8)] == [Via.PROBE] * 8  # none waits for another
     polling.learned(answer)
     polling.learned(not answer)  # the first conclusive answer decides
     assert [polling.via(True) for _ in range(3)] == [then] * 3
