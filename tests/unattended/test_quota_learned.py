@@ -101,8 +101,10 @@ async def test_a_run_killed_inside_a_pause_waits_it_out_when_resumed(tmp_path: P
     # The emulator's history records land at once: a short landing wait for the killed run's open
     # submits keeps the test quick.
     args = ("run", manifest, "--out", out, "--no-progress", "--no-report", "--history-wait", "1")
-    # A long window: the pause announced by the first 429 outlasts the kill and the restart.
-    async with Emulator(EmulatorConfig(latency_mean=0.2, latency_sd=0.02, rpm=8, window_s=6.0)) as emu:
+    # A long window: the pause announced by the first 429 (it ends with the first window, counted
+    # from the emulator's start) outlasts the run's start-up, the kill and the restart — ~3 s idle,
+    # over 6 s with the suite in 4 workers on 2 busy cores (a 6 s window was seen to end first).
+    async with Emulator(EmulatorConfig(latency_mean=0.2, latency_sd=0.02, rpm=8, window_s=12.0)) as emu:
         cli = await clis.start(*args, emu=emu)
         await wait_until(
             lambda: not cli.running or any(e["event"] == "paused" for e in read_events(out)),
