@@ -6,6 +6,10 @@
   then ``await emu.start()``: any emulator it made that is still running is stopped at teardown.
 
 Point clients at ``emu.base_url`` with the key ``batchflux.emulator.DEFAULT_API_KEY``.
+
+The suite runs in parallel worker processes (pytest-xdist, ``-n``/``--dist loadfile`` in pyproject's
+addopts: each file's tests stay in one worker). Files holding a test marked ``slow`` are collected
+first, so that the minute-long ones start at once instead of being what the last worker is left with.
 """
 
 from __future__ import annotations
@@ -18,6 +22,12 @@ import pytest
 from runkit import Clis
 
 from batchflux.emulator import Emulator, EmulatorConfig
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with a ``slow`` test first (their order among themselves, and every other file's, kept)."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 @pytest.fixture

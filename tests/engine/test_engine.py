@@ -56,6 +56,7 @@ async def test_happy_path_with_local_inputs(tmp_path: Path) -> None:
     assert files_containing(out, DEFAULT_API_KEY) == []
 
 
+@pytest.mark.slow
 async def test_every_job_survives_faults_and_a_429ing_quota(tmp_path: Path) -> None:
     """200 jobs, 10 % of every call failing in each way, and a quota the client is not told."""
     jobs = plain_jobs(200)

@@ -16,6 +16,7 @@ import json
 import random
 from pathlib import Path
 
+import pytest
 from runkit import (
     Clis,
     abandoned_requests,
@@ -37,6 +38,7 @@ JOBS = 300
 KILLS = 5
 
 
+@pytest.mark.slow
 async def test_five_kill_9s_then_resume_lose_nothing_and_pay_twice_only_when_ambiguous(
     tmp_path: Path, clis: Clis
 ) -> None:

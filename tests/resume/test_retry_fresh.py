@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from runkit import (
     Clis,
     assert_images_match_emulator,
@@ -29,6 +30,7 @@ def failed_causes(out: Path) -> dict[str, str]:
     return {job: e["cause"] for job, e in last.items() if e["event"] == "failed"}
 
 
+@pytest.mark.slow
 async def test_retry_failed_selects_verdicts_by_cause_and_accidents_retry_by_themselves(
     tmp_path: Path, clis: Clis
 ) -> None:

@@ -56,6 +56,7 @@ class Relay:
         self._writers -= {writer, up_writer}
 
 
+@pytest.mark.slow
 async def test_the_bucket_going_away_stops_the_run_with_75_and_the_rerun_completes(
     tmp_path: Path, clis: Clis, bucket: str, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:

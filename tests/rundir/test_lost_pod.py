@@ -9,6 +9,7 @@ import shutil
 import signal
 from pathlib import Path
 
+import pytest
 from runkit import Clis, plain_jobs, wait_until, write_manifest
 from s3kit import all_objects, images_of, ledger_of
 
@@ -17,6 +18,7 @@ from batchflux.emulator import Emulator, EmulatorConfig
 SLOW = EmulatorConfig(latency_mean=1.5, latency_sd=0.2)
 
 
+@pytest.mark.slow
 async def test_kill_9_with_the_spool_deleted_pays_nothing_twice(
     tmp_path: Path, clis: Clis, bucket: str
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from runkit import (
     Clis,
     assert_images_match_emulator,
@@ -21,6 +22,7 @@ from runkit import (
 from batchflux.emulator import Emulator, EmulatorConfig
 
 
+@pytest.mark.slow
 async def test_an_outage_ends_the_run_with_75_and_the_rerun_finishes_every_job(
     tmp_path: Path, clis: Clis
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from runkit import (
     Clis,
     assert_images_match_emulator,
@@ -33,6 +34,7 @@ def assert_nothing_failed(out: Path, total: int) -> None:
     assert s["counts"]["done"] + s["counts"]["in_flight"] + s["counts"]["pending"] == total
 
 
+@pytest.mark.slow
 async def test_the_api_down_4s_into_a_run_fails_no_job_and_the_rerun_finishes(
     tmp_path: Path, clis: Clis
 ) -> None:
@@ -65,6 +67,7 @@ async def test_the_api_down_4s_into_a_run_fails_no_job_and_the_rerun_finishes(
         assert_images_match_emulator(emu, out, [j["id"] for j in jobs])
 
 
+@pytest.mark.slow
 async def test_the_media_host_alone_down_fails_no_job_and_the_rerun_finishes(
     tmp_path: Path, clis: Clis
 ) -> None:
