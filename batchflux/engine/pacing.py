@@ -132,10 +132,11 @@ class SlidingWindowLimiter:
         try:
             return await waiter
         except asyncio.CancelledError:
+            line = self._urgent if urgent else self._normal
             if waiter.done() and not waiter.cancelled():  # granted as it was cancelled: give it back
                 self._forget(waiter.result())
-            else:
-                (self._urgent if urgent else self._normal).remove(waiter)
+            elif waiter in line:  # not yet dropped by a _serve() that found it cancelled
+                line.remove(waiter)
             self._serve()
             raise
 

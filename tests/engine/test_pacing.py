@@ -129,6 +129,24 @@ async def test_urgent_waiters_go_first_and_a_cancelled_one_gives_its_turn_away()
     assert gone.cancelled()
 
 
+async def test_waiters_cancelled_together_as_a_slot_frees_leave_quietly() -> None:
+    """A task group cancelling its workers cancels every waiter at once; the first to handle its
+    cancellation frees the line, which drops the other cancelled waiters before their own handlers
+    run: those must still end cancelled, not with an error (seen as a ValueError under load)."""
+    loop = asyncio.get_running_loop()
+    limiter = SlidingWindowLimiter(Rate(1, 60.0), loop.time)
+    held = await limiter.acquire()  # the window is full for a minute
+    waiters = [asyncio.create_task(limiter.acquire()) for _ in range(3)]
+    await asyncio.sleep(0)  # all three are waiting
+    for task in waiters:
+        task.cancel()
+    limiter.give_back(held)  # a slot frees before any of them has run its handler
+    results = await asyncio.gather(*waiters, return_exceptions=True)
+    assert [type(r) for r in results] == [asyncio.CancelledError] * 3
+    assert limiter.used() == 0  # none of them kept a slot
+    await asyncio.wait_for(limiter.acquire(), 1.0)  # and the line still serves
+
+
 async def test_a_new_rate_applies_to_the_waiters_at_once() -> None:
     loop = asyncio.get_running_loop()
     limiter = SlidingWindowLimiter(Rate(1, 10.0), loop.time)
