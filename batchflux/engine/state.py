@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -192,7 +193,9 @@ class EngineState:
         elif self.closing and not self._closed_in:
             self._closed_in = True  # the last few jobs: their polls, already scheduled, come sooner
             now = self.clock()
-            self.scheduler.tighten(lambda t: now + self.latency.closing_delay(now - t.submitted_mono))
+            self.scheduler.tighten(
+                lambda t: now + (self.latency.closing_delay(now - t.submitted_mono) or math.inf)
+            )
 
     @property
     def closing(self) -> bool:
