@@ -96,14 +96,21 @@ class FetchStage:
             try:
                 res = await e.call("result", e.client.result, track.response_url)
             except Expired as exc:
-                young = e.clock() - track.submitted_mono < e.cfg.retention_s / 2
-                if not (probe and young):
+                age = e.clock() - track.submitted_mono
+                pending_404 = probe or e.result_polling.answers_pending is False
+                if not (pending_404 and age < e.cfg.retention_s / 2):
                     return self.request_error(track, exc)
-                learned = False  # a 404 for a request well within its hour: it is not finished
-                if e.result_polling.answers_pending is None:  # said once, by the first to learn it
-                    log.info("the result URL does not answer a request not finished yet (%s); "
-                             "polling the status URL", exc)  # fmt: skip
-                e.scheduler.add(track, e.clock())
+                # A 404 for a request well within its hour: it is not finished. Polled again here:
+                # the poll that finds it done brings its output, one call where the status URL takes
+                # two.
+                track.calls += 1
+                if probe:
+                    learned = False
+                    if e.result_polling.answers_pending is None:  # said once, by the first to learn it
+                        log.info("the result URL answers 404 for a request not finished yet (%s); "
+                                 "polls stay there, a 404 within the request's hour read as not "
+                                 "finished", exc)  # fmt: skip
+                self.not_yet(track, track.last_status, age)
                 return None
             except (Transient, RateLimited):
                 e.scheduler.add(track, e.clock() + e.cfg.backoff_cap_s)

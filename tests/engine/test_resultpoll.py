@@ -1,6 +1,6 @@
 """Where a poll goes (pure): the status URL until polls are known to count; then the result URL as
 probes, one of them a request just submitted, until one answers for a request not finished; then the
-result URL alone, or the status URL as before."""
+result URL alone, whichever the answer."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ def test_polls_not_counted_go_to_the_status_url_and_nothing_is_probed() -> None:
     assert polling.answers_pending is None
 
 
-@pytest.mark.parametrize(("answer", "then"), [(True, Via.RESULT), (False, Via.STATUS)])
+# Either answer keeps the polls on the result URL: a 404 within the request's hour means not finished.
+@pytest.mark.parametrize(("answer", "then"), [(True, Via.RESULT), (False, Via.RESULT)])
 def test_the_first_conclusive_probe_decides_for_the_run(answer: bool, then: Via) -> None:
     polling = ResultPolling()
     assert [polling.via(True) for _ in range(8)] == [Via.PROBE] * 8  # none waits for another

@@ -1,7 +1,7 @@
 """When the server counts polls toward the quota (issue 21): a 429 on any counted kind pauses every
-counted kind, and where the result URL answers a request not finished yet, polls go there alone —
-one counted call a poll, and the poll that finds the job done brings its output. Where it answers
-404 instead, polling stays as before and no job is taken for expired."""
+counted kind, and polls go to the result URL alone — one counted call a poll, and the poll that finds
+the job done brings its output — whether it answers a request not finished yet with its status or
+with a 404 (read as not finished within the request's hour: no job is taken for expired)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,10 @@ async def test_polls_counted_as_few_calls_a_job_as_the_server_allows(
         first_pause_end = min(stats["rate_limited_times"]) + config.window_s
         late = [t for t in stats["in_announced_pause_times"] if t > first_pause_end]
         assert late == [], (late, stats["rate_limited_times"])
-    else:  # as before: submit, status polls, one result call
-        assert said.count("does not answer a request not finished") == 1  # probed once a run
-        assert stats["status_calls"] >= len(jobs)
+    else:  # the 404 is learned once, and the polls stay on the result URL
+        assert said.count("answers 404 for a request not finished") == 1, said
+        # Polling the status URL, then the result, takes 3 counted calls a job at the least (3.04 in
+        # bench_hosts). This test's latencies are wide (sd 1.2 s), so some jobs are polled again:
+        # 2.7 measured.
+        assert per_job < 3.0, (per_job, stats)
+        assert stats["status_calls"] < len(jobs) / 10  # only those before polls were seen to count
