@@ -33,7 +33,9 @@ API_KINDS = ("submit", "poll")  # the kinds the API's own host serves: one quota
 # A call this close to a learned window's boundary counts on both sides of it: the reset header's
 # precision and the clocks' skew (at most a 60th of the window, so ≤ 1.7 % of it is spent twice).
 ALIGN_GUARD_S = 0.25
-# The reset header's precision (milliseconds): a pause the limiter paces ends this long after it.
+# A pause the limiter paces ends this long after the reset: the emulator's header is rounded up to
+# the millisecond. (Segmind's precision is undocumented; a reset read early meets one more 429, and
+# the limiter, counting from the calls' answers, holds the window's calls back meanwhile.)
 RESET_PRECISION_S = 0.002
 
 
