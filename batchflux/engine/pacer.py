@@ -69,6 +69,7 @@ class Pacer:
         self.one_at_a_time = asyncio.Lock()  # submits measuring a quota's window go through it
         self.counted: set[str] = set()  # kinds of call the server has limited (so counts toward its quota)
         self.followups = FollowUps()  # calls a job makes after its submit: polls' share of a window
+        self._places = 0  # submits let into the window after the first 429 while it is measured
         self._said_rate: Rate | None = None  # the learned quota as last logged
         self._announce: asyncio.TimerHandle | None = None
         self._wait_out(pauses or {})
@@ -113,7 +114,10 @@ class Pacer:
         any pause a 429 announced meanwhile."""
         if slot is not None and self.limiter is not None:
             await self.limiter.ready(slot, prepared=prepared)
-        await self.gate(kind).wait()
+        gate = self.gate(kind)
+        await gate.wait()
+        if self.limiter is None and kind == "submit" and await self._take_place():
+            await gate.wait()  # a 429 came meanwhile
 
     def answered(self, slot: Slot | None) -> None:
         """The server saw the call no later than now: its window is counted from here."""
@@ -155,6 +159,10 @@ class Pacer:
             # The limiter lets through no more than the quota from the reset on: the pause needs
             # no cushion or jitter to spread the callers, and each would hold back a whole window's
             # opening (~0.1 s at every 429, measured).
+            delay = min(delay, max(0.0, exc.delay_s) + RESET_PRECISION_S)
+        elif self._measuring and exc.delay_s is not None and self.paused_with(kind) == ["submit"]:
+            # The window is measured: each submit goes when its place in it frees (ready), so the
+            # pause needs no cushion or jitter either (~0.1 s of the window after the first 429).
             delay = min(delay, max(0.0, exc.delay_s) + RESET_PRECISION_S)
         for paused in self.paused_with(kind):
             gate = self.gates[paused]
@@ -209,6 +217,10 @@ class Pacer:
 
     # ---- inside --------------------------------------------------------------------------
 
+    @property
+    def _measuring(self) -> bool:
+        return self.quota is not None and self.quota.measuring
+
     def _learned(self, rate: Rate | None) -> None:
         """The learner has a new rate: pace by it from now on."""
         if rate is None:
@@ -225,6 +237,20 @@ class Pacer:
             self._announce.cancel()
         assert self.quota is not None
         self._announce = self._loop.call_at(self.quota.settles_at, self.say_quota)
+
+    async def _take_place(self) -> bool:
+        """While the quota's window is measured, a submit goes when its place in the window after
+        the first 429 frees (:meth:`~.quota.QuotaLearner.frees_at`): the calls that 429 refused come
+        back one by one as the places free, not all at once a cushion after the reset (so its pause
+        needs none). Returns whether it waited."""
+        at = self.quota.frees_at(self._places) if self.quota is not None else None
+        if at is None:
+            return False
+        self._places += 1
+        if (wait := at - self._clock()) <= 0:
+            return False
+        await asyncio.sleep(wait)
+        return True
 
     def _align(self, delay: float | None) -> None:
         """A learned quota counts in the server's own windows: fixed ones start at the reset of a

@@ -59,6 +59,11 @@ FIXED, SLIDING = "fixed", "sliding"
 FIT_S = 0.03  # a reset this close to where a window quota puts it fits that quota
 ANSWER_LAG_S = 0.05  # a call's send to its answer, when not told (the server counted it in between)
 CUSHION_S = 0.2  # how long after a reset the client comes back, at most (the 429 pause's cushion and jitter)
+# While the window is measured, its calls come back this long after the first 429's reset at the
+# earliest: a sliding window's next 429 then lands more than FIT_S past one period after the first's,
+# where fixed windows that the run began at the opening of put it exactly (see _measure). With no
+# gap, a sliding window paced place by place read as fixed, and its next window met 46 429s.
+APART_S = 0.05
 PERIOD_ESTIMATES = 5  # a sliding window's length: the longest of the last few measurements
 
 
@@ -131,6 +136,28 @@ class QuotaLearner:
         freed = sum(1 for t in self._accepted if t <= freed_before and t < reset)
         since = sum(1 for t in self._accepted if t >= reset)
         return since + in_flight < freed
+
+    @property
+    def measuring(self) -> bool:
+        """Whether the window is being measured: after the first 429, before the rate."""
+        return self.rate is None and self._reset is not None
+
+    def frees_at(self, place: int) -> float | None:
+        """While the window is measured: when the ``place``-th slot (from 0) of the window after the
+        first 429 is free under either kind of window (a fixed one frees them all at the reset), and
+        :data:`APART_S` after that reset at the earliest. A sliding window frees the first window's
+        slots one by one, a window after the server counted each call, which it did before the call
+        was answered: the first 429's reset is a window after the run's first call (:meth:`_span`
+        reads that window off it), so the ``place``-th answer plus that window is when its slot is
+        free at the latest. None: past the first window's calls, or not measuring."""
+        reset = self._first_reset
+        if not self.measuring or place >= len(self._accepted):
+            return None
+        taken = self._accepted[place]
+        if taken >= reset:
+            return None
+        window = self._span(reset, (self._sent[0], self._accepted[0]))
+        return max(reset + APART_S, taken + window)
 
     def recent(self, period: float) -> list[float]:
         """When the calls accepted in the last ``period`` seconds were answered."""

@@ -7,8 +7,9 @@ import asyncio
 import random
 
 from batchflux.api import RateLimited
-from batchflux.engine.pacer import Pacer
+from batchflux.engine.pacer import RESET_PRECISION_S, Pacer
 from batchflux.engine.pacing import Rate
+from batchflux.engine.quota import APART_S
 
 
 def pacer(rate: Rate | None, pauses: list[tuple[str, float]] | None = None) -> Pacer:
@@ -81,6 +82,34 @@ async def test_without_a_rate_two_429s_teach_the_window_and_the_submits_are_pace
     assert p.used() == 3
     await p.admit("submit", urgent=False)  # the fourth waits for the window after
     assert loop.time() >= reopens + rate.period - 1e-3
+
+
+async def test_while_the_window_is_measured_the_refused_submits_come_back_as_their_places_free() -> None:
+    loop = asyncio.get_running_loop()
+    p = pacer(None)
+    sent = loop.time()
+    for _ in range(3):  # sent together, answered 0.1 s apart
+        await asyncio.sleep(0.1)
+        p.accepted("submit", sent)
+    start = loop.time()
+    p.rate_limited(RateLimited(delay_s=0.2), 1, "submit")
+    # No cushion or jitter: nothing goes before its place frees anyway.
+    assert p.gate("submit").resume_at - start <= 0.2 + RESET_PRECISION_S + 0.001
+    went: list[float] = []
+
+    async def submit() -> None:
+        await p.ready(await p.admit("submit", urgent=False))
+        went.append(loop.time() - start)
+
+    await asyncio.gather(*(submit() for _ in range(4)))
+    # The reset frees the first call's place, a window (0.5 s) after its answer; the others free as
+    # far apart as they were answered. The first goes APART_S after the reset at the earliest, and
+    # a fourth, past the first window's calls, at the reset (then one at a time, see admits).
+    fourth, *places = sorted(went)
+    assert fourth >= 0.2
+    frees = [0.2 + APART_S, 0.3, 0.4]
+    assert all(at >= free - 0.002 for at, free in zip(places, frees, strict=True)), (places, frees)
+    assert p.gate("submit").pauses == 1
 
 
 async def test_history_calls_are_one_kind_and_paced_once_the_quota_counts_them() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from batchflux.emulator.quota import FixedWindowQuota, SlidingWindowQuota
 from batchflux.engine.pacing import Rate
 from batchflux.engine.quota import FollowUps, QuotaLearner, suggest_flag
 
@@ -255,6 +256,48 @@ def test_a_run_that_began_as_a_fixed_window_opened_is_not_taken_for_a_sliding_on
     steps += [*window(6.1, 10, spacing=0.001), (6.12, "429", 5.88)]
     assert drive(learner, clock, steps) == [Rate(10, 6.0)]
     assert learner.kind == "fixed"
+
+
+@pytest.mark.parametrize(("lag", "connecting"), [(0.002, 0.0), (0.002, 0.04), (0.08, 0.04)])
+@pytest.mark.parametrize("limiter", ["fixed", "sliding"])
+def test_calls_sent_as_their_places_free_are_accepted_and_the_next_429_tells_the_windows_kind(
+    limiter: str, lag: float, connecting: float
+) -> None:
+    """While the window is measured, the calls go as :meth:`QuotaLearner.frees_at` says, against
+    the emulator's own quotas. A fixed window that the run began at the opening of, and a sliding
+    one, look alike to here: each first 429 frees the first call's slot a window on. Sent back at
+    the reset, place by place, the sliding window's next 429 would come a window after the first's
+    too, and read fixed."""
+    clock = Clock()
+    learner = QuotaLearner(clock)
+    server = FixedWindowQuota(10, 6.0, origin=0.0) if limiter == "fixed" else SlidingWindowQuota(10, 6.0)
+
+    def call(sent: float, answer_lag: float = lag) -> Rate | None:
+        """Counted ``lag / 2`` after it is sent, answered ``answer_lag`` after that."""
+        decision = server.acquire("key", sent + lag / 2)
+        clock.now = sent + lag / 2 + answer_lag
+        if decision.allowed:
+            assert learner.accepted(sent) is None
+            return None
+        assert learner.rate is None, "a call refused after the rate was learned"
+        rate = learner.rate_limited(decision.reset_at - clock.now)
+        assert rate is not None or learner.measuring
+        return rate
+
+    call(0.0, answer_lag=lag + connecting)  # the run's first call may set up the connection
+    for i in range(1, 10):
+        call(0.033 * i)
+    assert call(0.4) is None  # the eleventh is refused, and the window is measured from here
+    assert learner.measuring
+    places = [learner.frees_at(place) for place in range(10)]
+    assert learner.frees_at(10) is None  # past the first window's calls: one at a time
+    for at in places:
+        assert at is not None
+        assert call(at) is None  # accepted: the place was free
+        assert learner.measuring
+    assert call(clock.now + 0.01) == Rate(10, 6.0)  # the window full again: measured
+    assert learner.kind == limiter
+    assert learner.frees_at(0) is None  # measured: the limiter paces from here
 
 
 def test_a_sliding_window_read_as_fixed_is_read_again_at_its_first_full_429() -> None:
