@@ -28,9 +28,10 @@ to them until it ends, and each such answer raises the learned size by one (a bu
 window's opening once measured 54).
 
 The rate is a hypothesis the server can refute. A later 429 *fits* it when the client had its window
-full (``used`` at the limit or one under it: a probe) and its reset is where the quota puts one: on
-a fixed window's boundary, or one period after an accepted call. It then measures the window again,
-exactly. Any other 429 — under the limit, or with a reset no window explains, as from a server that
+full (``used`` at the limit or one under it: a probe), its reset is where the quota puts one (on
+a fixed window's boundary, or one period after an accepted call), and the window it closes holds
+half the limit at least. It then measures the window again, exactly. Any other 429 — under the
+limit, with a reset no window explains, or closing a window all but empty, as from a server that
 refuses a share of submits under load whatever the rate — is load: the rate is kept, and rises by one
 a window (additive increase) until a 429 fits again; the pacer's pauses do the pacing meanwhile. With
 no such 429s, a long run of windows without one probes one submit higher, at most once every
@@ -285,7 +286,11 @@ class QuotaLearner:
                     self._periods.clear()
                     self._periods.append(sliding)
                     return self._fit(now, reset, sliding, reset - sliding - FIT_S / 3)
-            if on_grid and full:
+            # The window the reset closes holds half the limit at least, as a sliding one must: a
+            # busy server's reset can land on the grid too (the limiter sends at each opening),
+            # and counted from the one call in its window the quota read 1 a window, for good.
+            held = self._count(reset - period - FIT_S, now) >= limit / 2
+            if on_grid and full and held:
                 return self._fit(now, reset, period, reset - period)
             shorter = None if on_grid else self._shorter(reset, period, limit)
             if shorter is not None:

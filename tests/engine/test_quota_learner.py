@@ -188,6 +188,19 @@ def test_a_full_window_refused_at_its_end_is_the_quota_exactly() -> None:
     assert (learner.fitted, learner.busy, learner.boundary) == (True, 0, 18.0)
 
 
+def test_a_429_on_a_boundary_with_the_window_all_but_empty_is_load_too() -> None:
+    """A busy server's reset can land on the windows' grid (the limiter sends at each opening, and
+    a reset a little shorter than the window puts it there). Read as the quota while the client
+    counted its window full, the one call in it measured a quota of 1 a window, and each later 429
+    on the grid held it there: ~0.7 jobs a second for the rest of a run, seen once."""
+    clock = Clock()
+    learner = learned_fixed(clock)
+    drive(learner, clock, window(17.9, 1))
+    clock.now = 17.95
+    assert learner.rate_limited(0.05, used=9) is None  # reset at 18: on the grid, 1 call in its window
+    assert (learner.fitted, learner.busy, learner.rate) == (False, 1, Rate(10, 6.0))
+
+
 def test_after_load_429s_the_rate_rises_by_one_a_window_until_a_429_fits() -> None:
     clock = Clock()
     learner = learned_fixed(clock)
