@@ -54,14 +54,17 @@ class Pacer:
         wall: Callable[[], float] = time.time,
         on_pause: Callable[[str, float], None] = lambda kind, until: None,
         pauses: Mapping[str, float] | None = None,
+        to_submit: Callable[[], int | None] = lambda: None,
     ) -> None:
         """``rate``: the quota as told (None: learn it). ``on_pause(kind, until)``: a new pause the
         server announced (unix end time). ``pauses``: the ledger's announced pauses by kind (unix
-        end times); a kind still inside one waits it out."""
+        end times); a kind still inside one waits it out. ``to_submit()``: the jobs the run has
+        left to submit (None: not known yet)."""
         self._clock = clock
         self._rng = rng
         self._wall = wall
         self._on_pause = on_pause
+        self._to_submit = to_submit
         self._loop = asyncio.get_running_loop()
         self.gates = {kind: PauseGate(clock) for kind in GATE_KINDS}
         self.limiter = SlidingWindowLimiter(rate, clock) if rate else None
@@ -267,7 +270,7 @@ class Pacer:
     def _keep_room(self) -> None:
         """Once polls count toward the quota, each window keeps room for the polls of its submits."""
         if self.limiter is not None and "poll" in self.counted:
-            self.limiter.keep_room(self.followups.mean)
+            self.limiter.keep_room(self.followups.mean, left=self._to_submit)
 
     def _wait_out(self, pauses: Mapping[str, float]) -> None:
         now = self._wall()

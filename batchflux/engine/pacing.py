@@ -101,6 +101,10 @@ class SlidingWindowLimiter:
       submits take all of it at once, and the polls falling due a second later wait a window.
       Aligned, the polls already waiting at a window's opening come off the submits' part of that
       window, so a backlog is cleared in one window instead of being carried from window to window.
+      The run's last submits are let past that share once all that are ``left`` fit in the
+      window's free room: their polls wait for the next window, where a submit held over would
+      have waited for it too, and then for its job's latency (1 or 2 jobs of 600 held over made
+      a run end a window and a latency later, measured).
     """
 
     def __init__(self, rate: Rate, clock: Clock) -> None:
@@ -109,6 +113,7 @@ class SlidingWindowLimiter:
         self._log: deque[Slot] = deque()
         self._normal_log: deque[Slot] = deque()  # the normal acquisitions among them
         self.followups: float | None = None  # calls each normal acquisition brings (keep_room)
+        self._left: Callable[[], int | None] = lambda: None  # normal acquisitions still to come
         self._boundary: float | None = None  # a start of the server's fixed windows (loop clock)
         self._preps: deque[float] = deque(maxlen=PREP_MEMORY)  # recent calls' grant to ready
         self.head_start = min(HEAD_START, rate.period / 20)
@@ -172,9 +177,12 @@ class SlidingWindowLimiter:
         if slot.not_before > now:
             await asyncio.sleep(slot.not_before - now)
 
-    def keep_room(self, followups: float | None) -> None:
-        """Leave each window room for ``followups`` urgent calls per normal one (None: no room kept)."""
+    def keep_room(self, followups: float | None, left: Callable[[], int | None] | None = None) -> None:
+        """Leave each window room for ``followups`` urgent calls per normal one (None: no room kept).
+        ``left()``: the normal acquisitions still to come in the run (None: not known yet)."""
         self.followups = None if followups is None else max(0.0, followups)
+        if left is not None:
+            self._left = left
         self._wake()
 
     def _index(self, at: float) -> int:
@@ -193,6 +201,9 @@ class SlidingWindowLimiter:
         """How many normal acquisitions the current window admits."""
         if self.followups is None:
             return None
+        left = self._left()
+        if left is not None and len(self._log) + left <= self.rate.limit:
+            return None  # the run's last submits: all fit
         room = self.rate.limit
         if self._boundary is None:
             return max(1, math.floor(room / (1.0 + self.followups)))

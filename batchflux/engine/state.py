@@ -88,7 +88,13 @@ class EngineState:
         # The quota's gates and window: every API call passes it (downloads, from the public media
         # host, do not).
         self.pacer = Pacer(
-            config.rate, self.clock, rng=self.rng, wall=wall, on_pause=self._paused, pauses=pauses
+            config.rate,
+            self.clock,
+            rng=self.rng,
+            wall=wall,
+            on_pause=self._paused,
+            pauses=pauses,
+            to_submit=lambda: self.pending - self.active if self._fed else None,
         )
         self.latency = LatencyModel(config.poll)
         for latency in latencies:

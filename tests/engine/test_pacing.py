@@ -206,6 +206,35 @@ async def test_keep_room_leaves_each_window_room_for_the_follow_ups() -> None:
     fifth.cancel()
 
 
+@pytest.mark.parametrize("aligned", [False, True])
+async def test_the_runs_last_submits_take_the_window_past_their_share_once_all_of_them_fit(
+    aligned: bool,
+) -> None:
+    loop = asyncio.get_running_loop()
+    limiter = SlidingWindowLimiter(Rate(10, 60.0), loop.time)
+    if aligned:
+        limiter.align(loop.time() - 1.0, guard=0.0)  # a window opened a second ago
+    left = [7]  # the run's submits not yet made
+
+    async def submit() -> None:
+        await limiter.acquire()
+        left[0] -= 1
+
+    limiter.keep_room(1.5, left=lambda: left[0])  # 10 / 2.5 = 4 submits a window
+    await limiter.acquire(urgent=True)  # a poll: 9 places free, 7 submits left
+    for _ in range(4):
+        await asyncio.wait_for(submit(), 0.5)
+    last = [asyncio.create_task(submit()) for _ in range(3)]  # past the share, but all fit
+    await asyncio.wait_for(asyncio.gather(*last), 0.5)
+    assert limiter.used() == 8
+
+    left[0] = 3  # a new window's worth of work, where 3 would not fit the 2 places left
+    more = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.05)
+    assert not more.done()  # past its share, and the rest not all fitting: it waits
+    more.cancel()
+
+
 async def test_aligned_the_polls_waiting_at_an_opening_come_off_the_submits_part() -> None:
     loop = asyncio.get_running_loop()
     limiter = SlidingWindowLimiter(Rate(10, 60.0), loop.time)
