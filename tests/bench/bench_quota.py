@@ -1,7 +1,7 @@
 """Benchmark: how much of a windowed quota each client turns into finished images.
 
     python -m tests.bench.bench_quota [--jobs 600] [--limit 60] [--window 6] [--latency 2.4,0.5]
-        [--only rate,fixed,sliding,polls,sdk]
+        [--only rate,fixed,sliding,polls,sdk] [--keep DIR] [--client-path CHECKOUT]
 
 The emulator (its own process) grants ``--limit`` submits per ``--window`` seconds per key, fixed windows,
 and answers 429 beyond; inference takes N(2.4 s, 0.5 s), Segmind's ~24 s scaled by 1/10 like the window.
@@ -120,13 +120,16 @@ class QuotaRun:
         return bound / self.makespan if self.makespan > 0 else 0.0
 
 
+CLIENT_ROOT = h.ROOT  # --client-path: run another checkout's batchflux (a before/after)
+
+
 def _batchflux(setup: QuotaSetup, tmp: Path, manifest: Path, with_rate: bool, rep: int = 0) -> QuotaRun:
     polls = "-polls" if setup.count_polls else ""
     with h.emulator(*setup.emulator()) as emu:
         out = tmp / f"{'bf-rate' if with_rate else 'bf-learned'}{polls}-{setup.limiter}-{rep}"
         extra = ["--rate", setup.rate] if with_rate else []
         argv = h.batchflux_cmd(manifest, out, emu.url, *extra)
-        report = h.run_client("batchflux", ["--", *argv])
+        report = h.run_client("batchflux", ["--", *argv], root=CLIENT_ROOT)
         stats = emu.stats()
         events = runkit.read_events(out)
         results = {e["request_id"]: e["ts"] for e in events if e["event"] == "result"}
@@ -311,9 +314,15 @@ def main() -> None:
     ap.add_argument("--sdk-only", action="store_true", help="only the SDK run")
     ap.add_argument("--keep", type=Path, metavar="DIR", help="keep the runs' directories in DIR")
     ap.add_argument(
+        "--client-path", type=Path, metavar="DIR", help="run the batchflux of this checkout (a before/after)"
+    )
+    ap.add_argument(
         "--only", default=",".join(ROWS), help=f"the rows to run, comma-separated, of {','.join(ROWS)}"
     )
     args = ap.parse_args()
+    if args.client_path is not None:
+        global CLIENT_ROOT
+        CLIENT_ROOT = args.client_path.resolve()
     mean, sd = (float(x) for x in args.latency.split(","))
     setup = QuotaSetup(args.jobs, args.limit, args.window, mean, sd, threads=args.sdk_threads)
     if args.sdk_only:
