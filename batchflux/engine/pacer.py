@@ -158,14 +158,13 @@ class Pacer:
             self._learned(self.quota.rate_limited(exc.delay_s, used=used))
             self._align(exc.delay_s)
         delay = policy.rate_limit_delay(exc, attempt, self._rng)
-        if self.limiter is not None and exc.delay_s is not None and kind in API_KINDS:
-            # The limiter lets through no more than the quota from the reset on: the pause needs
-            # no cushion or jitter to spread the callers, and each would hold back a whole window's
-            # opening (~0.1 s at every 429, measured).
-            delay = min(delay, max(0.0, exc.delay_s) + RESET_PRECISION_S)
-        elif self._measuring and exc.delay_s is not None and self.paused_with(kind) == ["submit"]:
-            # The window is measured: each submit goes when its place in it frees (ready), so the
-            # pause needs no cushion or jitter either (~0.1 s of the window after the first 429).
+        # Once the limiter lets through no more than the quota from the reset on, or while the
+        # window is measured and each submit goes when its place frees (ready), the pause needs no
+        # cushion or jitter to spread the callers, and each would hold back a whole window's
+        # opening (~0.1 s at every 429, measured).
+        paced = self.limiter is not None and kind in API_KINDS
+        placed = self._measuring and self.paused_with(kind) == ["submit"]
+        if exc.delay_s is not None and (paced or placed):
             delay = min(delay, max(0.0, exc.delay_s) + RESET_PRECISION_S)
         for paused in self.paused_with(kind):
             gate = self.gates[paused]
